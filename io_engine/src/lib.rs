@@ -1,8 +1,12 @@
 //! The lowest layer of `virtual_file`: aligned, ownership-passing IO buffers ([`buf`]) and the IO
-//! engines that perform positional IO on them.
+//! engines that perform positional IO on them ([`engine`]).
 
 pub mod buf;
+pub mod engine;
+pub mod env;
 
 pub use buf::{
     Alignment, ConstAlign, DefaultAlign, FullSlice, IoBuf, IoBufMut, IoBuffer, IoBufferMut, Slice,
 };
+pub use engine::{DioAlign, FileStat, IoEngine, IoEngineKind, StdFsEngine, IO_ENGINE_ENV};
+pub use env::EnvSettingError;

@@ -1,0 +1,43 @@
+//! [`FileStat`]: what `statx` tells about an open file.
+
+/// The subset of `statx(2)` results this project uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// File size in bytes.
+    pub size: u64,
+    /// Preferred IO block size.
+    pub blksize: u32,
+    /// `O_DIRECT` alignment requirements (`STATX_DIOALIGN`), if the file system reported them. `None` when
+    /// the kernel or file system does not report it, or reports that it does not support `O_DIRECT` here.
+    pub dio: Option<DioAlign>,
+}
+
+/// `O_DIRECT` alignment requirements reported by `statx(STATX_DIOALIGN)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DioAlign {
+    /// Required alignment of the user buffer's address.
+    pub mem_align: u32,
+    /// Required alignment of file offsets and IO lengths.
+    pub offset_align: u32,
+}
+
+/// The `statx` mask this project asks for.
+pub(crate) const STATX_MASK: u32 = libc::STATX_BASIC_STATS | libc::STATX_DIOALIGN;
+
+impl FileStat {
+    /// Extracts the fields from a `statx` result.
+    pub(crate) fn from_statx(stx: &libc::statx) -> Self {
+        let dio = (stx.stx_mask & libc::STATX_DIOALIGN != 0
+            && stx.stx_dio_mem_align != 0
+            && stx.stx_dio_offset_align != 0)
+            .then_some(DioAlign {
+                mem_align: stx.stx_dio_mem_align,
+                offset_align: stx.stx_dio_offset_align,
+            });
+        Self {
+            size: stx.stx_size,
+            blksize: stx.stx_blksize,
+            dio,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The `std-fs` engine: positional syscalls on the calling thread.
+//!
+//! Every op is one blocking syscall made inline from the async fn, with no thread hop: the cheapest path
+//! for page-cache hits, and a stall of the calling executor thread for IO that must wait for the device.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::iovec::{mark_filled, read_iovecs, to_off_t, write_iovecs};
+use super::stat::{FileStat, STATX_MASK};
+use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
+
+/// The `std-fs` engine. Stateless; cloning is free.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdFsEngine;
+
+/// Turns a syscall's `ssize_t`/`int` result into `io::Result`, reading `errno` on -1.
+fn cvt<T: Copy + PartialOrd + Default + TryInto<usize>>(ret: T) -> io::Result<usize> {
+    if ret < T::default() {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret.try_into().unwrap_or(usize::MAX))
+    }
+}
+
+/// `iovcnt` for `preadv`/`pwritev`: more than `IOV_MAX` buffers is an error, not a kernel `EINVAL`.
+fn iov_count(n: usize) -> io::Result<libc::c_int> {
+    if n > libc::UIO_MAXIOV as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{n} buffers in one vectored IO; at most {}",
+                libc::UIO_MAXIOV
+            ),
+        ));
+    }
+    Ok(n as libc::c_int)
+}
+
+impl StdFsEngine {
+    /// `pread(2)` into the slice's window. Short reads are returned as they come; 0 means end of file.
+    pub fn read_at<B: IoBufMut>(
+        &self,
+        fd: &OwnedFd,
+        offset: u64,
+        mut buf: Slice<B>,
+    ) -> (Slice<B>, io::Result<usize>) {
+        let res = to_off_t(offset).and_then(|off| {
+            // SAFETY: the window `[ptr, ptr + len)` is writable memory owned by `buf` (IoBufMut contract),
+            // and `buf` outlives the call.
+            cvt(unsafe { libc::pread(fd.as_raw_fd(), buf.stable_mut_ptr().cast(), buf.len(), off) })
+        });
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote `n` bytes at the start of the window.
+            unsafe { buf.assume_filled(n) };
+        }
+        (buf, res)
+    }
+
+    /// `pwrite(2)` of the slice. Short writes are returned as they come.
+    pub fn write_at<B: IoBuf>(
+        &self,
+        fd: &OwnedFd,
+        offset: u64,
+        buf: FullSlice<B>,
+    ) -> (FullSlice<B>, io::Result<usize>) {
+        let res = to_off_t(offset).and_then(|off| {
+            // SAFETY: `[ptr, ptr + len)` is initialized memory owned by `buf`, alive for the call.
+            cvt(unsafe { libc::pwrite(fd.as_raw_fd(), buf.stable_ptr().cast(), buf.len(), off) })
+        });
+        (buf, res)
+    }
+
+    /// `preadv(2)` into the windows in order. Returns the total read; the windows are filled in order.
+    pub fn readv_at<B: IoBufMut>(
+        &self,
+        fd: &OwnedFd,
+        offset: u64,
+        mut bufs: Vec<Slice<B>>,
+    ) -> (Vec<Slice<B>>, io::Result<usize>) {
+        let iovecs = read_iovecs(&mut bufs);
+        let res = to_off_t(offset).and_then(|off| {
+            let cnt = iov_count(iovecs.len())?;
+            // SAFETY: every iovec points into a window owned by `bufs`, which outlives the call.
+            cvt(unsafe { libc::preadv(fd.as_raw_fd(), iovecs.as_ptr(), cnt, off) })
+        });
+        if let Ok(n) = res {
+            // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
+            unsafe { mark_filled(&mut bufs, n) };
+        }
+        (bufs, res)
+    }
+
+    /// `pwritev(2)` of the slices in order. Returns the total written.
+    pub fn writev_at<B: IoBuf>(
+        &self,
+        fd: &OwnedFd,
+        offset: u64,
+        bufs: Vec<FullSlice<B>>,
+    ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
+        let iovecs = write_iovecs(&bufs);
+        let res = to_off_t(offset).and_then(|off| {
+            let cnt = iov_count(iovecs.len())?;
+            // SAFETY: every iovec points into initialized memory owned by `bufs`, alive for the call.
+            cvt(unsafe { libc::pwritev(fd.as_raw_fd(), iovecs.as_ptr(), cnt, off) })
+        });
+        (bufs, res)
+    }
+
+    /// `fsync(2)`.
+    pub fn fsync(&self, fd: &OwnedFd) -> io::Result<()> {
+        // SAFETY: plain syscall on a valid descriptor.
+        cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
+    }
+
+    /// `fdatasync(2)`.
+    pub fn fdatasync(&self, fd: &OwnedFd) -> io::Result<()> {
+        // SAFETY: plain syscall on a valid descriptor.
+        cvt(unsafe { libc::fdatasync(fd.as_raw_fd()) }).map(drop)
+    }
+
+    /// `open(2)` with `flags | O_CLOEXEC` and `mode` (used with `O_CREAT`).
+    pub fn open(&self, path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+        let cpath = path_to_cstring(path)?;
+        // SAFETY: `cpath` is a valid NUL-terminated string alive for the call.
+        let fd = unsafe {
+            libc::open(
+                cpath.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        cvt(fd)?;
+        // SAFETY: `open` succeeded, so `fd` is a new descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// `statx(2)` of the open file: size, block size and `O_DIRECT` alignment.
+    pub fn statx(&self, fd: &OwnedFd) -> io::Result<FileStat> {
+        // SAFETY: `statx` is plain old data; all-zero is a valid value.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: the empty path with AT_EMPTY_PATH names `fd` itself; `stx` is a valid out-pointer.
+        cvt(unsafe {
+            libc::statx(
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                STATX_MASK,
+                &mut stx,
+            )
+        })?;
+        Ok(FileStat::from_statx(&stx))
+    }
+
+    /// `ftruncate(2)`.
+    pub fn ftruncate(&self, fd: &OwnedFd, len: u64) -> io::Result<()> {
+        let len = to_off_t(len)?;
+        // SAFETY: plain syscall on a valid descriptor.
+        cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+    }
+
+    /// `fallocate(2)` with `mode` (0, or `FALLOC_FL_*` flags).
+    pub fn fallocate(
+        &self,
+        fd: &OwnedFd,
+        mode: libc::c_int,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        let (off, len) = (to_off_t(offset)?, to_off_t(len)?);
+        // SAFETY: plain syscall on a valid descriptor.
+        cvt(unsafe { libc::fallocate(fd.as_raw_fd(), mode, off, len) }).map(drop)
+    }
+}
+
+/// A path as a NUL-terminated C string; a path with an interior NUL is an `InvalidInput` error.
+pub(crate) fn path_to_cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("path {} contains a NUL byte", path.display()),
+        )
+    })
+}
