@@ -8,5 +8,5 @@ pub mod env;
 pub use buf::{
     Alignment, ConstAlign, DefaultAlign, FullSlice, IoBuf, IoBufMut, IoBuffer, IoBufferMut, Slice,
 };
-pub use engine::{DioAlign, FileStat, IoEngine, IoEngineKind, StdFsEngine, IO_ENGINE_ENV};
+pub use engine::{DioAlign, FileStat, IoEngine, IoEngineKind, IoFd, StdFsEngine, IO_ENGINE_ENV};
 pub use env::EnvSettingError;

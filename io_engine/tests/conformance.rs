@@ -2,11 +2,10 @@
 //! past end of file, `O_DIRECT` from aligned buffers, vectored IO, errors, and the metadata ops compared
 //! with what `std` says about the same file.
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
-use io_engine::{ConstAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, Slice};
+use io_engine::{ConstAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, IoFd, Slice};
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
 
@@ -17,7 +16,7 @@ fn engine(kind: IoEngineKind) -> IoEngine {
     }
 }
 
-async fn open(e: &IoEngine, path: &Path, flags: libc::c_int) -> Arc<OwnedFd> {
+async fn open(e: &IoEngine, path: &Path, flags: libc::c_int) -> Arc<IoFd> {
     Arc::new(e.open(path, flags, 0o644).await.expect("open"))
 }
 
@@ -27,7 +26,7 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Reads exactly `len` bytes at `offset` (looping over short reads) into a fresh `Vec`.
-async fn read_all(e: &IoEngine, fd: &Arc<OwnedFd>, offset: u64, len: usize) -> Vec<u8> {
+async fn read_all(e: &IoEngine, fd: &Arc<IoFd>, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
         let pos = buf.len();

@@ -6,6 +6,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::fd::IoFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -44,7 +46,7 @@ impl StdFsEngine {
     /// `pread(2)` into the slice's window. Short reads are returned as they come; 0 means end of file.
     pub fn read_at<B: IoBufMut>(
         &self,
-        fd: &OwnedFd,
+        fd: &IoFd,
         offset: u64,
         mut buf: Slice<B>,
     ) -> (Slice<B>, io::Result<usize>) {
@@ -63,7 +65,7 @@ impl StdFsEngine {
     /// `pwrite(2)` of the slice. Short writes are returned as they come.
     pub fn write_at<B: IoBuf>(
         &self,
-        fd: &OwnedFd,
+        fd: &IoFd,
         offset: u64,
         buf: FullSlice<B>,
     ) -> (FullSlice<B>, io::Result<usize>) {
@@ -77,7 +79,7 @@ impl StdFsEngine {
     /// `preadv(2)` into the windows in order. Returns the total read; the windows are filled in order.
     pub fn readv_at<B: IoBufMut>(
         &self,
-        fd: &OwnedFd,
+        fd: &IoFd,
         offset: u64,
         mut bufs: Vec<Slice<B>>,
     ) -> (Vec<Slice<B>>, io::Result<usize>) {
@@ -97,7 +99,7 @@ impl StdFsEngine {
     /// `pwritev(2)` of the slices in order. Returns the total written.
     pub fn writev_at<B: IoBuf>(
         &self,
-        fd: &OwnedFd,
+        fd: &IoFd,
         offset: u64,
         bufs: Vec<FullSlice<B>>,
     ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
@@ -111,19 +113,19 @@ impl StdFsEngine {
     }
 
     /// `fsync(2)`.
-    pub fn fsync(&self, fd: &OwnedFd) -> io::Result<()> {
+    pub fn fsync(&self, fd: &IoFd) -> io::Result<()> {
         // SAFETY: plain syscall on a valid descriptor.
         cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
     }
 
     /// `fdatasync(2)`.
-    pub fn fdatasync(&self, fd: &OwnedFd) -> io::Result<()> {
+    pub fn fdatasync(&self, fd: &IoFd) -> io::Result<()> {
         // SAFETY: plain syscall on a valid descriptor.
         cvt(unsafe { libc::fdatasync(fd.as_raw_fd()) }).map(drop)
     }
 
     /// `open(2)` with `flags | O_CLOEXEC` and `mode` (used with `O_CREAT`).
-    pub fn open(&self, path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    pub fn open(&self, path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<IoFd> {
         let cpath = path_to_cstring(path)?;
         // SAFETY: `cpath` is a valid NUL-terminated string alive for the call.
         let fd = unsafe {
@@ -135,11 +137,12 @@ impl StdFsEngine {
         };
         cvt(fd)?;
         // SAFETY: `open` succeeded, so `fd` is a new descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(IoFd::new(owned, flags & libc::O_DIRECT != 0))
     }
 
     /// `statx(2)` of the open file: size, block size and `O_DIRECT` alignment.
-    pub fn statx(&self, fd: &OwnedFd) -> io::Result<FileStat> {
+    pub fn statx(&self, fd: &IoFd) -> io::Result<FileStat> {
         // SAFETY: `statx` is plain old data; all-zero is a valid value.
         let mut stx: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: the empty path with AT_EMPTY_PATH names `fd` itself; `stx` is a valid out-pointer.
@@ -156,20 +159,14 @@ impl StdFsEngine {
     }
 
     /// `ftruncate(2)`.
-    pub fn ftruncate(&self, fd: &OwnedFd, len: u64) -> io::Result<()> {
+    pub fn ftruncate(&self, fd: &IoFd, len: u64) -> io::Result<()> {
         let len = to_off_t(len)?;
         // SAFETY: plain syscall on a valid descriptor.
         cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
     }
 
     /// `fallocate(2)` with `mode` (0, or `FALLOC_FL_*` flags).
-    pub fn fallocate(
-        &self,
-        fd: &OwnedFd,
-        mode: libc::c_int,
-        offset: u64,
-        len: u64,
-    ) -> io::Result<()> {
+    pub fn fallocate(&self, fd: &IoFd, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()> {
         let (off, len) = (to_off_t(offset)?, to_off_t(len)?);
         // SAFETY: plain syscall on a valid descriptor.
         cvt(unsafe { libc::fallocate(fd.as_raw_fd(), mode, off, len) }).map(drop)
