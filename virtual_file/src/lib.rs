@@ -1,4 +1,17 @@
-//! `VirtualFile`: positional async reads and writes through an IO engine, the `IoMode` that decides where
-//! `O_DIRECT` is used, an open-file cache, and the double-buffered `BufferedWriter`.
-//!
-//! Nothing is implemented here yet; see the project's open issues.
+//! `VirtualFile`: positional async reads and writes through an IO engine, the [`IoMode`] that decides
+//! where `O_DIRECT` is used, the [`IoContext`] files are opened through (engine, mode, alignment,
+//! open-file cache, metrics), and the double-buffered `BufferedWriter`.
+
+mod cache;
+pub mod context;
+pub mod error;
+pub mod file;
+pub mod io_mode;
+pub mod metrics;
+
+pub use cache::DEFAULT_OPEN_FILES;
+pub use context::{IoContext, IoContextBuilder, DEFAULT_ALIGNMENT, OPEN_FILES_ENV};
+pub use error::{Error, MisalignedPart};
+pub use file::{OpenOptions, VirtualFile};
+pub use io_mode::{IoMode, IO_MODE_ENV};
+pub use metrics::{MetricsSnapshot, OpKind, OpMetricsSnapshot};

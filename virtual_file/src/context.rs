@@ -1,0 +1,282 @@
+//! [`IoContext`]: the IO mode, engine, alignment, open-file cache and metrics that files are opened
+//! through.
+//!
+//! Nothing here is a mutable global: two contexts with different modes and engines work side by side in
+//! one process, which is how the test matrix runs every mode and engine in parallel in one `cargo test`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use io_engine::{IoEngine, IoEngineKind};
+
+use crate::cache::{OpenFileCache, DEFAULT_OPEN_FILES};
+use crate::error::Error;
+use crate::io_mode::IoMode;
+use crate::metrics::{Metrics, MetricsSnapshot};
+
+/// The environment variable with the number of open-file cache slots.
+pub const OPEN_FILES_ENV: &str = "VIRTUAL_FILE_MAX_OPEN_FILES";
+
+/// Default alignment of `O_DIRECT` buffers, offsets and lengths.
+pub const DEFAULT_ALIGNMENT: usize = 512;
+
+/// How files are opened and IO is done: a cheap-to-clone handle.
+#[derive(Clone)]
+pub struct IoContext {
+    pub(crate) inner: Arc<ContextInner>,
+}
+
+pub(crate) struct ContextInner {
+    pub(crate) engine: IoEngine,
+    mode: IoMode,
+    /// The mode was chosen by the user (builder or environment), so it must not silently change.
+    mode_explicit: bool,
+    /// The default mode met a file system without `O_DIRECT` and fell back to `buffered`.
+    direct_fallback: AtomicBool,
+    pub(crate) align: usize,
+    pub(crate) cache: OpenFileCache,
+    pub(crate) metrics: Metrics,
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) simulate_no_direct: bool,
+}
+
+impl std::fmt::Debug for IoContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoContext")
+            .field("engine", &self.engine_kind())
+            .field("mode", &self.io_mode())
+            .field("align", &self.inner.align)
+            .field("open_files", &self.inner.cache.capacity())
+            .finish()
+    }
+}
+
+/// Builds an [`IoContext`]. Defaults: the `std-fs` engine, mode `direct-rw` (falling back to `buffered`
+/// with one warning on a file system without `O_DIRECT`), alignment 512, 100 open files.
+#[derive(Debug, Clone)]
+pub struct IoContextBuilder {
+    engine: Option<IoEngine>,
+    mode: Option<IoMode>,
+    align: usize,
+    open_files: usize,
+    #[cfg(any(test, feature = "testing"))]
+    simulate_no_direct: bool,
+}
+
+impl Default for IoContextBuilder {
+    fn default() -> Self {
+        Self {
+            engine: None,
+            mode: None,
+            align: DEFAULT_ALIGNMENT,
+            open_files: DEFAULT_OPEN_FILES,
+            #[cfg(any(test, feature = "testing"))]
+            simulate_no_direct: false,
+        }
+    }
+}
+
+impl IoContextBuilder {
+    /// The engine (default `std-fs`).
+    pub fn engine(mut self, engine: IoEngine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// An explicit IO mode: a file system without `O_DIRECT` is then an error, not a fallback.
+    pub fn mode(mut self, mode: IoMode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Like [`mode`](Self::mode) but `None` keeps the default (`direct-rw` with fallback).
+    pub fn mode_opt(mut self, mode: Option<IoMode>) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Alignment of `O_DIRECT` buffers, offsets and lengths: a power of two, at least 512. It must match
+    /// the alignment of the buffer type used (`ConstAlign<512>` or `ConstAlign<4096>`).
+    pub fn alignment(mut self, align: usize) -> Self {
+        self.align = align;
+        self
+    }
+
+    /// Number of open-file cache slots (at least 1).
+    pub fn open_files(mut self, n: usize) -> Self {
+        self.open_files = n;
+        self
+    }
+
+    /// Test hook: behave as if the file system rejected `O_DIRECT` at open (`EINVAL`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn simulate_fs_without_o_direct(mut self, yes: bool) -> Self {
+        self.simulate_no_direct = yes;
+        self
+    }
+
+    /// Validates the settings and builds the context.
+    pub fn build(self) -> Result<IoContext, Error> {
+        if !self.align.is_power_of_two() || self.align < 512 {
+            return Err(Error::Config(format!(
+                "alignment {} must be a power of two and at least 512",
+                self.align
+            )));
+        }
+        if self.open_files == 0 {
+            return Err(Error::Config(
+                "the open-file cache needs at least one slot".into(),
+            ));
+        }
+        Ok(IoContext {
+            inner: Arc::new(ContextInner {
+                engine: self.engine.unwrap_or_else(IoEngine::std_fs),
+                mode: self.mode.unwrap_or(IoMode::DirectRw),
+                mode_explicit: self.mode.is_some(),
+                direct_fallback: AtomicBool::new(false),
+                align: self.align,
+                cache: OpenFileCache::new(self.open_files),
+                metrics: Metrics::default(),
+                #[cfg(any(test, feature = "testing"))]
+                simulate_no_direct: self.simulate_no_direct,
+            }),
+        })
+    }
+}
+
+/// Parses the open-file cache size as found in [`OPEN_FILES_ENV`].
+pub fn parse_open_files(value: Option<&str>) -> Result<Option<usize>, Error> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(Error::Config(format!(
+                "{OPEN_FILES_ENV}={v:?} is not valid; accepted values: a whole number of at least 1"
+            ))),
+        },
+    }
+}
+
+impl IoContext {
+    /// A builder with the defaults.
+    pub fn builder() -> IoContextBuilder {
+        IoContextBuilder::default()
+    }
+
+    /// The configured IO mode (before any fallback).
+    pub fn configured_mode(&self) -> IoMode {
+        self.inner.mode
+    }
+
+    /// The mode in effect: the configured one, or `buffered` after the default mode fell back.
+    pub fn io_mode(&self) -> IoMode {
+        if self.inner.direct_fallback.load(Ordering::Relaxed) {
+            IoMode::Buffered
+        } else {
+            self.inner.mode
+        }
+    }
+
+    /// True if the mode was chosen explicitly (no fallback allowed).
+    pub fn mode_is_explicit(&self) -> bool {
+        self.inner.mode_explicit
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &IoEngine {
+        &self.inner.engine
+    }
+
+    /// The engine's kind.
+    pub fn engine_kind(&self) -> IoEngineKind {
+        self.inner.engine.kind()
+    }
+
+    /// Alignment of `O_DIRECT` buffers, offsets and lengths.
+    pub fn alignment(&self) -> usize {
+        self.inner.align
+    }
+
+    /// Number of open-file cache slots.
+    pub fn max_open_files(&self) -> usize {
+        self.inner.cache.capacity()
+    }
+
+    /// Number of cache slots holding an open descriptor now.
+    pub fn open_files(&self) -> usize {
+        self.inner.cache.open_count()
+    }
+
+    /// A copy of the metrics.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Records that the default mode met a file system without `O_DIRECT`; warns once per context.
+    pub(crate) fn fall_back_to_buffered(&self, path: &Path, err: &std::io::Error) {
+        if !self.inner.direct_fallback.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                path = %path.display(),
+                error = %err,
+                "the file system rejects O_DIRECT; this context falls back from the default io mode \
+                 direct-rw to buffered"
+            );
+        }
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn simulate_no_direct(&self) -> bool {
+        self.inner.simulate_no_direct
+    }
+
+    #[cfg(not(any(test, feature = "testing")))]
+    pub(crate) fn simulate_no_direct(&self) -> bool {
+        false
+    }
+
+    /// `fsync`s a directory, making renames and creations in it durable.
+    pub async fn sync_dir(&self, dir: &Path) -> Result<(), Error> {
+        let engine = &self.inner.engine;
+        let io_err = |source| Error::Io {
+            op: crate::metrics::OpKind::SyncAll,
+            path: dir.to_owned(),
+            offset: None,
+            len: None,
+            mode: self.io_mode(),
+            engine: engine.kind(),
+            source,
+        };
+        let fd = engine
+            .open(dir, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .await
+            .map_err(io_err)?;
+        engine.fsync(&Arc::new(fd)).await.map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_validates() {
+        assert!(IoContext::builder().alignment(256).build().is_err());
+        assert!(IoContext::builder().alignment(1000).build().is_err());
+        assert!(IoContext::builder().open_files(0).build().is_err());
+        let ctx = IoContext::builder().alignment(4096).build().unwrap();
+        assert_eq!(ctx.alignment(), 4096);
+        assert_eq!(ctx.io_mode(), IoMode::DirectRw);
+        assert!(!ctx.mode_is_explicit());
+        assert_eq!(ctx.max_open_files(), DEFAULT_OPEN_FILES);
+    }
+
+    #[test]
+    fn open_files_setting() {
+        assert_eq!(parse_open_files(None).unwrap(), None);
+        assert_eq!(parse_open_files(Some("32")).unwrap(), Some(32));
+        let msg = parse_open_files(Some("0")).unwrap_err().to_string();
+        assert!(msg.contains(OPEN_FILES_ENV), "{msg}");
+        assert!(parse_open_files(Some("many")).is_err());
+    }
+}

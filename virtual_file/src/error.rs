@@ -1,0 +1,119 @@
+//! [`Error`]: what a [`VirtualFile`](crate::VirtualFile) operation can fail with, carrying what a person
+//! needs to act on it: the path, offset, length, IO mode and engine.
+
+use std::io;
+use std::path::PathBuf;
+
+use io_engine::{EnvSettingError, IoEngineKind};
+
+use crate::io_mode::IoMode;
+use crate::metrics::OpKind;
+
+/// Which part of an `O_DIRECT` request broke the alignment rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum MisalignedPart {
+    /// The file offset.
+    Offset,
+    /// The transfer length.
+    Length,
+    /// The buffer's memory address.
+    Buffer,
+}
+
+/// Errors of [`VirtualFile`](crate::VirtualFile) and [`IoContext`](crate::IoContext) operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An `O_DIRECT` request whose offset, length or buffer address is not a multiple of the alignment.
+    /// Detected before any syscall; the file is unchanged.
+    #[error(
+        "{op} {path}: {part} not aligned for O_DIRECT (offset {offset}, len {len}, buffer address {addr:#x}, \
+         alignment {align}, io mode {mode})"
+    )]
+    Misaligned {
+        op: OpKind,
+        path: PathBuf,
+        part: MisalignedPart,
+        offset: u64,
+        len: usize,
+        addr: usize,
+        align: usize,
+        mode: IoMode,
+    },
+    /// The kernel (or the loop around it) failed the operation. `source.kind()` is `UnexpectedEof` for a
+    /// read that hit end of file early and `WriteZero` for a write that made no progress, as in `std`.
+    #[error(
+        "{op} {path} (offset {offset:?}, len {len:?}, io mode {mode}, engine {engine}): {source}"
+    )]
+    Io {
+        op: OpKind,
+        path: PathBuf,
+        offset: Option<u64>,
+        len: Option<usize>,
+        mode: IoMode,
+        engine: IoEngineKind,
+        #[source]
+        source: io::Error,
+    },
+    /// The file system refused `O_DIRECT` and the IO mode was chosen explicitly.
+    #[error(
+        "open {path}: the file system rejects O_DIRECT ({source}), which io mode {mode} needs; choose \
+         VIRTUAL_FILE_IO_MODE=buffered for this file system"
+    )]
+    DirectUnsupported {
+        path: PathBuf,
+        mode: IoMode,
+        #[source]
+        source: io::Error,
+    },
+    /// The file system needs a stricter `O_DIRECT` alignment than the context's buffers provide.
+    #[error(
+        "open {path}: the file system needs O_DIRECT buffers aligned to {mem_align} and offsets to \
+         {offset_align}, but this context aligns to {align} (io mode {mode}); use a 4096-byte alignment"
+    )]
+    AlignmentUnsupported {
+        path: PathBuf,
+        mem_align: u32,
+        offset_align: u32,
+        align: usize,
+        mode: IoMode,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A setting read from the environment is invalid.
+    #[error(transparent)]
+    EnvSetting(#[from] EnvSettingError),
+}
+
+impl Error {
+    /// The `io::ErrorKind` of an [`Error::Io`] (for example `UnexpectedEof`), `InvalidInput` for
+    /// misalignment and configuration errors, `Unsupported` for a file system that cannot do what the mode
+    /// asks.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Io { source, .. } => source.kind(),
+            Error::Misaligned { .. } | Error::Config(_) | Error::EnvSetting(_) => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::DirectUnsupported { .. } | Error::AlignmentUnsupported { .. } => {
+                io::ErrorKind::Unsupported
+            }
+        }
+    }
+
+    /// The raw OS error number of an [`Error::Io`] from the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        io::Error::new(e.kind(), e)
+    }
+}

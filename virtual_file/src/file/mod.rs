@@ -1,0 +1,537 @@
+//! [`VirtualFile`]: a file opened through an [`IoContext`], with positional async IO on owned buffers.
+//!
+//! - Reads and writes are positional only; the loops here complete short transfers, retry `EINTR`, and
+//!   report `UnexpectedEof` / `WriteZero` as `std` does.
+//! - For an `O_DIRECT` file, offset, length and buffer address are checked against the context's
+//!   alignment on every call, before any syscall ([`Error::Misaligned`]).
+//! - The descriptor lives in the context's open-file cache; an evicted file reopens transparently on its
+//!   next IO, with the same flags (and the same `O_DIRECT` decision) minus create/truncate.
+
+mod open_options;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use io_engine::{FileStat, FullSlice, IoBuf, IoBufMut, IoFd, Slice};
+use tokio::sync::{RwLockReadGuard, RwLockWriteGuard};
+
+use open_options::reopen_flags;
+pub use open_options::OpenOptions;
+
+use crate::cache::{SlotHandle, SlotInner};
+use crate::context::IoContext;
+use crate::error::{Error, MisalignedPart};
+use crate::io_mode::IoMode;
+use crate::metrics::OpKind;
+
+/// A file opened through an [`IoContext`].
+pub struct VirtualFile {
+    ctx: IoContext,
+    path: PathBuf,
+    /// Flags for reopening after eviction (includes `O_DIRECT` if the file uses it).
+    reopen_flags: libc::c_int,
+    direct: bool,
+    handle: Mutex<SlotHandle>,
+}
+
+impl std::fmt::Debug for VirtualFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualFile")
+            .field("path", &self.path)
+            .field("direct", &self.direct)
+            .finish()
+    }
+}
+
+/// A pinned descriptor: the slot's read lock is held while the IO runs.
+struct PinnedFd<'a> {
+    guard: RwLockReadGuard<'a, SlotInner>,
+}
+
+impl PinnedFd<'_> {
+    fn fd(&self) -> &Arc<IoFd> {
+        self.guard
+            .fd
+            .as_ref()
+            .expect("a pinned slot always holds a descriptor")
+    }
+}
+
+impl VirtualFile {
+    /// Opens an existing file read-only.
+    pub async fn open(ctx: &IoContext, path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::open_with_options(ctx, path, OpenOptions::new().read(true)).await
+    }
+
+    /// Creates (or truncates) a file for reading and writing.
+    pub async fn create(ctx: &IoContext, path: impl AsRef<Path>) -> Result<Self, Error> {
+        let opts = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true);
+        Self::open_with_options(ctx, path, opts).await
+    }
+
+    /// Opens `path` with `opts`. `O_DIRECT` is decided by the context's mode and `opts.is_write()`. With
+    /// the default mode, a file system that rejects `O_DIRECT` makes the context fall back to `buffered`
+    /// (one warning); with an explicit mode it is [`Error::DirectUnsupported`].
+    pub async fn open_with_options(
+        ctx: &IoContext,
+        path: impl AsRef<Path>,
+        opts: OpenOptions,
+    ) -> Result<Self, Error> {
+        let path = path.as_ref().to_owned();
+        let mode = ctx.io_mode();
+        let base_flags = opts
+            .flags()
+            .map_err(|msg| Error::Config(format!("open {}: {msg}", path.display())))?;
+        let mut direct = mode.uses_direct(opts.is_write());
+        let (index, mut guard) = ctx.inner.cache.victim().await;
+        if guard.fd.take().is_some() {
+            ctx.inner
+                .metrics
+                .cache_evictions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let fd = loop {
+            let flags = base_flags | if direct { libc::O_DIRECT } else { 0 };
+            let res = if direct && ctx.simulate_no_direct() {
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            } else {
+                Self::timed_open(ctx, &path, flags).await
+            };
+            match res {
+                Ok(fd) => break fd,
+                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                    if ctx.mode_is_explicit() {
+                        return Err(Error::DirectUnsupported {
+                            path,
+                            mode,
+                            source: e,
+                        });
+                    }
+                    ctx.fall_back_to_buffered(&path, &e);
+                    direct = false;
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        op: OpKind::Open,
+                        path,
+                        offset: None,
+                        len: None,
+                        mode,
+                        engine: ctx.engine_kind(),
+                        source,
+                    })
+                }
+            }
+        };
+        let fd = Arc::new(fd);
+        let flags = reopen_flags(base_flags) | if direct { libc::O_DIRECT } else { 0 };
+        let handle = ctx.inner.cache.install(index, &mut guard, Arc::clone(&fd));
+        drop(guard);
+        let file = VirtualFile {
+            ctx: ctx.clone(),
+            path,
+            reopen_flags: flags,
+            direct,
+            handle: Mutex::new(handle),
+        };
+        if direct {
+            file.check_dio_alignment().await?;
+        }
+        Ok(file)
+    }
+
+    async fn timed_open(ctx: &IoContext, path: &Path, flags: libc::c_int) -> io::Result<IoFd> {
+        let start = Instant::now();
+        let res = ctx.inner.engine.open(path, flags, 0o644).await;
+        ctx.inner.metrics.ops[OpKind::Open].record(start.elapsed(), 0, res.is_ok());
+        res
+    }
+
+    /// `statx(STATX_DIOALIGN)`: a file system that needs more alignment than the context provides is an
+    /// error at open, not at the first IO.
+    async fn check_dio_alignment(&self) -> Result<(), Error> {
+        let stat = self.metadata().await?;
+        let align = self.ctx.alignment();
+        if let Some(dio) = stat.dio {
+            if dio.mem_align as usize > align || dio.offset_align as usize > align {
+                return Err(Error::AlignmentUnsupported {
+                    path: self.path.clone(),
+                    mem_align: dio.mem_align,
+                    offset_align: dio.offset_align,
+                    align,
+                    mode: self.ctx.io_mode(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if the file uses `O_DIRECT`.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// The context the file was opened through.
+    pub fn context(&self) -> &IoContext {
+        &self.ctx
+    }
+
+    fn mode(&self) -> IoMode {
+        self.ctx.io_mode()
+    }
+
+    /// The descriptor, pinned for the duration of one IO; reopens the file if it was evicted.
+    async fn pin(&self) -> Result<PinnedFd<'_>, Error> {
+        let cache = &self.ctx.inner.cache;
+        let metrics = &self.ctx.inner.metrics;
+        let handle = *self.handle.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(guard) = cache.get(handle).await {
+            metrics
+                .cache_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(PinnedFd { guard });
+        }
+        metrics
+            .cache_misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (index, mut guard): (usize, RwLockWriteGuard<'_, SlotInner>) = cache.victim().await;
+        if guard.fd.take().is_some() {
+            metrics
+                .cache_evictions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let fd = Self::timed_open(&self.ctx, &self.path, self.reopen_flags)
+            .await
+            .map_err(|e| self.io_error(OpKind::Open, None, None, e))?;
+        let new_handle = cache.install(index, &mut guard, Arc::new(fd));
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = new_handle;
+        Ok(PinnedFd {
+            guard: guard.downgrade(),
+        })
+    }
+
+    fn io_error(
+        &self,
+        op: OpKind,
+        offset: Option<u64>,
+        len: Option<usize>,
+        source: io::Error,
+    ) -> Error {
+        Error::Io {
+            op,
+            path: self.path.clone(),
+            offset,
+            len,
+            mode: self.mode(),
+            engine: self.ctx.engine_kind(),
+            source,
+        }
+    }
+
+    /// For an `O_DIRECT` file: offset, length and buffer address must be multiples of the alignment.
+    fn check_aligned(&self, op: OpKind, offset: u64, len: usize, addr: usize) -> Result<(), Error> {
+        if !self.direct {
+            return Ok(());
+        }
+        let align = self.ctx.alignment();
+        let part = if offset % align as u64 != 0 {
+            MisalignedPart::Offset
+        } else if len % align != 0 {
+            MisalignedPart::Length
+        } else if addr % align != 0 {
+            MisalignedPart::Buffer
+        } else {
+            return Ok(());
+        };
+        Err(Error::Misaligned {
+            op,
+            path: self.path.clone(),
+            part,
+            offset,
+            len,
+            addr,
+            align,
+            mode: self.mode(),
+        })
+    }
+
+    fn record(&self, op: OpKind, start: Instant, bytes: usize, ok: bool) {
+        self.ctx.inner.metrics.ops[op].record(start.elapsed(), bytes, ok);
+    }
+
+    /// Reads once into `buf`'s window at `offset`, retrying `EINTR`. Returns the bytes read (0 at end of
+    /// file); fewer than the window is not an error.
+    pub async fn read_at<B: IoBufMut>(
+        &self,
+        mut buf: Slice<B>,
+        offset: u64,
+    ) -> (Slice<B>, Result<usize, Error>) {
+        let len = buf.len();
+        if let Err(e) = self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
+        {
+            return (buf, Err(e));
+        }
+        let pinned = match self.pin().await {
+            Ok(p) => p,
+            Err(e) => return (buf, Err(e)),
+        };
+        let start = Instant::now();
+        loop {
+            let (b, res) = self
+                .ctx
+                .inner
+                .engine
+                .read_at(pinned.fd(), offset, buf)
+                .await;
+            buf = b;
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => {
+                    self.record(OpKind::Read, start, n, true);
+                    return (buf, Ok(n));
+                }
+                Err(e) => {
+                    self.record(OpKind::Read, start, 0, false);
+                    return (
+                        buf,
+                        Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Fills `buf`'s window from `offset`, looping over short reads and retrying `EINTR`. End of file
+    /// before the window is full is an error of kind `UnexpectedEof`.
+    pub async fn read_exact_at<B: IoBufMut>(
+        &self,
+        mut buf: Slice<B>,
+        offset: u64,
+    ) -> (Slice<B>, Result<(), Error>) {
+        let (begin, end) = (buf.begin(), buf.end());
+        let len = end - begin;
+        if let Err(e) = self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
+        {
+            return (buf, Err(e));
+        }
+        if len == 0 {
+            return (buf, Ok(()));
+        }
+        let pinned = match self.pin().await {
+            Ok(p) => p,
+            Err(e) => return (buf, Err(e)),
+        };
+        let start = Instant::now();
+        let mut done = 0;
+        let mut inner = buf.into_inner();
+        let result = loop {
+            let window = Slice::new(inner, begin + done..end);
+            let (w, res) = self
+                .ctx
+                .inner
+                .engine
+                .read_at(pinned.fd(), offset + done as u64, window)
+                .await;
+            inner = w.into_inner();
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
+                Ok(0) => break Err(self.eof_error(offset, len, done)),
+                Ok(n) => {
+                    done += n;
+                    if done == len {
+                        break Ok(());
+                    }
+                    if self.direct && done % self.ctx.alignment() != 0 {
+                        // An O_DIRECT read ends short of an aligned position only at end of file, and the
+                        // rest could not be read at an unaligned offset anyway.
+                        break Err(self.eof_error(offset, len, done));
+                    }
+                }
+            }
+        };
+        self.record(OpKind::Read, start, done, result.is_ok());
+        (Slice::new(inner, begin..end), result)
+    }
+
+    fn eof_error(&self, offset: u64, len: usize, done: usize) -> Error {
+        let msg = format!("end of file after {done} of {len} bytes");
+        self.io_error(
+            OpKind::Read,
+            Some(offset),
+            Some(len),
+            io::Error::new(io::ErrorKind::UnexpectedEof, msg),
+        )
+    }
+
+    /// Writes all of `buf` at `offset`, looping over short writes and retrying `EINTR`. A write that makes
+    /// no progress is an error of kind `WriteZero`.
+    pub async fn write_all_at<B: IoBuf>(
+        &self,
+        buf: FullSlice<B>,
+        offset: u64,
+    ) -> (FullSlice<B>, Result<(), Error>) {
+        let (begin, end) = (buf.begin(), buf.end());
+        let len = end - begin;
+        if let Err(e) = self.check_aligned(OpKind::Write, offset, len, buf.stable_ptr() as usize) {
+            return (buf, Err(e));
+        }
+        if len == 0 {
+            return (buf, Ok(()));
+        }
+        let pinned = match self.pin().await {
+            Ok(p) => p,
+            Err(e) => return (buf, Err(e)),
+        };
+        let start = Instant::now();
+        let mut done = 0;
+        let mut inner = buf.into_inner();
+        let result = loop {
+            let part = FullSlice::with_range(inner, begin + done..end);
+            let (p, res) = self
+                .ctx
+                .inner
+                .engine
+                .write_at(pinned.fd(), offset + done as u64, part)
+                .await;
+            inner = p.into_inner();
+            match res {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(self.io_error(OpKind::Write, Some(offset), Some(len), e)),
+                Ok(0) => {
+                    let msg = format!("write made no progress after {done} of {len} bytes");
+                    break Err(self.io_error(
+                        OpKind::Write,
+                        Some(offset),
+                        Some(len),
+                        io::Error::new(io::ErrorKind::WriteZero, msg),
+                    ));
+                }
+                Ok(n) => {
+                    done += n;
+                    if done == len {
+                        break Ok(());
+                    }
+                    if self.direct && done % self.ctx.alignment() != 0 {
+                        let msg = format!(
+                            "short O_DIRECT write of {done} of {len} bytes ended at an unaligned position"
+                        );
+                        break Err(self.io_error(
+                            OpKind::Write,
+                            Some(offset),
+                            Some(len),
+                            io::Error::new(io::ErrorKind::WriteZero, msg),
+                        ));
+                    }
+                }
+            }
+        };
+        self.record(OpKind::Write, start, done, result.is_ok());
+        (FullSlice::with_range(inner, begin..end), result)
+    }
+
+    async fn simple_op<T, F, Fut>(
+        &self,
+        op: OpKind,
+        offset: Option<u64>,
+        len: Option<usize>,
+        f: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(Arc<IoFd>) -> Fut,
+        Fut: std::future::Future<Output = io::Result<T>>,
+    {
+        let pinned = self.pin().await?;
+        let start = Instant::now();
+        let res = loop {
+            match f(Arc::clone(pinned.fd())).await {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        self.record(op, start, 0, res.is_ok());
+        res.map_err(|e| self.io_error(op, offset, len, e))
+    }
+
+    /// Sets the file's length (any length, also for `O_DIRECT` files).
+    pub async fn set_len(&self, len: u64) -> Result<(), Error> {
+        let engine = &self.ctx.inner.engine;
+        self.simple_op(OpKind::SetLen, Some(len), None, |fd| async move {
+            engine.ftruncate(&fd, len).await
+        })
+        .await
+    }
+
+    /// `fsync`: data and metadata durable.
+    pub async fn sync_all(&self) -> Result<(), Error> {
+        let engine = &self.ctx.inner.engine;
+        self.simple_op(OpKind::SyncAll, None, None, |fd| async move {
+            engine.fsync(&fd).await
+        })
+        .await
+    }
+
+    /// `fdatasync`: data (and what is needed to read it) durable.
+    pub async fn sync_data(&self) -> Result<(), Error> {
+        let engine = &self.ctx.inner.engine;
+        self.simple_op(OpKind::SyncData, None, None, |fd| async move {
+            engine.fdatasync(&fd).await
+        })
+        .await
+    }
+
+    /// Size, block size and `O_DIRECT` alignment.
+    pub async fn metadata(&self) -> Result<FileStat, Error> {
+        let engine = &self.ctx.inner.engine;
+        self.simple_op(OpKind::Metadata, None, None, |fd| async move {
+            engine.statx(&fd).await
+        })
+        .await
+    }
+
+    /// Reserves space: `fallocate(mode, offset, len)`.
+    pub async fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> Result<(), Error> {
+        let engine = &self.ctx.inner.engine;
+        self.simple_op(
+            OpKind::Fallocate,
+            Some(offset),
+            Some(len as usize),
+            |fd| async move { engine.fallocate(&fd, mode, offset, len).await },
+        )
+        .await
+    }
+
+    /// Renames the file to `to` (within one file system); later reopens use the new path. Not durable until
+    /// the directory is synced ([`IoContext::sync_dir`]).
+    pub fn rename(&mut self, to: impl AsRef<Path>) -> Result<(), Error> {
+        let to = to.as_ref();
+        std::fs::rename(&self.path, to).map_err(|e| self.io_error(OpKind::Open, None, None, e))?;
+        self.path = to.to_owned();
+        Ok(())
+    }
+
+    /// Closes the file and removes it from its directory.
+    pub fn remove(self) -> Result<(), Error> {
+        std::fs::remove_file(&self.path).map_err(|e| self.io_error(OpKind::Open, None, None, e))
+    }
+}
+
+impl Drop for VirtualFile {
+    fn drop(&mut self) {
+        let handle = *self.handle.lock().unwrap_or_else(|p| p.into_inner());
+        self.ctx.inner.cache.close_if_idle(handle);
+    }
+}

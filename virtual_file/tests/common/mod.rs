@@ -1,0 +1,70 @@
+//! Shared by the integration tests: contexts for every mode x engine, and descriptor inspection via /proc.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use io_engine::{IoEngine, IoEngineKind};
+use rand::{Rng, SeedableRng};
+use virtual_file::{IoContext, IoMode};
+
+pub fn engine(kind: IoEngineKind) -> IoEngine {
+    match kind {
+        IoEngineKind::StdFs => IoEngine::std_fs(),
+        other => panic!("engine {other} is not part of this build"),
+    }
+}
+
+pub fn context(mode: IoMode, kind: IoEngineKind) -> IoContext {
+    IoContext::builder()
+        .engine(engine(kind))
+        .mode(mode)
+        .build()
+        .expect("context")
+}
+
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random()).collect()
+}
+
+/// Descriptors of this process that point into `dir`, with their `open(2)` flags from
+/// `/proc/self/fdinfo`.
+pub fn fds_under(dir: &Path) -> Vec<(i32, std::path::PathBuf, u32)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if !target.starts_with(dir) {
+            continue;
+        }
+        let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+            .unwrap();
+        out.push((fd, target, flags));
+    }
+    out
+}
+
+/// Number of this process's descriptors that point into `dir`. Lists `/proc/self/fd` first, then
+/// resolves the links without opening anything, so the count is not inflated by descriptors this
+/// function opens itself. Call it from one sampler at a time.
+pub fn count_fds_under(dir: &Path) -> usize {
+    let entries: Vec<_> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries
+        .iter()
+        .filter_map(|p| std::fs::read_link(p).ok())
+        .filter(|t| t.starts_with(dir))
+        .count()
+}
