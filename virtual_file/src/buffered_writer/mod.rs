@@ -307,6 +307,20 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
     }
 }
 
+impl<W: OwnedAsyncWriter, A: Alignment> Drop for BufferedWriter<W, A> {
+    fn drop(&mut self) {
+        // The flush task finishes the queued writes and ends by itself once the request channel closes.
+        let tail = self.buffered_len();
+        if tail > 0 {
+            tracing::warn!(
+                tail,
+                tail_offset = self.end_offset - tail as u64,
+                "buffered writer dropped without shutdown: its unwritten tail is lost"
+            );
+        }
+    }
+}
+
 impl<W: OwnedAsyncWriter, A: Alignment> std::fmt::Debug for BufferedWriter<W, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BufferedWriter")

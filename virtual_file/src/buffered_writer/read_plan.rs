@@ -59,6 +59,16 @@ pub enum ReadPlanError {
         /// Bytes from the start offset in the file.
         durable_len: u64,
     },
+    /// The snapshot did not cover the range: a bug in the writer, reported instead of wrong bytes.
+    #[error(
+        "read of {len} bytes at offset {offset}: the writer's snapshot does not cover it (a bug)"
+    )]
+    Inconsistent {
+        /// Requested offset.
+        offset: u64,
+        /// Requested length.
+        len: usize,
+    },
 }
 
 /// Why [`ReadPlan::execute`] failed.
@@ -152,10 +162,22 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
             );
         }
         drop(state);
-        debug_assert_eq!(
-            cursor, end,
-            "in-flight and buffered regions follow each other"
-        );
+        if cursor != end {
+            // The regions did not follow each other: a bug in the writer's bookkeeping. Refuse rather than
+            // return wrong bytes.
+            debug_assert_eq!(
+                cursor, end,
+                "in-flight and buffered regions follow each other"
+            );
+            tracing::error!(
+                offset,
+                len,
+                cursor,
+                flushed_end,
+                "buffered writer: inconsistent read snapshot"
+            );
+            return Err(ReadPlanError::Inconsistent { offset, len });
+        }
         Ok(ReadPlan {
             offset,
             len,

@@ -223,3 +223,23 @@ async fn dropping_the_writer_ends_the_flush_task() {
     );
     assert_eq!(state.contents, data[..3 * cap]);
 }
+
+#[tokio::test]
+async fn the_writer_and_its_futures_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    let file = MockFile::new();
+    let mut w = writer(&file, 512, 2, 0);
+    is_send(&w);
+    is_send(&w.write_buffered(b"abc"));
+    is_send(&w.write_owned(owned(b"abc", true)));
+    is_send(&w.flush());
+    let plan = w.read_plan(0, 0).unwrap();
+    is_send(&plan.execute(&file));
+    let shutdown = w.shutdown(ShutdownMode::DropTail);
+    is_send(&shutdown);
+    let (end, _) = shutdown.await.unwrap();
+    assert_eq!(
+        end, 0,
+        "the futures above were dropped unpolled and wrote nothing"
+    );
+}
