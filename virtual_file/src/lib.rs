@@ -1,7 +1,8 @@
 //! `VirtualFile`: positional async reads and writes through an IO engine, the [`IoMode`] that decides
 //! where `O_DIRECT` is used, the [`IoContext`] files are opened through (engine, mode, alignment,
-//! open-file cache, metrics), and the double-buffered `BufferedWriter`.
+//! open-file cache, metrics), and the double-buffered [`BufferedWriter`](buffered_writer::BufferedWriter).
 
+pub mod buffered_writer;
 mod cache;
 pub mod context;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod file;
 pub mod io_mode;
 pub mod metrics;
 
+pub use buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
 pub use cache::DEFAULT_OPEN_FILES;
 pub use context::{IoContext, IoContextBuilder, DEFAULT_ALIGNMENT, OPEN_FILES_ENV};
 pub use error::{Error, MisalignedPart};

@@ -1,0 +1,77 @@
+//! [`BufferedWriterOptions`]: buffer capacity, write-behind depth and start offset, checked against the
+//! buffer alignment before anything is allocated or spawned.
+
+use io_engine::Alignment;
+
+use super::error::ConfigError;
+
+/// Default buffer capacity: 64 KiB.
+pub const DEFAULT_CAPACITY: usize = 64 * 1024;
+
+/// Default write-behind depth: two buffers, one filling while the other is written.
+pub const DEFAULT_DEPTH: usize = 2;
+
+/// Settings of a [`BufferedWriter`](super::BufferedWriter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferedWriterOptions {
+    /// Bytes per buffer, and the length of every write before shutdown. A non-zero multiple of the
+    /// buffer alignment. Default [`DEFAULT_CAPACITY`].
+    pub capacity: usize,
+    /// Total buffers: the one being filled plus those queued for or being written by the flush task. At
+    /// least 2. Default [`DEFAULT_DEPTH`].
+    pub depth: usize,
+    /// File offset of the first byte written. A multiple of the buffer alignment (a layer file starts its
+    /// values after its 8 KiB summary block). Default 0.
+    pub start_offset: u64,
+}
+
+impl Default for BufferedWriterOptions {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_CAPACITY,
+            depth: DEFAULT_DEPTH,
+            start_offset: 0,
+        }
+    }
+}
+
+impl BufferedWriterOptions {
+    /// Sets [`capacity`](Self::capacity).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets [`depth`](Self::depth).
+    pub fn with_depth(mut self, depth: usize) -> Self {
+        self.depth = depth;
+        self
+    }
+
+    /// Sets [`start_offset`](Self::start_offset).
+    pub fn with_start_offset(mut self, start_offset: u64) -> Self {
+        self.start_offset = start_offset;
+        self
+    }
+
+    /// Checks the settings against alignment `A` (what [`BufferedWriter::new`](super::BufferedWriter::new)
+    /// does first; call it yourself to keep the file when the settings are bad).
+    pub fn validate<A: Alignment>(&self) -> Result<(), ConfigError> {
+        if self.capacity == 0 || self.capacity % A::ALIGN != 0 {
+            return Err(ConfigError::Capacity {
+                capacity: self.capacity,
+                align: A::ALIGN,
+            });
+        }
+        if self.start_offset % A::ALIGN as u64 != 0 {
+            return Err(ConfigError::StartOffset {
+                start_offset: self.start_offset,
+                align: A::ALIGN,
+            });
+        }
+        if self.depth < 2 {
+            return Err(ConfigError::Depth { depth: self.depth });
+        }
+        Ok(())
+    }
+}
