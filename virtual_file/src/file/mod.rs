@@ -8,6 +8,7 @@
 //!   next IO, with the same flags (and the same `O_DIRECT` decision) minus create/truncate.
 
 mod open_options;
+mod owned_io;
 #[cfg(test)]
 mod tests;
 

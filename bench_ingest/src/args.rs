@@ -1,0 +1,144 @@
+//! Command-line arguments of `bench_ingest`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use io_engine::IoEngineKind;
+use virtual_file::IoMode;
+
+/// How keys are chosen for the values put into the in-memory layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, strum::Display, serde::Serialize)]
+#[strum(serialize_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyLayout {
+    /// Keys 0, 1, 2, ... in order, each once.
+    Sequential,
+    /// Distinct keys in random order.
+    Random,
+    /// Random keys from a small set, each written many times at increasing LSNs.
+    RandomReuse,
+}
+
+/// An IO mode, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Page cache for everything.
+    Buffered,
+    /// O_DIRECT for read-only opens.
+    Direct,
+    /// O_DIRECT everywhere.
+    DirectRw,
+    /// All three.
+    All,
+}
+
+/// An IO engine, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// Positional syscalls on the calling thread.
+    StdFs,
+    /// The io_uring engine.
+    TokioEpollUring,
+    /// Both.
+    All,
+}
+
+/// yes / no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum YesNo {
+    /// Yes.
+    Yes,
+    /// No.
+    No,
+}
+
+/// Puts values into an in-memory layer, freezes it, writes it out as a delta layer, and reports MiB/s for
+/// every IO mode x IO engine, against a plain pwrite + fsync of the same bytes in the same run.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bench_ingest", version)]
+pub struct Args {
+    /// Directory to work in (a fresh temporary directory is made inside it). Default: the system temp dir.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// MiB of values per case.
+    #[arg(long, default_value_t = 128)]
+    pub volume_mib: u64,
+    /// Value sizes in bytes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize, 8192])]
+    pub key_size: Vec<usize>,
+    /// Key layouts (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [KeyLayout::Sequential])]
+    pub key_layout: Vec<KeyLayout>,
+    /// Write the frozen layer out as a delta layer (with fsync).
+    #[arg(long, value_enum, default_value_t = YesNo::Yes)]
+    pub write_delta: YesNo,
+    /// IO modes (comma-separated, or `all`).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [ModeArg::All])]
+    pub io_mode: Vec<ModeArg>,
+    /// IO engines (comma-separated, or `all`).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineArg::All])]
+    pub io_engine: Vec<EngineArg>,
+    /// Measured runs per case (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
+    /// One JSON object per row on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The IO modes to run, in a fixed order, without duplicates.
+    pub fn modes(&self) -> Vec<IoMode> {
+        let all = self.io_mode.contains(&ModeArg::All);
+        [
+            (ModeArg::Buffered, IoMode::Buffered),
+            (ModeArg::Direct, IoMode::Direct),
+            (ModeArg::DirectRw, IoMode::DirectRw),
+        ]
+        .into_iter()
+        .filter(|(arg, _)| all || self.io_mode.contains(arg))
+        .map(|(_, m)| m)
+        .collect()
+    }
+
+    /// The IO engines to run, in a fixed order, without duplicates.
+    pub fn engines(&self) -> Vec<IoEngineKind> {
+        let all = self.io_engine.contains(&EngineArg::All);
+        [
+            (EngineArg::StdFs, IoEngineKind::StdFs),
+            (EngineArg::TokioEpollUring, IoEngineKind::TokioEpollUring),
+        ]
+        .into_iter()
+        .filter(|(arg, _)| all || self.io_engine.contains(arg))
+        .map(|(_, e)| e)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let a = Args::parse_from(["bench_ingest"]);
+        assert_eq!(a.volume_mib, 128);
+        assert_eq!(a.key_size, vec![100, 8192]);
+        assert_eq!(a.key_layout, vec![KeyLayout::Sequential]);
+        assert_eq!(a.write_delta, YesNo::Yes);
+        assert_eq!(a.modes(), vec![IoMode::Buffered, IoMode::Direct, IoMode::DirectRw]);
+        assert_eq!(a.engines(), vec![IoEngineKind::StdFs, IoEngineKind::TokioEpollUring]);
+        assert_eq!(a.repeat, 1);
+    }
+
+    #[test]
+    fn lists_and_errors() {
+        let a = Args::parse_from(["bench_ingest", "--io-mode", "direct-rw,buffered", "--io-engine", "std-fs", "--key-layout", "random,random-reuse"]);
+        assert_eq!(a.modes(), vec![IoMode::Buffered, IoMode::DirectRw]);
+        assert_eq!(a.engines(), vec![IoEngineKind::StdFs]);
+        assert_eq!(a.key_layout, vec![KeyLayout::Random, KeyLayout::RandomReuse]);
+        let err = Args::try_parse_from(["bench_ingest", "--io-mode", "odirect"]).unwrap_err().to_string();
+        assert!(err.contains("possible values") && err.contains("direct-rw"), "{err}");
+        assert!(Args::try_parse_from(["bench_ingest", "--repeat", "0"]).is_err());
+    }
+}

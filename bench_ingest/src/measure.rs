@@ -1,0 +1,108 @@
+//! What a case costs besides wall time: CPU seconds of the process (`getrusage`) and the growth of the
+//! page cache (`Cached:` in `/proc/meminfo`, sampled on a thread).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// User + system CPU time of this process so far.
+pub fn cpu_time() -> Duration {
+    // SAFETY: `rusage` is plain old data; all-zero is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer; RUSAGE_SELF always succeeds.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The page cache's size in bytes (`Cached:` of `/proc/meminfo`), or `None` where it cannot be read.
+pub fn page_cache_bytes() -> Option<i64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("Cached:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Samples the page cache every few milliseconds and keeps the peak growth over the value at start.
+pub struct PageCacheSampler {
+    stop: Arc<AtomicBool>,
+    peak_growth: Arc<AtomicI64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PageCacheSampler {
+    /// Starts sampling now.
+    pub fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak_growth = Arc::new(AtomicI64::new(0));
+        let thread = page_cache_bytes().map(|base| {
+            let (stop, peak) = (stop.clone(), peak_growth.clone());
+            std::thread::spawn(move || loop {
+                if let Some(now) = page_cache_bytes() {
+                    peak.fetch_max(now - base, Ordering::Relaxed);
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            })
+        });
+        Self {
+            stop,
+            peak_growth,
+            thread,
+        }
+    }
+
+    /// Stops sampling (after one last sample) and returns the peak growth in bytes, or `None` where the
+    /// page cache cannot be read.
+    pub fn finish(mut self) -> Option<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take()?;
+        thread.join().ok()?;
+        Some(self.peak_growth.load(Ordering::Relaxed).max(0) as u64)
+    }
+}
+
+impl Drop for PageCacheSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Asks the kernel to drop the clean page-cache pages of `path` (so one case's cached pages do not count
+/// against the next).
+pub fn evict_from_page_cache(path: &std::path::Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: advisory syscall on a valid descriptor.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_grows() {
+        let a = cpu_time();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_time() > a);
+    }
+
+    #[test]
+    fn page_cache_is_readable_here() {
+        assert!(page_cache_bytes().unwrap() > 0);
+        let s = PageCacheSampler::start();
+        assert!(s.finish().is_some());
+    }
+}

@@ -1,0 +1,114 @@
+//! One result row per case, printed as a table line or as a JSON object.
+
+use serde::Serialize;
+
+use crate::args::KeyLayout;
+
+/// The measured result of one case (the median of the measured runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// IO mode (`buffered`, `direct`, `direct-rw`).
+    pub io_mode: String,
+    /// IO engine (`std-fs`, `tokio-epoll-uring`).
+    pub io_engine: String,
+    /// Bytes per value.
+    pub key_size: usize,
+    /// Key layout.
+    pub key_layout: KeyLayout,
+    /// Whether the delta layer was written.
+    pub write_delta: bool,
+    /// Payload MiB put in.
+    pub volume_mib: u64,
+    /// Payload MiB per second, wall time of ingest + freeze + delta write (median run).
+    pub mib_per_s: f64,
+    /// User + system CPU seconds per GiB of payload.
+    pub cpu_s_per_gib: f64,
+    /// Peak growth of the page cache during the case, MiB.
+    pub page_cache_growth_mib: Option<f64>,
+    /// Page-cache growth as a percentage of the bytes written to files.
+    pub page_cache_growth_pct: Option<f64>,
+    /// Bytes written to files (ephemeral + delta layer), MiB.
+    pub written_mib: f64,
+    /// The reference: the same bytes by a plain pwrite loop + fsync, MiB/s of payload.
+    pub reference_mib_per_s: f64,
+    /// `mib_per_s / reference_mib_per_s`.
+    pub ratio_to_reference: f64,
+    /// Measured runs (the median is reported).
+    pub runs: u32,
+    /// Sampled keys read back and checked.
+    pub verified_keys: usize,
+}
+
+/// The table header.
+pub fn header() -> String {
+    format!(
+        "{:<9} {:<17} {:>6} {:<12} {:>8} {:>9} {:>10} {:>10} {:>9} {:>7}",
+        "io_mode", "io_engine", "value", "layout", "MiB/s", "CPU s/GiB", "cache MiB", "cache %", "ref MiB/s", "ratio"
+    )
+}
+
+/// One table line.
+pub fn line(r: &Row) -> String {
+    let opt = |v: Option<f64>, prec: usize| v.map_or("n/a".to_string(), |v| format!("{v:.prec$}"));
+    format!(
+        "{:<9} {:<17} {:>6} {:<12} {:>8.1} {:>9.2} {:>10} {:>10} {:>9.1} {:>6.2}x",
+        r.io_mode,
+        r.io_engine,
+        r.key_size,
+        r.key_layout.to_string(),
+        r.mib_per_s,
+        r.cpu_s_per_gib,
+        opt(r.page_cache_growth_mib, 1),
+        opt(r.page_cache_growth_pct, 1),
+        r.reference_mib_per_s,
+        r.ratio_to_reference
+    )
+}
+
+/// The row as one line of JSON.
+pub fn json(r: &Row) -> String {
+    serde_json::to_string(r).expect("a Row always serializes")
+}
+
+/// The median of `v` (upper median for even lengths); `v` must be non-empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_runs() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![5.0]), 5.0);
+    }
+
+    #[test]
+    fn json_has_the_columns() {
+        let r = Row {
+            io_mode: "direct-rw".into(),
+            io_engine: "std-fs".into(),
+            key_size: 8192,
+            key_layout: KeyLayout::Sequential,
+            write_delta: true,
+            volume_mib: 128,
+            mib_per_s: 500.0,
+            cpu_s_per_gib: 0.5,
+            page_cache_growth_mib: Some(1.0),
+            page_cache_growth_pct: Some(0.5),
+            written_mib: 256.0,
+            reference_mib_per_s: 600.0,
+            ratio_to_reference: 0.83,
+            runs: 1,
+            verified_keys: 100,
+        };
+        let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
+        assert_eq!(v["io_mode"], "direct-rw");
+        assert_eq!(v["key_layout"], "sequential");
+        assert!(line(&r).contains("0.83x"));
+        assert!(header().contains("MiB/s"));
+    }
+}

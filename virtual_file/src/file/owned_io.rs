@@ -1,0 +1,38 @@
+//! `VirtualFile` as the file behind a [`BufferedWriter`](crate::buffered_writer::BufferedWriter): the
+//! owned-buffer writer and reader traits, by delegation to the positional methods.
+
+use std::future::Future;
+
+use io_engine::{FullSlice, IoBuf, IoBufMut, Slice};
+
+use super::VirtualFile;
+use crate::buffered_writer::{OwnedAsyncReader, OwnedAsyncWriter};
+use crate::error::Error;
+
+impl OwnedAsyncWriter for VirtualFile {
+    type Error = Error;
+
+    fn write_all_at<B: IoBuf>(
+        &self,
+        buf: FullSlice<B>,
+        offset: u64,
+    ) -> impl Future<Output = (FullSlice<B>, Result<(), Error>)> + Send {
+        VirtualFile::write_all_at(self, buf, offset)
+    }
+
+    fn set_len(&self, len: u64) -> impl Future<Output = Result<(), Error>> + Send {
+        VirtualFile::set_len(self, len)
+    }
+}
+
+impl OwnedAsyncReader for VirtualFile {
+    type Error = Error;
+
+    fn read_exact_at<B: IoBufMut>(
+        &self,
+        buf: Slice<B>,
+        offset: u64,
+    ) -> impl Future<Output = (Slice<B>, Result<(), Error>)> + Send {
+        VirtualFile::read_exact_at(self, buf, offset)
+    }
+}
