@@ -125,6 +125,8 @@ pub struct UringStats {
     pub slots_per_ring: usize,
     /// The most ops that were ever in flight at once on any one ring.
     pub max_in_flight: usize,
+    /// Ops submitted to the rings so far (reads served by the `RWF_NOWAIT` fast path do not count).
+    pub submitted: u64,
     /// Whether `ftruncate` goes through the ring (`IORING_OP_FTRUNCATE`, Linux 6.9) or `ftruncate(2)`.
     pub ftruncate_op: bool,
 }
@@ -170,10 +172,12 @@ impl UringEngine {
     /// Counters (see [`UringStats`]).
     pub fn stats(&self) -> UringStats {
         let systems = &self.inner.systems;
+        let counters: Vec<(usize, u64)> = systems.iter().map(|s| s.counters()).collect();
         UringStats {
             rings: systems.len(),
             slots_per_ring: systems[0].slots(),
-            max_in_flight: systems.iter().map(|s| s.max_in_flight()).max().unwrap_or(0),
+            max_in_flight: counters.iter().map(|c| c.0).max().unwrap_or(0),
+            submitted: counters.iter().map(|c| c.1).sum(),
             ftruncate_op: systems[0].has_ftruncate_op(),
         }
     }
@@ -254,10 +258,11 @@ impl UringEngine {
             Ok(off) => off,
             Err(e) => return (bufs, Err(e)),
         };
-        let iovecs = read_iovecs(&mut bufs);
+        // Wrapped right away: a bare `Vec<iovec>` is not `Send`, and this future must be.
+        let iovecs = ops::IoVecs(read_iovecs(&mut bufs));
         if self.nowait(fd) {
             // SAFETY: the iovecs point into the windows of `bufs`, owned here for the call.
-            if let Some(n) = unsafe { nowait::preadv_nowait(fd, off, &iovecs) } {
+            if let Some(n) = unsafe { nowait::preadv_nowait(fd, off, &iovecs.0) } {
                 // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
                 unsafe { mark_filled(&mut bufs, n) };
                 return (bufs, Ok(n));
@@ -267,7 +272,7 @@ impl UringEngine {
             fd: fd.clone(),
             offset,
             bufs,
-            iovecs: ops::IoVecs(iovecs),
+            iovecs,
         };
         execute(self.system(), op).await
     }

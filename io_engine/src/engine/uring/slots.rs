@@ -41,6 +41,8 @@ pub(super) struct Slots {
     in_flight: usize,
     /// The most slots ever in flight at once (a statistic for tests and benchmarks).
     max_in_flight: usize,
+    /// Ops ever submitted (a statistic).
+    submitted: u64,
 }
 
 impl Slots {
@@ -51,6 +53,7 @@ impl Slots {
             free: (0..n).rev().collect(),
             in_flight: 0,
             max_in_flight: 0,
+            submitted: 0,
         }
     }
 
@@ -62,12 +65,17 @@ impl Slots {
         self.max_in_flight
     }
 
+    pub(super) fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
     /// Takes a free slot and marks it in flight. `None` only if every slot is taken, which the permit
     /// semaphore rules out.
     pub(super) fn take_free(&mut self) -> Option<u32> {
         let idx = self.free.pop()?;
         self.states[idx as usize] = SlotState::InFlight { waker: None };
         self.in_flight += 1;
+        self.submitted += 1;
         self.max_in_flight = self.max_in_flight.max(self.in_flight);
         Some(idx)
     }

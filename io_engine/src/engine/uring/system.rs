@@ -68,9 +68,10 @@ impl System {
         self.slots
     }
 
-    /// The most slots that were ever in flight at once.
-    pub(super) fn max_in_flight(&self) -> usize {
-        self.lock().slots.max_in_flight()
+    /// The most slots that were ever in flight at once, and how many ops were submitted.
+    pub(super) fn counters(&self) -> (usize, u64) {
+        let core = self.lock();
+        (core.slots.max_in_flight(), core.slots.submitted())
     }
 
     /// Whether the kernel supports `IORING_OP_FTRUNCATE`.
