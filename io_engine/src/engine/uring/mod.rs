@@ -92,7 +92,7 @@ pub struct UringEngine {
 }
 
 struct Inner {
-    systems: Box<[Arc<System>]>,
+    systems: Vec<Arc<System>>,
     reapers: Vec<JoinHandle<()>>,
     config: UringConfig,
 }
@@ -146,21 +146,22 @@ impl UringEngine {
     /// a missing opcode, no runtime).
     pub fn launch(config: UringConfig) -> Result<Self, EngineStartError> {
         config.validate().map_err(EngineStartError::Config)?;
-        let mut systems = Vec::with_capacity(config.rings);
-        let mut reapers = Vec::with_capacity(config.rings);
-        for _ in 0..config.rings {
-            let ring = setup::new_ring(config.entries)?;
+        // Built up in place: if a later ring fails, dropping `inner` shuts down the earlier ones and
+        // stops their reapers.
+        let mut inner = Inner {
+            systems: Vec::with_capacity(config.rings),
+            reapers: Vec::with_capacity(config.rings),
+            config,
+        };
+        for _ in 0..inner.config.rings {
+            let ring = setup::new_ring(inner.config.entries)?;
             let system = Arc::new(System::new(ring.ring, ring.ftruncate_op));
-            reapers.push(reaper::spawn(system.clone(), ring.eventfd)?);
-            systems.push(system);
+            inner.systems.push(system.clone());
+            inner.reapers.push(reaper::spawn(system, ring.eventfd)?);
         }
-        tracing::debug!(?config, "io_uring engine launched");
+        tracing::debug!(config = ?inner.config, "io_uring engine launched");
         Ok(Self {
-            inner: Arc::new(Inner {
-                systems: systems.into(),
-                reapers,
-                config,
-            }),
+            inner: Arc::new(inner),
         })
     }
 
