@@ -8,5 +8,8 @@ pub mod env;
 pub use buf::{
     Alignment, ConstAlign, DefaultAlign, FullSlice, IoBuf, IoBufMut, IoBuffer, IoBufferMut, Slice,
 };
-pub use engine::{DioAlign, FileStat, IoEngine, IoEngineKind, IoFd, StdFsEngine, IO_ENGINE_ENV};
+pub use engine::{
+    DioAlign, EngineSelectError, EngineStartError, FileStat, IoEngine, IoEngineKind, IoFd,
+    StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
+};
 pub use env::EnvSettingError;

@@ -54,3 +54,17 @@ pub(crate) fn to_off_t(offset: u64) -> io::Result<libc::off_t> {
         )
     })
 }
+
+/// `iovcnt` for `preadv`/`pwritev`: more than `IOV_MAX` buffers is an error, not a kernel `EINVAL`.
+pub(crate) fn iov_count(n: usize) -> io::Result<libc::c_int> {
+    if n > libc::UIO_MAXIOV as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{n} buffers in one vectored IO; at most {}",
+                libc::UIO_MAXIOV
+            ),
+        ));
+    }
+    Ok(n as libc::c_int)
+}

@@ -20,20 +20,24 @@
 //! | `statx` | size, block size, `O_DIRECT` alignment | |
 //! | `ftruncate` / `fallocate` | length / allocation changed | unchanged or unknown |
 
+mod error;
 mod fd;
 mod iovec;
 mod kind;
 mod stat;
 mod std_fs;
+mod uring;
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use error::{EngineSelectError, EngineStartError};
 pub use fd::IoFd;
 pub use kind::{IoEngineKind, IO_ENGINE_ENV};
 pub use stat::{DioAlign, FileStat};
 pub use std_fs::StdFsEngine;
+pub use uring::{UringConfig, UringEngine, UringStats};
 
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 
@@ -42,6 +46,25 @@ use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 pub enum IoEngine {
     /// Positional syscalls on the calling thread.
     StdFs(StdFsEngine),
+    /// Our io_uring engine, completions driven by tokio's reactor.
+    TokioEpollUring(UringEngine),
+}
+
+/// The io_uring engine with the default configuration (the start function of the `launch*` methods).
+fn start_default_uring() -> Result<UringEngine, EngineStartError> {
+    UringEngine::launch(UringConfig::default())
+}
+
+/// `err` and its sources, joined with ": ".
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
 }
 
 impl IoEngine {
@@ -54,6 +77,65 @@ impl IoEngine {
     pub fn kind(&self) -> IoEngineKind {
         match self {
             Self::StdFs(_) => IoEngineKind::StdFs,
+            Self::TokioEpollUring(_) => IoEngineKind::TokioEpollUring,
+        }
+    }
+
+    /// Starts the engine `kind`, explicitly: an io_uring engine that cannot start is an error naming the
+    /// cause, never a fallback. The io_uring engine must be launched inside a tokio runtime.
+    pub fn launch(kind: IoEngineKind) -> Result<Self, EngineStartError> {
+        Self::launch_with(kind, start_default_uring)
+    }
+
+    /// As [`IoEngine::launch`], with `start_uring` starting the io_uring engine (a configuration, or an
+    /// injected failure in tests).
+    pub fn launch_with(
+        kind: IoEngineKind,
+        start_uring: impl FnOnce() -> Result<UringEngine, EngineStartError>,
+    ) -> Result<Self, EngineStartError> {
+        match kind {
+            IoEngineKind::StdFs => Ok(Self::std_fs()),
+            IoEngineKind::TokioEpollUring => start_uring().map(Self::TokioEpollUring),
+        }
+    }
+
+    /// The default engine: io_uring if it starts, else `std-fs` with one warning that names the cause.
+    pub fn launch_default() -> Self {
+        Self::launch_default_with(start_default_uring)
+    }
+
+    /// As [`IoEngine::launch_default`], with `start_uring` starting the io_uring engine.
+    pub fn launch_default_with(
+        start_uring: impl FnOnce() -> Result<UringEngine, EngineStartError>,
+    ) -> Self {
+        match start_uring() {
+            Ok(e) => Self::TokioEpollUring(e),
+            Err(err) => {
+                tracing::warn!(
+                    error = %error_chain(&err),
+                    "the io_uring engine cannot start; falling back to std-fs"
+                );
+                Self::std_fs()
+            }
+        }
+    }
+
+    /// The engine named by `VIRTUAL_FILE_IO_ENGINE`: set means explicit ([`IoEngine::launch`]), unset or
+    /// empty means the default with fallback ([`IoEngine::launch_default`]).
+    pub fn from_env() -> Result<Self, EngineSelectError> {
+        Self::select(IoEngineKind::from_env()?, start_default_uring)
+    }
+
+    /// What [`IoEngine::from_env`] does with the parsed setting `kind`, with `start_uring` starting
+    /// the io_uring engine.
+    pub fn select(
+        kind: Option<IoEngineKind>,
+        start_uring: impl FnOnce() -> Result<UringEngine, EngineStartError>,
+    ) -> Result<Self, EngineSelectError> {
+        match kind {
+            Some(kind) => Self::launch_with(kind, start_uring)
+                .map_err(|source| EngineSelectError::Start { kind, source }),
+            None => Ok(Self::launch_default_with(start_uring)),
         }
     }
 
@@ -66,6 +148,7 @@ impl IoEngine {
     ) -> (Slice<B>, io::Result<usize>) {
         match self {
             Self::StdFs(e) => e.read_at(fd, offset, buf),
+            Self::TokioEpollUring(e) => e.read_at(fd, offset, buf).await,
         }
     }
 
@@ -78,6 +161,7 @@ impl IoEngine {
     ) -> (FullSlice<B>, io::Result<usize>) {
         match self {
             Self::StdFs(e) => e.write_at(fd, offset, buf),
+            Self::TokioEpollUring(e) => e.write_at(fd, offset, buf).await,
         }
     }
 
@@ -90,6 +174,7 @@ impl IoEngine {
     ) -> (Vec<Slice<B>>, io::Result<usize>) {
         match self {
             Self::StdFs(e) => e.readv_at(fd, offset, bufs),
+            Self::TokioEpollUring(e) => e.readv_at(fd, offset, bufs).await,
         }
     }
 
@@ -102,6 +187,7 @@ impl IoEngine {
     ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
         match self {
             Self::StdFs(e) => e.writev_at(fd, offset, bufs),
+            Self::TokioEpollUring(e) => e.writev_at(fd, offset, bufs).await,
         }
     }
 
@@ -109,6 +195,7 @@ impl IoEngine {
     pub async fn fsync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
         match self {
             Self::StdFs(e) => e.fsync(fd),
+            Self::TokioEpollUring(e) => e.fsync(fd).await,
         }
     }
 
@@ -116,6 +203,7 @@ impl IoEngine {
     pub async fn fdatasync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
         match self {
             Self::StdFs(e) => e.fdatasync(fd),
+            Self::TokioEpollUring(e) => e.fdatasync(fd).await,
         }
     }
 
@@ -128,6 +216,7 @@ impl IoEngine {
     ) -> io::Result<IoFd> {
         match self {
             Self::StdFs(e) => e.open(path, flags, mode),
+            Self::TokioEpollUring(e) => e.open(path, flags, mode).await,
         }
     }
 
@@ -135,6 +224,7 @@ impl IoEngine {
     pub async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {
         match self {
             Self::StdFs(e) => e.statx(fd),
+            Self::TokioEpollUring(e) => e.statx(fd).await,
         }
     }
 
@@ -142,6 +232,7 @@ impl IoEngine {
     pub async fn ftruncate(&self, fd: &Arc<IoFd>, len: u64) -> io::Result<()> {
         match self {
             Self::StdFs(e) => e.ftruncate(fd, len),
+            Self::TokioEpollUring(e) => e.ftruncate(fd, len).await,
         }
     }
 
@@ -155,6 +246,7 @@ impl IoEngine {
     ) -> io::Result<()> {
         match self {
             Self::StdFs(e) => e.fallocate(fd, mode, offset, len),
+            Self::TokioEpollUring(e) => e.fallocate(fd, mode, offset, len).await,
         }
     }
 }

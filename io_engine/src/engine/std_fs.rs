@@ -11,7 +11,7 @@ use super::fd::IoFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::iovec::{mark_filled, read_iovecs, to_off_t, write_iovecs};
+use super::iovec::{iov_count, mark_filled, read_iovecs, to_off_t, write_iovecs};
 use super::stat::{FileStat, STATX_MASK};
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 
@@ -26,20 +26,6 @@ fn cvt<T: Copy + PartialOrd + Default + TryInto<usize>>(ret: T) -> io::Result<us
     } else {
         Ok(ret.try_into().unwrap_or(usize::MAX))
     }
-}
-
-/// `iovcnt` for `preadv`/`pwritev`: more than `IOV_MAX` buffers is an error, not a kernel `EINVAL`.
-fn iov_count(n: usize) -> io::Result<libc::c_int> {
-    if n > libc::UIO_MAXIOV as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{n} buffers in one vectored IO; at most {}",
-                libc::UIO_MAXIOV
-            ),
-        ));
-    }
-    Ok(n as libc::c_int)
 }
 
 impl StdFsEngine {

@@ -1,0 +1,40 @@
+//! [`UringConfig`]: ring size, how many rings, and the inline page-cache fast path.
+
+/// Settings of the io_uring engine. `Default` is one shared ring of 128 entries with the
+/// `RWF_NOWAIT` fast path on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UringConfig {
+    /// Submission queue entries per ring (rounded up to a power of two by the kernel). This is also the
+    /// number of slots, i.e. the most ops a ring has in flight; the completion queue is twice as large,
+    /// so it can never overflow.
+    pub entries: u32,
+    /// Number of rings. `1`: one ring shared by all threads behind a mutex. `N > 1`: `N` rings, each
+    /// calling thread is assigned one (round robin, fixed for the thread's life).
+    pub rings: usize,
+    /// Before using the ring, try `preadv2(RWF_NOWAIT)` inline for reads from descriptors that are not
+    /// `O_DIRECT`: a page-cache hit then costs one syscall and no ring round trip.
+    pub nowait_fast_path: bool,
+}
+
+impl Default for UringConfig {
+    fn default() -> Self {
+        Self {
+            entries: 128,
+            rings: 1,
+            nowait_fast_path: true,
+        }
+    }
+}
+
+impl UringConfig {
+    /// Checks the values; the message names the offending field.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.entries == 0 || self.entries > 4096 {
+            return Err(format!("entries = {} (must be 1..=4096)", self.entries));
+        }
+        if self.rings == 0 || self.rings > 256 {
+            return Err(format!("rings = {} (must be 1..=256)", self.rings));
+        }
+        Ok(())
+    }
+}

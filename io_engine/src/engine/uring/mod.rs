@@ -1,0 +1,371 @@
+//! The `tokio-epoll-uring` engine: our own io_uring engine, driven by tokio's reactor.
+//!
+//! ## How an op runs
+//! 1. **Slot.** Each ring has `entries` slots, one per op it may have in flight. A submitter first takes
+//!    a permit from a FIFO, cancellation-safe `tokio::sync::Semaphore` (one permit per free slot). More
+//!    concurrent ops than slots is normal: the rest wait their turn, they never get an error. Since no
+//!    more than `entries` ops are ever in flight and the completion queue has `2 * entries` entries,
+//!    the completion queue cannot overflow (the one extra CQE, of the cancel-all at shutdown, fits too).
+//! 2. **Submit.** Under the ring's mutex: take a free slot, push the SQE (`user_data` = slot), call
+//!    `io_uring_enter`, and drain the completion queue right away. Buffered IO that hits the page cache
+//!    completes *inside* that submit call, so the op's future returns on its first poll with no task hop.
+//! 3. **Wait.** Otherwise the future registers its waker in the slot. The ring's `eventfd`, registered
+//!    with the ring and wrapped in tokio's `AsyncFd`, becomes readable when the kernel posts a CQE; the
+//!    reaper task (one per ring, spawned at launch) drains the queue and wakes the futures. A polled
+//!    future also peeks at the queue itself (no syscall), in case the CQE is already there.
+//! 4. **Done.** The future takes the result from its slot, frees the slot (returning the permit) and
+//!    hands the buffer back.
+//!
+//! Reads from descriptors without `O_DIRECT` first try `preadv2(RWF_NOWAIT)` inline ([`UringConfig`]'s
+//! `nowait_fast_path`, on by default): a page-cache hit never touches the ring (see `nowait.rs`).
+//!
+//! ## Ownership and cancellation
+//! An op owns everything the kernel reads or writes: the buffer (stable-pointer invariant of
+//! [`IoBuf`](crate::IoBuf)), an `Arc<IoFd>` clone, the `iovec` array, the path `CString`, the `statx`
+//! output. If its future is dropped after submission, `Drop` moves the op into its slot ("parked"); it is
+//! completed and freed when the CQE arrives (a descriptor opened by a cancelled `openat` is closed
+//! then). Nothing is freed or reused before the kernel's CQE for it.
+//!
+//! ## Shutdown
+//! When the last [`UringEngine`] handle is dropped, or the reaper task is dropped with its tokio
+//! runtime, the ring is shut down: new ops fail with an error, an `IORING_OP_ASYNC_CANCEL` (any) asks
+//! the kernel to cancel what it can, and the thread doing the shutdown then blocks in
+//! `io_uring_enter(min_complete = 1)` until every in-flight op has completed. Only then are parked
+//! buffers, descriptors and the ring freed. If waiting fails (it should not), ring and buffers are leaked
+//! rather than freed under the kernel. The ring is set up `dontfork`, so a forked child never sees it.
+//!
+//! ## One shared ring or several
+//! `rings = 1` (default): one ring shared by all threads behind a mutex. Simple, and all completions
+//! come through one eventfd; but submitters on different threads contend for the mutex, and since a
+//! page-cache hit completes inside `io_uring_enter`, that copy happens under the mutex, so a shared ring
+//! serializes buffered IO across threads (the `RWF_NOWAIT` fast path avoids this for reads). Wakeups
+//! cross threads whenever the reaper runs on another worker than the waiting task.
+//!
+//! `rings = N`: each calling thread is assigned one of `N` rings (round robin, fixed per thread), each
+//! with its own reaper task. Submission contention drops to threads sharing a ring, at the cost of
+//! `N` times the ring memory and kernel state, and still cross-thread wakeups: a future that migrates
+//! between tokio workers, or a reaper scheduled on another worker, wakes a task on a different thread.
+//!
+//! `IORING_SETUP_SINGLE_ISSUER` / `DEFER_TASKRUN` would make each ring cheaper, but they are valid only
+//! when one thread both submits to and reaps a ring. With tokio's work-stealing scheduler neither the
+//! reaper task nor the submitting futures stay on one thread, so this engine uses neither. A design with
+//! one ring per worker thread *and* a thread-pinned reaper (a `LocalSet` per worker) could use them.
+//!
+//! ## What this design does badly
+//! - The eventfd is signalled for every CQE, including the ones the submitter already drained inline;
+//!   such a reaper wakeup finds an empty queue. (`register_eventfd_async` is no fix: it skips
+//!   completions posted by task work, e.g. of `O_DIRECT` IO, which would then never be reaped.)
+//! - Shutdown blocks the thread that drops the last handle (or the runtime) until the kernel is done.
+//! - A shut-down engine stays shut down: a handle used after its runtime ended returns errors.
+
+mod config;
+mod nowait;
+mod op;
+mod ops;
+mod reaper;
+mod setup;
+mod slots;
+mod system;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+pub use config::UringConfig;
+
+use self::op::execute;
+use self::system::System;
+use super::error::EngineStartError;
+use super::iovec::{iov_count, mark_filled, read_iovecs, to_off_t, write_iovecs};
+use super::std_fs::{path_to_cstring, StdFsEngine};
+use super::{FileStat, IoFd};
+use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
+
+/// The io_uring engine. A cheap-to-clone handle; the rings shut down when the last clone is dropped.
+#[derive(Clone)]
+pub struct UringEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    systems: Vec<Arc<System>>,
+    reapers: Vec<JoinHandle<()>>,
+    config: UringConfig,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for system in self.systems.iter() {
+            system.shutdown();
+        }
+        for reaper in &self.reapers {
+            reaper.abort();
+        }
+    }
+}
+
+impl fmt::Debug for UringEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringEngine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of a running engine, for tests and benchmarks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UringStats {
+    /// Number of rings.
+    pub rings: usize,
+    /// Slots (submission entries) per ring.
+    pub slots_per_ring: usize,
+    /// The most ops that were ever in flight at once on any one ring.
+    pub max_in_flight: usize,
+    /// Ops submitted to the rings so far (reads served by the `RWF_NOWAIT` fast path do not count).
+    pub submitted: u64,
+    /// Whether `ftruncate` goes through the ring (`IORING_OP_FTRUNCATE`, Linux 6.9) or `ftruncate(2)`.
+    pub ftruncate_op: bool,
+}
+
+/// Which ring a thread uses when there are several: assigned round robin at the thread's first op.
+fn thread_ring_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
+}
+
+impl UringEngine {
+    /// Sets up `config.rings` rings and spawns their reaper tasks on the current tokio runtime (which
+    /// must have IO enabled). Errors name the cause (io_uring disabled, `EPERM`, `ENOSYS`, `ENOMEM`,
+    /// a missing opcode, no runtime).
+    pub fn launch(config: UringConfig) -> Result<Self, EngineStartError> {
+        config.validate().map_err(EngineStartError::Config)?;
+        // Built up in place: if a later ring fails, dropping `inner` shuts down the earlier ones and
+        // stops their reapers.
+        let mut inner = Inner {
+            systems: Vec::with_capacity(config.rings),
+            reapers: Vec::with_capacity(config.rings),
+            config,
+        };
+        for _ in 0..inner.config.rings {
+            let ring = setup::new_ring(inner.config.entries)?;
+            let system = Arc::new(System::new(ring.ring, ring.ftruncate_op));
+            inner.systems.push(system.clone());
+            inner.reapers.push(reaper::spawn(system, ring.eventfd)?);
+        }
+        tracing::debug!(config = ?inner.config, "io_uring engine launched");
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The configuration it was launched with.
+    pub fn config(&self) -> &UringConfig {
+        &self.inner.config
+    }
+
+    /// Counters (see [`UringStats`]).
+    pub fn stats(&self) -> UringStats {
+        let systems = &self.inner.systems;
+        let counters: Vec<(usize, u64)> = systems.iter().map(|s| s.counters()).collect();
+        UringStats {
+            rings: systems.len(),
+            slots_per_ring: systems[0].slots(),
+            max_in_flight: counters.iter().map(|c| c.0).max().unwrap_or(0),
+            submitted: counters.iter().map(|c| c.1).sum(),
+            ftruncate_op: systems[0].has_ftruncate_op(),
+        }
+    }
+
+    /// The ring of the calling thread.
+    fn system(&self) -> &System {
+        let systems = &self.inner.systems;
+        if systems.len() == 1 {
+            &systems[0]
+        } else {
+            &systems[thread_ring_index() % systems.len()]
+        }
+    }
+
+    fn nowait(&self, fd: &IoFd) -> bool {
+        self.inner.config.nowait_fast_path && !fd.is_direct()
+    }
+
+    /// `IORING_OP_READ` into the slice's window (after an inline `RWF_NOWAIT` attempt for descriptors
+    /// without `O_DIRECT`). Short reads are returned as they come; 0 means end of file.
+    pub async fn read_at<B: IoBufMut>(
+        &self,
+        fd: &Arc<IoFd>,
+        offset: u64,
+        mut buf: Slice<B>,
+    ) -> (Slice<B>, io::Result<usize>) {
+        let off = match to_off_t(offset) {
+            Ok(off) => off,
+            Err(e) => return (buf, Err(e)),
+        };
+        if self.nowait(fd) {
+            let iov = [libc::iovec {
+                iov_base: buf.stable_mut_ptr().cast(),
+                iov_len: buf.len(),
+            }];
+            // SAFETY: the iovec is the window of `buf`, writable memory owned by `buf` for the call.
+            if let Some(n) = unsafe { nowait::preadv_nowait(fd, off, &iov) } {
+                // SAFETY: the kernel wrote `n` bytes at the start of the window.
+                unsafe { buf.assume_filled(n) };
+                return (buf, Ok(n));
+            }
+        }
+        let op = ops::Read {
+            fd: fd.clone(),
+            offset,
+            buf,
+        };
+        execute(self.system(), op).await
+    }
+
+    /// `IORING_OP_WRITE` of the slice. Short writes are returned as they come.
+    pub async fn write_at<B: IoBuf>(
+        &self,
+        fd: &Arc<IoFd>,
+        offset: u64,
+        buf: FullSlice<B>,
+    ) -> (FullSlice<B>, io::Result<usize>) {
+        if let Err(e) = to_off_t(offset) {
+            return (buf, Err(e));
+        }
+        let op = ops::Write {
+            fd: fd.clone(),
+            offset,
+            buf,
+        };
+        execute(self.system(), op).await
+    }
+
+    /// `IORING_OP_READV` into the windows in order (after an inline `RWF_NOWAIT` attempt for
+    /// descriptors without `O_DIRECT`). Returns the total read.
+    pub async fn readv_at<B: IoBufMut>(
+        &self,
+        fd: &Arc<IoFd>,
+        offset: u64,
+        mut bufs: Vec<Slice<B>>,
+    ) -> (Vec<Slice<B>>, io::Result<usize>) {
+        let off = match to_off_t(offset).and_then(|off| iov_count(bufs.len()).map(|_| off)) {
+            Ok(off) => off,
+            Err(e) => return (bufs, Err(e)),
+        };
+        // Wrapped right away: a bare `Vec<iovec>` is not `Send`, and this future must be.
+        let iovecs = ops::IoVecs(read_iovecs(&mut bufs));
+        if self.nowait(fd) {
+            // SAFETY: the iovecs point into the windows of `bufs`, owned here for the call.
+            if let Some(n) = unsafe { nowait::preadv_nowait(fd, off, &iovecs.0) } {
+                // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
+                unsafe { mark_filled(&mut bufs, n) };
+                return (bufs, Ok(n));
+            }
+        }
+        let op = ops::Readv {
+            fd: fd.clone(),
+            offset,
+            bufs,
+            iovecs,
+        };
+        execute(self.system(), op).await
+    }
+
+    /// `IORING_OP_WRITEV` of the slices in order. Returns the total written.
+    pub async fn writev_at<B: IoBuf>(
+        &self,
+        fd: &Arc<IoFd>,
+        offset: u64,
+        bufs: Vec<FullSlice<B>>,
+    ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
+        if let Err(e) = to_off_t(offset).and_then(|_| iov_count(bufs.len())) {
+            return (bufs, Err(e));
+        }
+        let iovecs = ops::IoVecs(write_iovecs(&bufs));
+        let op = ops::Writev {
+            fd: fd.clone(),
+            offset,
+            bufs,
+            iovecs,
+        };
+        execute(self.system(), op).await
+    }
+
+    /// `IORING_OP_FSYNC`: data and metadata durable.
+    pub async fn fsync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
+        let op = ops::Fsync {
+            fd: fd.clone(),
+            datasync: false,
+        };
+        execute(self.system(), op).await
+    }
+
+    /// `IORING_OP_FSYNC` with `IORING_FSYNC_DATASYNC`: data durable.
+    pub async fn fdatasync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
+        let op = ops::Fsync {
+            fd: fd.clone(),
+            datasync: true,
+        };
+        execute(self.system(), op).await
+    }
+
+    /// `IORING_OP_OPENAT` relative to the current directory, with `flags | O_CLOEXEC` and `mode`.
+    pub async fn open(
+        &self,
+        path: &Path,
+        flags: libc::c_int,
+        mode: libc::mode_t,
+    ) -> io::Result<IoFd> {
+        let op = ops::OpenAt {
+            path: path_to_cstring(path)?,
+            flags: flags | libc::O_CLOEXEC,
+            mode,
+        };
+        execute(self.system(), op).await
+    }
+
+    /// `IORING_OP_STATX` of the open file: size, block size and `O_DIRECT` alignment.
+    pub async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {
+        execute(self.system(), ops::Statx::new(fd.clone())).await
+    }
+
+    /// `IORING_OP_FTRUNCATE` where the kernel has it (6.9+), else `ftruncate(2)` inline.
+    pub async fn ftruncate(&self, fd: &Arc<IoFd>, len: u64) -> io::Result<()> {
+        to_off_t(len)?;
+        let system = self.system();
+        if !system.has_ftruncate_op() {
+            return StdFsEngine.ftruncate(fd, len);
+        }
+        let op = ops::Ftruncate {
+            fd: fd.clone(),
+            len,
+        };
+        execute(system, op).await
+    }
+
+    /// `IORING_OP_FALLOCATE` with `mode` (0 or `FALLOC_FL_*`).
+    pub async fn fallocate(
+        &self,
+        fd: &Arc<IoFd>,
+        mode: libc::c_int,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        to_off_t(offset)?;
+        to_off_t(len)?;
+        let op = ops::Fallocate {
+            fd: fd.clone(),
+            mode,
+            offset,
+            len,
+        };
+        execute(self.system(), op).await
+    }
+}

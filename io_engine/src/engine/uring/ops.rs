@@ -1,0 +1,269 @@
+//! The ops: each struct owns what the kernel touches while it is in flight, builds its SQE (the opcode's
+//! man page is named on each) and turns the CQE result into what the caller gets back.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use io_uring::{opcode, squeue, types};
+
+use super::op::Op;
+use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
+use crate::engine::iovec::mark_filled;
+use crate::engine::stat::{FileStat, STATX_MASK};
+use crate::engine::IoFd;
+
+/// The most bytes Linux transfers in one read or write (`MAX_RW_COUNT`); a longer request is a short
+/// transfer, as with `pread(2)`.
+const MAX_RW_COUNT: usize = 0x7fff_f000;
+
+fn rw_len(len: usize) -> u32 {
+    len.min(MAX_RW_COUNT) as u32
+}
+
+fn fd(fd: &IoFd) -> types::Fd {
+    types::Fd(fd.as_raw_fd())
+}
+
+/// An `iovec` array; its heap storage does not move when the op is moved.
+pub(super) struct IoVecs(pub(super) Vec<libc::iovec>);
+
+// SAFETY: the raw pointers point into buffers owned by the same op, which are `Send` (`IoBuf: Send`);
+// the array is only read by the kernel and never shared between threads by this code.
+unsafe impl Send for IoVecs {}
+
+/// `IORING_OP_READ`, as `pread(2)`.
+pub(super) struct Read<B> {
+    pub(super) fd: Arc<IoFd>,
+    pub(super) offset: u64,
+    pub(super) buf: Slice<B>,
+}
+
+// SAFETY: the SQE points at the window of `buf` (stable-pointer invariant of `IoBufMut`), owned by `self`.
+unsafe impl<B: IoBufMut> Op for Read<B> {
+    type Output = (Slice<B>, io::Result<usize>);
+
+    fn prepare(&mut self) -> squeue::Entry {
+        let len = rw_len(self.buf.len());
+        opcode::Read::new(fd(&self.fd), self.buf.stable_mut_ptr(), len)
+            .offset(self.offset)
+            .build()
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        let res = res.map(|n| n as usize);
+        if let Ok(n) = res {
+            // SAFETY: the kernel wrote `n` bytes (at most the window's length) at the window's start.
+            unsafe { self.buf.assume_filled(n) };
+        }
+        (self.buf, res)
+    }
+}
+
+/// `IORING_OP_WRITE`, as `pwrite(2)`.
+pub(super) struct Write<B> {
+    pub(super) fd: Arc<IoFd>,
+    pub(super) offset: u64,
+    pub(super) buf: FullSlice<B>,
+}
+
+// SAFETY: the SQE points at the initialized bytes of `buf` (stable-pointer invariant), owned by `self`.
+unsafe impl<B: IoBuf> Op for Write<B> {
+    type Output = (FullSlice<B>, io::Result<usize>);
+
+    fn prepare(&mut self) -> squeue::Entry {
+        let len = rw_len(self.buf.len());
+        opcode::Write::new(fd(&self.fd), self.buf.stable_ptr(), len)
+            .offset(self.offset)
+            .build()
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        (self.buf, res.map(|n| n as usize))
+    }
+}
+
+/// `IORING_OP_READV`, as `preadv2(2)`.
+pub(super) struct Readv<B> {
+    pub(super) fd: Arc<IoFd>,
+    pub(super) offset: u64,
+    pub(super) bufs: Vec<Slice<B>>,
+    /// Built from `bufs` (`iovec::read_iovecs`); at most `UIO_MAXIOV` entries.
+    pub(super) iovecs: IoVecs,
+}
+
+// SAFETY: the SQE points at `iovecs` (heap, owned by `self`), whose entries point into the windows of
+// `bufs` (owned by `self`, stable-pointer invariant).
+unsafe impl<B: IoBufMut> Op for Readv<B> {
+    type Output = (Vec<Slice<B>>, io::Result<usize>);
+
+    fn prepare(&mut self) -> squeue::Entry {
+        let iov = &self.iovecs.0;
+        opcode::Readv::new(fd(&self.fd), iov.as_ptr(), iov.len() as u32)
+            .offset(self.offset)
+            .build()
+    }
+
+    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
+        let res = res.map(|n| n as usize);
+        if let Ok(n) = res {
+            // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
+            unsafe { mark_filled(&mut self.bufs, n) };
+        }
+        (self.bufs, res)
+    }
+}
+
+/// `IORING_OP_WRITEV`, as `pwritev2(2)`.
+pub(super) struct Writev<B> {
+    pub(super) fd: Arc<IoFd>,
+    pub(super) offset: u64,
+    pub(super) bufs: Vec<FullSlice<B>>,
+    /// Built from `bufs` (`iovec::write_iovecs`); at most `UIO_MAXIOV` entries.
+    pub(super) iovecs: IoVecs,
+}
+
+// SAFETY: as for `Readv`: `iovecs` and the slices they point into are owned by `self`.
+unsafe impl<B: IoBuf> Op for Writev<B> {
+    type Output = (Vec<FullSlice<B>>, io::Result<usize>);
+
+    fn prepare(&mut self) -> squeue::Entry {
+        let iov = &self.iovecs.0;
+        opcode::Writev::new(fd(&self.fd), iov.as_ptr(), iov.len() as u32)
+            .offset(self.offset)
+            .build()
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        (self.bufs, res.map(|n| n as usize))
+    }
+}
+
+/// `IORING_OP_FSYNC`, as `fsync(2)` or, with `datasync`, `fdatasync(2)`.
+pub(super) struct Fsync {
+    pub(super) fd: Arc<IoFd>,
+    pub(super) datasync: bool,
+}
+
+// SAFETY: the SQE points to no memory; the descriptor is kept open by `self.fd`.
+unsafe impl Op for Fsync {
+    type Output = io::Result<()>;
+
+    fn prepare(&mut self) -> squeue::Entry {
+        let flags = if self.datasync {
+            types::FsyncFlags::DATASYNC
+        } else {
+            types::FsyncFlags::empty()
+        };
+        opcode::Fsync::new(fd(&self.fd)).flags(flags).build()
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(drop)
+    }
+}
+
+/// `IORING_OP_OPENAT`, as `openat(2)` with `AT_FDCWD`.
+pub(super) struct OpenAt {
+    pub(super) path: CString,
+    /// Includes `O_CLOEXEC`.
+    pub(super) flags: libc::c_int,
+    pub(super) mode: libc::mode_t,
+}
+
+// SAFETY: the SQE points at `path`'s heap bytes, owned by `self`.
+unsafe impl Op for OpenAt {
+    type Output = io::Result<IoFd>;
+
+    fn prepare(&mut self) -> squeue::Entry {
+        opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), self.path.as_ptr())
+            .flags(self.flags)
+            .mode(self.mode)
+            .build()
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        let raw = res? as libc::c_int;
+        // SAFETY: a successful openat returned a new descriptor that nothing else owns. When the future
+        // was dropped, this `IoFd` is dropped right away, closing it.
+        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(IoFd::new(owned, self.flags & libc::O_DIRECT != 0))
+    }
+}
+
+/// `IORING_OP_STATX`, as `statx(2)` of the descriptor itself (`AT_EMPTY_PATH`).
+pub(super) struct Statx {
+    pub(super) fd: Arc<IoFd>,
+    /// Written by the kernel; boxed so its address survives moves of the op.
+    pub(super) out: Box<libc::statx>,
+}
+
+impl Statx {
+    pub(super) fn new(fd: Arc<IoFd>) -> Self {
+        // SAFETY: `statx` is plain old data; all-zero is a valid value.
+        let out = Box::new(unsafe { std::mem::zeroed::<libc::statx>() });
+        Self { fd, out }
+    }
+}
+
+// SAFETY: the SQE points at `out` (heap, owned by `self`) and at a static empty C string.
+unsafe impl Op for Statx {
+    type Output = io::Result<FileStat>;
+
+    fn prepare(&mut self) -> squeue::Entry {
+        let out: *mut libc::statx = &mut *self.out;
+        opcode::Statx::new(fd(&self.fd), c"".as_ptr(), out.cast::<types::statx>())
+            .flags(libc::AT_EMPTY_PATH)
+            .mask(STATX_MASK)
+            .build()
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res?;
+        Ok(FileStat::from_statx(&self.out))
+    }
+}
+
+/// `IORING_OP_FTRUNCATE` (Linux 6.9), as `ftruncate(2)`.
+pub(super) struct Ftruncate {
+    pub(super) fd: Arc<IoFd>,
+    pub(super) len: u64,
+}
+
+// SAFETY: the SQE points to no memory; the descriptor is kept open by `self.fd`.
+unsafe impl Op for Ftruncate {
+    type Output = io::Result<()>;
+
+    fn prepare(&mut self) -> squeue::Entry {
+        opcode::Ftruncate::new(fd(&self.fd), self.len).build()
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(drop)
+    }
+}
+
+/// `IORING_OP_FALLOCATE`, as `fallocate(2)`.
+pub(super) struct Fallocate {
+    pub(super) fd: Arc<IoFd>,
+    pub(super) mode: libc::c_int,
+    pub(super) offset: u64,
+    pub(super) len: u64,
+}
+
+// SAFETY: the SQE points to no memory; the descriptor is kept open by `self.fd`.
+unsafe impl Op for Fallocate {
+    type Output = io::Result<()>;
+
+    fn prepare(&mut self) -> squeue::Entry {
+        opcode::Fallocate::new(fd(&self.fd), self.len)
+            .offset(self.offset)
+            .mode(self.mode)
+            .build()
+    }
+
+    fn complete(self, res: io::Result<u32>) -> Self::Output {
+        res.map(drop)
+    }
+}
