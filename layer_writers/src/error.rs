@@ -63,3 +63,13 @@ pub enum FormatError {
     #[error("invalid layer summary: {reason}")]
     Invalid { reason: String },
 }
+
+impl FormatError {
+    /// A [`FormatError::BadPage`] for `page`.
+    pub(crate) fn bad_page(page: u32, reason: impl Into<String>) -> FormatError {
+        FormatError::BadPage {
+            page,
+            reason: reason.into(),
+        }
+    }
+}

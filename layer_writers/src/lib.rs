@@ -22,6 +22,7 @@ pub mod blob;
 pub mod btree;
 mod error;
 pub mod key;
+mod raw;
 pub mod summary;
 
 pub use error::FormatError;

@@ -24,9 +24,9 @@
 
 use std::ops::Range;
 
-use crate::btree::page::all_zero;
 use crate::btree::PAGE_SIZE;
 use crate::key::{Key, Lsn, DELTA_INDEX_KEY_SIZE, IMAGE_INDEX_KEY_SIZE, KEY_SIZE, LSN_SIZE};
+use crate::raw::{all_zero, array_at};
 use crate::FormatError;
 
 /// Size of the summary block, and the offset where the values start.
@@ -185,17 +185,17 @@ impl Summary {
         })?;
         if b[MAGIC_OFFSET..VERSION_OFFSET] != SUMMARY_MAGIC {
             return Err(FormatError::BadMagic {
-                found: u32::from_be_bytes(array(b, MAGIC_OFFSET)),
+                found: u32::from_be_bytes(array_at(b, MAGIC_OFFSET)),
             });
         }
-        let version = u16::from_be_bytes(array(b, VERSION_OFFSET));
+        let version = u16::from_be_bytes(array_at(b, VERSION_OFFSET));
         if version != FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
             });
         }
-        let stored = u32::from_be_bytes(array(b, CRC_OFFSET));
+        let stored = u32::from_be_bytes(array_at(b, CRC_OFFSET));
         let computed = crc32c::crc32c(&b[..CRC_OFFSET]);
         if stored != computed {
             return Err(FormatError::SummaryChecksumMismatch { stored, computed });
@@ -213,24 +213,18 @@ impl Summary {
             .ok_or_else(|| invalid(format!("unknown layer kind {}", b[KIND_OFFSET])))?;
         let summary = Summary {
             kind,
-            key_range: Key::from_bytes(array(b, KEY_START_OFFSET))
-                ..Key::from_bytes(array(b, KEY_END_OFFSET)),
-            lsn_range: Lsn::from_be_bytes(array(b, LSN_START_OFFSET))
-                ..Lsn::from_be_bytes(array(b, LSN_END_OFFSET)),
-            values_end: u64::from_be_bytes(array(b, VALUES_END_OFFSET)),
-            index_start_page: u32::from_be_bytes(array(b, INDEX_START_OFFSET)),
-            index_root: u32::from_be_bytes(array(b, INDEX_ROOT_OFFSET)),
-            index_page_count: u32::from_be_bytes(array(b, INDEX_PAGES_OFFSET)),
+            key_range: Key::from_bytes(array_at(b, KEY_START_OFFSET))
+                ..Key::from_bytes(array_at(b, KEY_END_OFFSET)),
+            lsn_range: Lsn::from_be_bytes(array_at(b, LSN_START_OFFSET))
+                ..Lsn::from_be_bytes(array_at(b, LSN_END_OFFSET)),
+            values_end: u64::from_be_bytes(array_at(b, VALUES_END_OFFSET)),
+            index_start_page: u32::from_be_bytes(array_at(b, INDEX_START_OFFSET)),
+            index_root: u32::from_be_bytes(array_at(b, INDEX_ROOT_OFFSET)),
+            index_page_count: u32::from_be_bytes(array_at(b, INDEX_PAGES_OFFSET)),
         };
         summary.validate()?;
         Ok(summary)
     }
-}
-
-fn array<const N: usize>(b: &[u8], offset: usize) -> [u8; N] {
-    let mut out = [0; N];
-    out.copy_from_slice(&b[offset..offset + N]);
-    out
 }
 
 #[cfg(test)]

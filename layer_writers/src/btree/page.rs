@@ -22,6 +22,7 @@
 
 use std::cmp::Ordering;
 
+use crate::raw::{all_zero, array_at};
 use crate::FormatError;
 
 /// Size of every B-tree page.
@@ -56,16 +57,6 @@ pub(crate) fn body_size(key_len: usize, prefix_len: usize, count: usize) -> usiz
 /// Length of the common prefix of `a` and `b`.
 pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// Compared against (a `memcmp`) to check that a page's unused tail is zero.
-static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
-
-/// Whether `bytes` (at most [`PAGE_SIZE`] long) are all zero; a `memcmp`, fast in any build.
-pub(crate) fn all_zero(bytes: &[u8]) -> bool {
-    ZERO_PAGE
-        .get(..bytes.len())
-        .is_some_and(|zeros| zeros == bytes)
 }
 
 /// The CRC stored in a page: over everything after the CRC field.
@@ -140,18 +131,14 @@ impl<'a> PageView<'a> {
         page_no: u32,
         key_len: usize,
     ) -> Result<PageView<'a>, FormatError> {
-        let bad = |reason: String| FormatError::BadPage {
-            page: page_no,
-            reason,
-        };
         let page = as_page(bytes, page_no)?;
         if page[MAGIC_OFFSET..CRC_OFFSET] != PAGE_MAGIC {
-            return Err(bad(format!(
-                "bad magic {:02x?}",
-                &page[MAGIC_OFFSET..CRC_OFFSET]
-            )));
+            return Err(FormatError::bad_page(
+                page_no,
+                format!("bad magic {:02x?}", &page[MAGIC_OFFSET..CRC_OFFSET]),
+            ));
         }
-        let stored = u32::from_be_bytes(read_array(page, CRC_OFFSET));
+        let stored = u32::from_be_bytes(array_at(page, CRC_OFFSET));
         let computed = page_crc(page);
         if stored != computed {
             return Err(FormatError::ChecksumMismatch {
@@ -163,21 +150,25 @@ impl<'a> PageView<'a> {
         let view = Self::parse_header(page, page_no, key_len)?;
         let used = body_size(key_len, view.prefix_len, view.count);
         if !all_zero(&page[HEADER_LEN + used..]) {
-            return Err(bad("non-zero bytes after the entries".to_string()));
+            return Err(FormatError::bad_page(
+                page_no,
+                "non-zero bytes after the entries",
+            ));
         }
         for i in 1..view.count {
             if view.suffix(i - 1) >= view.suffix(i) {
-                return Err(bad(format!(
-                    "keys {} and {i} are not strictly increasing",
-                    i - 1
-                )));
+                return Err(FormatError::bad_page(
+                    page_no,
+                    format!("keys {} and {i} are not strictly increasing", i - 1),
+                ));
             }
         }
         if view.count > 0 && common_prefix_len(view.suffix(0), view.suffix(view.count - 1)) != 0 {
             // Not wrong for lookups, but the builder never writes it: a changed prefix length that
             // survived the CRC would show up here.
-            return Err(bad(
-                "prefix is shorter than the common prefix of the keys".to_string()
+            return Err(FormatError::bad_page(
+                page_no,
+                "prefix is shorter than the common prefix of the keys",
             ));
         }
         Ok(view)
@@ -198,44 +189,50 @@ impl<'a> PageView<'a> {
         page_no: u32,
         key_len: usize,
     ) -> Result<PageView<'a>, FormatError> {
-        let bad = |reason: String| FormatError::BadPage {
-            page: page_no,
-            reason,
-        };
-        let stored_no = u32::from_be_bytes(read_array(page, PAGE_NO_OFFSET));
+        let stored_no = u32::from_be_bytes(array_at(page, PAGE_NO_OFFSET));
         if stored_no != page_no {
-            return Err(bad(format!("page says it is page {stored_no}")));
+            return Err(FormatError::bad_page(
+                page_no,
+                format!("page says it is page {stored_no}"),
+            ));
         }
         let level = page[LEVEL_OFFSET];
         if usize::from(level) >= MAX_DEPTH {
-            return Err(bad(format!(
-                "level {level} exceeds the maximum depth {MAX_DEPTH}"
-            )));
+            return Err(FormatError::bad_page(
+                page_no,
+                format!("level {level} exceeds the maximum depth {MAX_DEPTH}"),
+            ));
         }
         let stored_key_len = usize::from(page[KEY_LEN_OFFSET]);
         if stored_key_len != key_len {
-            return Err(bad(format!(
-                "key length {stored_key_len}, expected {key_len}"
-            )));
+            return Err(FormatError::bad_page(
+                page_no,
+                format!("key length {stored_key_len}, expected {key_len}"),
+            ));
         }
         let prefix_len = usize::from(page[PREFIX_LEN_OFFSET]);
         if prefix_len > key_len {
-            return Err(bad(format!(
-                "prefix length {prefix_len} exceeds key length {key_len}"
-            )));
+            return Err(FormatError::bad_page(
+                page_no,
+                format!("prefix length {prefix_len} exceeds key length {key_len}"),
+            ));
         }
         if page[RESERVED1_OFFSET] != 0 || page[RESERVED2_OFFSET..HEADER_LEN] != [0, 0] {
-            return Err(bad("reserved header bytes are not zero".to_string()));
+            return Err(FormatError::bad_page(
+                page_no,
+                "reserved header bytes are not zero",
+            ));
         }
-        let count = usize::from(u16::from_be_bytes(read_array(page, COUNT_OFFSET)));
+        let count = usize::from(u16::from_be_bytes(array_at(page, COUNT_OFFSET)));
         let used = body_size(key_len, prefix_len, count);
         if used > BODY_LEN {
-            return Err(bad(format!(
-                "{count} entries need {used} bytes, page has {BODY_LEN}"
-            )));
+            return Err(FormatError::bad_page(
+                page_no,
+                format!("{count} entries need {used} bytes, page has {BODY_LEN}"),
+            ));
         }
         if count == 0 && prefix_len != 0 {
-            return Err(bad("empty page with a prefix".to_string()));
+            return Err(FormatError::bad_page(page_no, "empty page with a prefix"));
         }
         Ok(PageView {
             page,
@@ -270,7 +267,7 @@ impl<'a> PageView<'a> {
     /// The value of entry `i` (`i < len()`).
     pub(crate) fn value(&self, i: usize) -> u64 {
         let start = HEADER_LEN + self.prefix_len + self.count * self.suffix_len() + i * VALUE_LEN;
-        u64::from_be_bytes(read_array(self.page, start))
+        u64::from_be_bytes(array_at(self.page, start))
     }
 
     /// Writes the full key of entry `i` into `out` (cleared first).
@@ -317,12 +314,6 @@ fn as_page(bytes: &[u8], page_no: u32) -> Result<&[u8; PAGE_SIZE], FormatError> 
         page: page_no,
         reason: format!("page is {} bytes, expected {PAGE_SIZE}", bytes.len()),
     })
-}
-
-fn read_array<const N: usize>(page: &[u8; PAGE_SIZE], offset: usize) -> [u8; N] {
-    let mut out = [0; N];
-    out.copy_from_slice(&page[offset..offset + N]);
-    out
 }
 
 #[cfg(test)]

@@ -282,7 +282,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         let page = self.read_page(page_no).await?;
         let view = PageView::parse(page.as_ref(), page_no, self.key_len)?;
         if view.len() == 0 && view.level() > 0 {
-            return Err(bad(page_no, "empty internal root page".to_string()).into());
+            return Err(FormatError::bad_page(page_no, "empty internal root page").into());
         }
         Ok(Frame {
             page,
@@ -306,7 +306,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         let page_no = match u32::try_from(child_no) {
             Ok(no) if no < parent_no && no < self.num_pages => no,
             _ => {
-                return Err(bad(
+                return Err(FormatError::bad_page(
                     parent_no,
                     format!("entry {i} points at page {child_no}, not below this page"),
                 )
@@ -327,7 +327,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         let page = self.read_page(page_no).await?;
         let child = PageView::parse(page.as_ref(), page_no, self.key_len)?;
         if child.level() + 1 != parent_level {
-            return Err(bad(
+            return Err(FormatError::bad_page(
                 page_no,
                 format!(
                     "level {}, parent {parent_no} has level {parent_level}",
@@ -337,7 +337,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
             .into());
         }
         if child.len() == 0 || !child.cmp_key(0, &separator).is_eq() {
-            return Err(bad(
+            return Err(FormatError::bad_page(
                 page_no,
                 format!("first key differs from its separator in parent {parent_no}"),
             )
@@ -345,7 +345,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         }
         if let Some(upper) = &upper {
             if child.cmp_key(child.len() - 1, upper).is_ge() {
-                return Err(bad(
+                return Err(FormatError::bad_page(
                     page_no,
                     format!("last key is not below the next separator in parent {parent_no}"),
                 )
@@ -359,8 +359,4 @@ impl<S: PageSource + Sync> BtreeReader<S> {
             upper,
         })
     }
-}
-
-fn bad(page: u32, reason: String) -> FormatError {
-    FormatError::BadPage { page, reason }
 }
