@@ -1,0 +1,362 @@
+//! Lookups and ordered iteration over a B-tree whose pages come from a [`PageSource`].
+//!
+//! Every page is checked when it is read: checksum and header (see [`super::page`]), and its place in the
+//! tree: its number is below its parent's (pages are written children first, so this rules out cycles),
+//! its level is one below its parent's (bounding the depth by [`MAX_DEPTH`]), its first key is the
+//! parent's separator and its last key is below the next separator. A corrupt index therefore gives a
+//! [`FormatError`], never a panic, a loop or results out of order. Memory is one page per level.
+
+use std::future::Future;
+use std::ops::{Bound, ControlFlow, Range};
+
+use super::builder::BtreeSummary;
+use super::page::{PageView, MAX_DEPTH};
+use crate::FormatError;
+
+/// Where B-tree pages are read from: a layer file, or memory.
+pub trait PageSource {
+    /// A page's bytes. `as_ref` must return the same bytes on every call.
+    type Page: AsRef<[u8]> + Send + Sync;
+    /// The source's own failure (IO, out of range, ...).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Reads page `page_no` (relative to the index start). Success is the whole page ([`super::PAGE_SIZE`]
+    /// bytes; anything else is reported as a bad page).
+    fn read_page(
+        &self,
+        page_no: u32,
+    ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send;
+}
+
+impl<S: PageSource + Sync> PageSource for &S {
+    type Page = S::Page;
+    type Error = S::Error;
+
+    fn read_page(
+        &self,
+        page_no: u32,
+    ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
+        (**self).read_page(page_no)
+    }
+}
+
+impl<S: PageSource + Send + Sync> PageSource for std::sync::Arc<S> {
+    type Page = S::Page;
+    type Error = S::Error;
+
+    fn read_page(
+        &self,
+        page_no: u32,
+    ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
+        (**self).read_page(page_no)
+    }
+}
+
+/// Why a B-tree read failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError<E> {
+    /// The page source failed.
+    #[error("reading index page {page}")]
+    Source {
+        page: u32,
+        #[source]
+        source: E,
+    },
+    /// A page is corrupt or the tree is malformed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The lookup key does not have the index's key length.
+    #[error("lookup key is {got} bytes, the index has {expected}-byte keys")]
+    WrongKeyLength { expected: usize, got: usize },
+}
+
+/// Reads a B-tree built by [`super::BtreeBuilder`].
+#[derive(Debug)]
+pub struct BtreeReader<S> {
+    source: S,
+    key_len: usize,
+    root_page: u32,
+    num_pages: u32,
+}
+
+/// A verified page held while its entries are used.
+struct Frame<P> {
+    page: P,
+    page_no: u32,
+    next: usize,
+    /// Exclusive upper bound of this page's keys (the parent's next separator), if any.
+    upper: Option<Vec<u8>>,
+}
+
+impl<S: PageSource + Sync> BtreeReader<S> {
+    /// A reader of the tree rooted at `root_page`, whose pages are numbered `0..num_pages`.
+    pub fn new(
+        source: S,
+        key_len: usize,
+        root_page: u32,
+        num_pages: u32,
+    ) -> Result<Self, FormatError> {
+        if !(1..=usize::from(u8::MAX)).contains(&key_len) {
+            return Err(FormatError::BadPage {
+                page: root_page,
+                reason: format!("key length {key_len} is not in 1..=255"),
+            });
+        }
+        if root_page >= num_pages {
+            return Err(FormatError::BadPage {
+                page: root_page,
+                reason: format!("root is outside the index of {num_pages} pages"),
+            });
+        }
+        Ok(BtreeReader {
+            source,
+            key_len,
+            root_page,
+            num_pages,
+        })
+    }
+
+    /// A reader for the tree `summary` describes.
+    pub fn from_summary(source: S, summary: &BtreeSummary) -> Result<Self, FormatError> {
+        Self::new(
+            source,
+            usize::from(summary.key_len),
+            summary.root_page,
+            summary.num_pages,
+        )
+    }
+
+    /// The page source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The value stored under `key`, if any.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<u64>, ReadError<S::Error>> {
+        if key.len() != self.key_len {
+            return Err(ReadError::WrongKeyLength {
+                expected: self.key_len,
+                got: key.len(),
+            });
+        }
+        let mut frame = self.read_root().await?;
+        loop {
+            let view = self.view(&frame)?;
+            let n = view.count_le(key);
+            if view.level() == 0 {
+                let found = n > 0 && view.cmp_key(n - 1, key).is_eq();
+                return Ok(found.then(|| view.value(n - 1)));
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            frame = self.read_child(&frame, n - 1).await?;
+        }
+    }
+
+    /// Calls `visit(key, value)` for every entry with `start <= key < end` (bounds as given), in key order,
+    /// until `visit` returns [`ControlFlow::Break`]. Bounds may be of any length; they are compared
+    /// byte-wise.
+    pub async fn visit<F>(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mut visit: F,
+    ) -> Result<(), ReadError<S::Error>>
+    where
+        F: FnMut(&[u8], u64) -> ControlFlow<()>,
+    {
+        let past_end = |key: &[u8]| match end {
+            Bound::Included(e) => key > e,
+            Bound::Excluded(e) => key >= e,
+            Bound::Unbounded => false,
+        };
+        let mut key = Vec::with_capacity(self.key_len);
+        let mut stack: Vec<Frame<S::Page>> = Vec::with_capacity(MAX_DEPTH);
+        let mut root = self.read_root().await?;
+        root.next = self.start_index(&root, start)?;
+        let mut seeking = self.view(&root)?.level() > 0;
+        stack.push(root);
+        while let Some(top) = stack.last_mut() {
+            let view = self.view_of(&top.page, top.page_no)?;
+            if top.next >= view.len() {
+                stack.pop();
+                continue;
+            }
+            let i = top.next;
+            top.next += 1;
+            view.key_into(i, &mut key);
+            if past_end(&key) {
+                // Separators are first keys of subtrees, so everything from here on is past the end too.
+                return Ok(());
+            }
+            if view.level() == 0 {
+                if visit(&key, view.value(i)).is_break() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let mut child = self.read_child(top, i).await?;
+            if seeking {
+                child.next = self.start_index(&child, start)?;
+                seeking = self.view(&child)?.level() > 0;
+            }
+            stack.push(child);
+        }
+        Ok(())
+    }
+
+    /// The entries with `range.start <= key < range.end`, in order, at most `limit` of them.
+    pub async fn range(
+        &self,
+        range: Range<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, u64)>, ReadError<S::Error>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.visit(
+            Bound::Included(range.start),
+            Bound::Excluded(range.end),
+            |k, v| {
+                out.push((k.to_vec(), v));
+                if out.len() >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// Calls `visit(key, value)` for every entry in key order, until it returns [`ControlFlow::Break`].
+    pub async fn scan<F>(&self, visit: F) -> Result<(), ReadError<S::Error>>
+    where
+        F: FnMut(&[u8], u64) -> ControlFlow<()>,
+    {
+        self.visit(Bound::Unbounded, Bound::Unbounded, visit).await
+    }
+
+    /// Index of the first entry of `frame`'s page that can hold keys at or after `start`.
+    fn start_index(
+        &self,
+        frame: &Frame<S::Page>,
+        start: Bound<&[u8]>,
+    ) -> Result<usize, FormatError> {
+        let view = self.view(frame)?;
+        Ok(match (view.level(), start) {
+            (_, Bound::Unbounded) => 0,
+            (0, Bound::Included(s)) => view.count_lt(s),
+            (0, Bound::Excluded(s)) => view.count_le(s),
+            // The child whose separator is the last one <= start holds start and what follows it.
+            (_, Bound::Included(s) | Bound::Excluded(s)) => view.count_le(s).saturating_sub(1),
+        })
+    }
+
+    fn view<'p>(&self, frame: &'p Frame<S::Page>) -> Result<PageView<'p>, FormatError> {
+        self.view_of(&frame.page, frame.page_no)
+    }
+
+    fn view_of<'p>(&self, page: &'p S::Page, page_no: u32) -> Result<PageView<'p>, FormatError> {
+        // Already verified when read; parsing again only re-derives the header. A source whose page bytes
+        // changed since is caught here instead of causing out-of-bounds access.
+        PageView::parse_verified(page.as_ref(), page_no, self.key_len)
+    }
+
+    async fn read_page(&self, page_no: u32) -> Result<S::Page, ReadError<S::Error>> {
+        self.source
+            .read_page(page_no)
+            .await
+            .map_err(|source| ReadError::Source {
+                page: page_no,
+                source,
+            })
+    }
+
+    async fn read_root(&self) -> Result<Frame<S::Page>, ReadError<S::Error>> {
+        let page_no = self.root_page;
+        let page = self.read_page(page_no).await?;
+        let view = PageView::parse(page.as_ref(), page_no, self.key_len)?;
+        if view.len() == 0 && view.level() > 0 {
+            return Err(FormatError::bad_page(page_no, "empty internal root page").into());
+        }
+        Ok(Frame {
+            page,
+            page_no,
+            next: 0,
+            upper: None,
+        })
+    }
+
+    /// Reads child `i` of `parent` and checks that it fits where the parent says it is.
+    async fn read_child(
+        &self,
+        parent: &Frame<S::Page>,
+        i: usize,
+    ) -> Result<Frame<S::Page>, ReadError<S::Error>> {
+        let view = self.view(parent)?;
+        let child_no = view.value(i);
+        let parent_no = parent.page_no;
+        // Children are written before their parents, so a child has a smaller number. This also keeps it
+        // inside the index and makes cycles impossible.
+        let page_no = match u32::try_from(child_no) {
+            Ok(no) if no < parent_no && no < self.num_pages => no,
+            _ => {
+                return Err(FormatError::bad_page(
+                    parent_no,
+                    format!("entry {i} points at page {child_no}, not below this page"),
+                )
+                .into())
+            }
+        };
+        let mut separator = Vec::with_capacity(self.key_len);
+        view.key_into(i, &mut separator);
+        let upper = if i + 1 < view.len() {
+            let mut next = Vec::with_capacity(self.key_len);
+            view.key_into(i + 1, &mut next);
+            Some(next)
+        } else {
+            parent.upper.clone()
+        };
+        let parent_level = view.level();
+
+        let page = self.read_page(page_no).await?;
+        let child = PageView::parse(page.as_ref(), page_no, self.key_len)?;
+        if child.level() + 1 != parent_level {
+            return Err(FormatError::bad_page(
+                page_no,
+                format!(
+                    "level {}, parent {parent_no} has level {parent_level}",
+                    child.level()
+                ),
+            )
+            .into());
+        }
+        if child.len() == 0 || !child.cmp_key(0, &separator).is_eq() {
+            return Err(FormatError::bad_page(
+                page_no,
+                format!("first key differs from its separator in parent {parent_no}"),
+            )
+            .into());
+        }
+        if let Some(upper) = &upper {
+            if child.cmp_key(child.len() - 1, upper).is_ge() {
+                return Err(FormatError::bad_page(
+                    page_no,
+                    format!("last key is not below the next separator in parent {parent_no}"),
+                )
+                .into());
+            }
+        }
+        Ok(Frame {
+            page,
+            page_no,
+            next: 0,
+            upper,
+        })
+    }
+}

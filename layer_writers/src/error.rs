@@ -1,0 +1,75 @@
+//! Errors for the pure on-disk formats: blob headers, B-tree pages and the layer summary.
+//!
+//! Every variant says which structure was bad and where, so a person reading a log line can find the bytes.
+//! IO failures are not format errors: the B-tree reader wraps its page source's error next to these (see
+//! [`crate::btree::ReadError`]).
+
+/// A violation of one of the on-disk formats of this crate, found while decoding (or, for size limits,
+/// while encoding).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The input ended before the structure did.
+    #[error("truncated {what}: need {needed} bytes, have {available}")]
+    Truncated {
+        what: &'static str,
+        needed: usize,
+        available: usize,
+    },
+
+    /// A blob header names a compression algorithm this version does not know.
+    #[error("blob header has unknown compression code {code}")]
+    UnknownCompression { code: u8 },
+
+    /// A blob (stored or uncompressed) is larger than the format can describe, or than the caller allows.
+    #[error("blob of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: u64, max: u64 },
+
+    /// The zstd payload of a blob is not a valid zstd stream.
+    #[error("corrupt zstd payload in blob")]
+    Decompress {
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A B-tree page's stored CRC32C does not match its contents.
+    #[error(
+        "index page {page}: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    ChecksumMismatch {
+        page: u32,
+        stored: u32,
+        computed: u32,
+    },
+
+    /// A B-tree page has a valid checksum but breaks a structural rule (wrong page number, level,
+    /// key length, ordering, ...).
+    #[error("index page {page}: {reason}")]
+    BadPage { page: u32, reason: String },
+
+    /// The layer summary does not start with the summary magic.
+    #[error("bad layer summary magic {found:#010x}")]
+    BadMagic { found: u32 },
+
+    /// The layer summary is of a format version this code cannot read.
+    #[error("unsupported layer format version {found} (supported: {supported})")]
+    UnsupportedVersion { found: u16, supported: u16 },
+
+    /// The layer summary's stored CRC32C does not match its fields.
+    #[error("layer summary checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    SummaryChecksumMismatch { stored: u32, computed: u32 },
+
+    /// The layer summary has a valid checksum but inconsistent fields.
+    #[error("invalid layer summary: {reason}")]
+    Invalid { reason: String },
+}
+
+impl FormatError {
+    /// A [`FormatError::BadPage`] for `page`.
+    pub(crate) fn bad_page(page: u32, reason: impl Into<String>) -> FormatError {
+        FormatError::BadPage {
+            page,
+            reason: reason.into(),
+        }
+    }
+}
