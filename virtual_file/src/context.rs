@@ -164,6 +164,22 @@ impl IoContext {
         IoContextBuilder::default()
     }
 
+    /// A context from the environment: `VIRTUAL_FILE_IO_MODE` (unset: `direct-rw` with fallback),
+    /// `VIRTUAL_FILE_IO_ENGINE` (unset: `tokio-epoll-uring` where io_uring works, else `std-fs` with a
+    /// warning) and `VIRTUAL_FILE_MAX_OPEN_FILES` (unset: 100). A bad value is an error that names the
+    /// variable and the accepted values. Must be called within a tokio runtime (the ring engine starts
+    /// its completion task there).
+    pub fn from_env() -> Result<IoContext, Error> {
+        let mode = IoMode::from_env()?;
+        let open_files = parse_open_files(std::env::var(OPEN_FILES_ENV).ok().as_deref())?;
+        let engine = IoEngine::from_env()?;
+        Self::builder()
+            .engine(engine)
+            .mode_opt(mode)
+            .open_files(open_files.unwrap_or(DEFAULT_OPEN_FILES))
+            .build()
+    }
+
     /// The configured IO mode (before any fallback).
     pub fn configured_mode(&self) -> IoMode {
         self.inner.mode

@@ -1,10 +1,11 @@
 //! [`Error`]: what a [`VirtualFile`](crate::VirtualFile) operation can fail with, carrying what a person
 //! needs to act on it: the path, offset, length, IO mode and engine.
 
+use std::error::Error as _;
 use std::io;
 use std::path::PathBuf;
 
-use io_engine::{EnvSettingError, IoEngineKind};
+use io_engine::{EngineSelectError, EnvSettingError, IoEngineKind};
 
 use crate::io_mode::IoMode;
 use crate::metrics::OpKind;
@@ -85,6 +86,17 @@ pub enum Error {
     /// A setting read from the environment is invalid.
     #[error(transparent)]
     EnvSetting(#[from] EnvSettingError),
+    /// The IO engine chosen (explicitly or from the environment) could not be selected or started.
+    #[error("{}", engine_error_chain(.0))]
+    Engine(#[from] EngineSelectError),
+}
+
+/// The engine error and its cause on one line (the cause says *why* io_uring could not start).
+fn engine_error_chain(e: &EngineSelectError) -> String {
+    match e.source() {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 impl Error {
@@ -97,9 +109,9 @@ impl Error {
             Error::Misaligned { .. } | Error::Config(_) | Error::EnvSetting(_) => {
                 io::ErrorKind::InvalidInput
             }
-            Error::DirectUnsupported { .. } | Error::AlignmentUnsupported { .. } => {
-                io::ErrorKind::Unsupported
-            }
+            Error::DirectUnsupported { .. }
+            | Error::AlignmentUnsupported { .. }
+            | Error::Engine(_) => io::ErrorKind::Unsupported,
         }
     }
 

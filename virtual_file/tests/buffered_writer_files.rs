@@ -23,7 +23,7 @@ async fn shutdown_modes_on_real_files(
     )]
     shutdown: ShutdownMode,
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs)] kind: IoEngineKind,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
     #[values(0, 8192)] start: u64,
 ) {
     let ctx = context(mode, kind);
@@ -86,7 +86,7 @@ async fn shutdown_modes_on_real_files(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_while_writing_through_a_real_reader(
     #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs)] kind: IoEngineKind,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = context(mode, kind);
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ const ALIGN: usize = 512;
 #[tokio::test]
 async fn positional_round_trips(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs)] kind: IoEngineKind,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = context(mode, kind);
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +96,7 @@ async fn positional_round_trips(
 #[tokio::test]
 async fn unaligned_io_in_buffered_files(
     #[values(IoMode::Buffered, IoMode::Direct)] mode: IoMode,
-    #[values(IoEngineKind::StdFs)] kind: IoEngineKind,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     // `buffered` and `direct` write through the page cache: any offset, length and buffer work
     let ctx = context(mode, kind);
@@ -118,7 +118,7 @@ async fn unaligned_io_in_buffered_files(
 #[tokio::test]
 async fn o_direct_flag_follows_the_table(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs)] kind: IoEngineKind,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = context(mode, kind);
     let dir = tempfile::tempdir().unwrap();
@@ -152,7 +152,7 @@ async fn o_direct_flag_follows_the_table(
 #[rstest]
 #[tokio::test]
 async fn misaligned_direct_io_is_refused_before_any_syscall(
-    #[values(IoEngineKind::StdFs)] kind: IoEngineKind,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = context(IoMode::DirectRw, kind);
     let dir = tempfile::tempdir().unwrap();
@@ -222,7 +222,9 @@ async fn misaligned_direct_io_is_refused_before_any_syscall(
 
 #[rstest]
 #[tokio::test]
-async fn open_errors_carry_context(#[values(IoEngineKind::StdFs)] kind: IoEngineKind) {
+async fn open_errors_carry_context(
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
     let ctx = context(IoMode::Buffered, kind);
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
@@ -230,7 +232,7 @@ async fn open_errors_carry_context(#[values(IoEngineKind::StdFs)] kind: IoEngine
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     let msg = err.to_string();
     assert!(
-        msg.contains("missing") && msg.contains("buffered") && msg.contains("std-fs"),
+        msg.contains("missing") && msg.contains("buffered") && msg.contains(&kind.to_string()),
         "{msg}"
     );
     let err = VirtualFile::open_with_options(&ctx, &missing, OpenOptions::new())

@@ -10,7 +10,9 @@ use virtual_file::{IoContext, IoMode, VirtualFile};
 
 #[rstest]
 #[tokio::test]
-async fn works_with_nofile_below_file_count(#[values(IoEngineKind::StdFs)] kind: IoEngineKind) {
+async fn works_with_nofile_below_file_count(
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
     let dir = tempfile::tempdir().unwrap();
     let base = context(IoMode::Buffered, kind);
     let ctx = IoContext::builder()
