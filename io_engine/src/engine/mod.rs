@@ -21,6 +21,8 @@
 //! | `ftruncate` / `fallocate` | length / allocation changed | unchanged or unknown |
 
 mod error;
+#[cfg(feature = "testing")]
+mod faulty;
 mod fd;
 mod iovec;
 mod kind;
@@ -33,6 +35,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{EngineSelectError, EngineStartError};
+#[cfg(feature = "testing")]
+pub use faulty::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine};
 pub use fd::IoFd;
 pub use kind::{IoEngineKind, IO_ENGINE_ENV};
 pub use stat::{DioAlign, FileStat};
@@ -48,6 +52,9 @@ pub enum IoEngine {
     StdFs(StdFsEngine),
     /// Our io_uring engine, completions driven by tokio's reactor.
     TokioEpollUring(UringEngine),
+    /// Another engine behind a fault injector (tests only, feature `testing`).
+    #[cfg(feature = "testing")]
+    Faulty(FaultyEngine),
 }
 
 /// The io_uring engine with the default configuration (the start function of the `launch*` methods).
@@ -78,6 +85,8 @@ impl IoEngine {
         match self {
             Self::StdFs(_) => IoEngineKind::StdFs,
             Self::TokioEpollUring(_) => IoEngineKind::TokioEpollUring,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.inner().kind(),
         }
     }
 
@@ -149,6 +158,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.read_at(fd, offset, buf),
             Self::TokioEpollUring(e) => e.read_at(fd, offset, buf).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.read_at(fd, offset, buf).await,
         }
     }
 
@@ -162,6 +173,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.write_at(fd, offset, buf),
             Self::TokioEpollUring(e) => e.write_at(fd, offset, buf).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.write_at(fd, offset, buf).await,
         }
     }
 
@@ -175,6 +188,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.readv_at(fd, offset, bufs),
             Self::TokioEpollUring(e) => e.readv_at(fd, offset, bufs).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.readv_at(fd, offset, bufs).await,
         }
     }
 
@@ -188,6 +203,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.writev_at(fd, offset, bufs),
             Self::TokioEpollUring(e) => e.writev_at(fd, offset, bufs).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.writev_at(fd, offset, bufs).await,
         }
     }
 
@@ -196,6 +213,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.fsync(fd),
             Self::TokioEpollUring(e) => e.fsync(fd).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.fsync(fd).await,
         }
     }
 
@@ -204,6 +223,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.fdatasync(fd),
             Self::TokioEpollUring(e) => e.fdatasync(fd).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.fdatasync(fd).await,
         }
     }
 
@@ -217,6 +238,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.open(path, flags, mode),
             Self::TokioEpollUring(e) => e.open(path, flags, mode).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.open(path, flags, mode).await,
         }
     }
 
@@ -225,6 +248,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.statx(fd),
             Self::TokioEpollUring(e) => e.statx(fd).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.statx(fd).await,
         }
     }
 
@@ -233,6 +258,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.ftruncate(fd, len),
             Self::TokioEpollUring(e) => e.ftruncate(fd, len).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.ftruncate(fd, len).await,
         }
     }
 
@@ -247,6 +274,8 @@ impl IoEngine {
         match self {
             Self::StdFs(e) => e.fallocate(fd, mode, offset, len),
             Self::TokioEpollUring(e) => e.fallocate(fd, mode, offset, len).await,
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.fallocate(fd, mode, offset, len).await,
         }
     }
 }
