@@ -8,10 +8,10 @@ pub mod env;
 pub use buf::{
     Alignment, ConstAlign, DefaultAlign, FullSlice, IoBuf, IoBufMut, IoBuffer, IoBufferMut, Slice,
 };
-#[cfg(feature = "testing")]
-pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine};
 pub use engine::{
     DioAlign, EngineSelectError, EngineStartError, FileStat, IoEngine, IoEngineKind, IoFd,
     StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
 };
+#[cfg(feature = "testing")]
+pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine};
 pub use env::EnvSettingError;
