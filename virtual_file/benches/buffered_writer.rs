@@ -4,7 +4,8 @@
 //! 64 KiB and 1 MiB. Runs alternate ours / reference and the median of `BENCH_REPEAT` (3) pairs is shown.
 //!
 //! `cargo bench -p virtual_file --bench buffered_writer`. Environment: `BENCH_DIR` (system temp dir),
-//! `BENCH_MIB`, `BENCH_REPEAT`, `BENCH_CAPS_KIB` (`64,1024`), `BENCH_APPEND` (8192).
+//! `BENCH_MIB`, `BENCH_REPEAT`, `BENCH_CAPS_KIB` (`64,1024`), `BENCH_APPEND` (8192), `BENCH_MODES`
+//! (`buffered,direct-rw`), `BENCH_ENGINE` (both).
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -150,7 +151,16 @@ fn main() {
         }
         // warm-up: the first write after boot faults memory in lazily
         reference(&path, bytes.min(256 << 20), 1 << 20, false);
-        for mode in [IoMode::Buffered, IoMode::DirectRw] {
+        let modes: Vec<IoMode> = std::env::var("BENCH_MODES")
+            .unwrap_or_else(|_| "buffered,direct-rw".into())
+            .split(',')
+            .filter_map(|m| m.trim().parse().ok())
+            .collect();
+        let only_engine: Option<IoEngineKind> = std::env::var("BENCH_ENGINE")
+            .ok()
+            .and_then(|e| e.parse().ok());
+        engines.retain(|e| only_engine.is_none_or(|k| e.kind() == k));
+        for mode in modes {
             for engine in &engines {
                 let ctx = IoContext::builder()
                     .engine(engine.clone())

@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn from_slice_rounds_capacity_up() {
-        let buf = IoBufferMut::<DefaultAlign>::from_slice(b"hello");
+        let buf = IoBufferMut::<ConstAlign<512>>::from_slice(b"hello");
         assert_eq!(&buf[..], b"hello");
         assert_eq!(buf.capacity(), 512);
     }

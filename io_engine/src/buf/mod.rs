@@ -5,7 +5,7 @@
 //! alive until the kernel is done with it, even when the future that started the IO was dropped.
 //!
 //! - [`IoBufferMut`]: heap memory whose address is aligned to a type-level [`Alignment`]
-//!   ([`ConstAlign<512>`] by default, [`ConstAlign<4096>`] for 4K-native devices). The whole capacity is
+//!   ([`ConstAlign<4096>`] by default: page-aligned, see [`DefaultAlign`]; [`ConstAlign<512>`] is allowed). The whole capacity is
 //!   zero-initialized at allocation, so no uninitialized byte can ever reach safe code, and a read into any
 //!   part of it is sound.
 //! - [`IoBuffer`]: a frozen [`IoBufferMut`], shared through an `Arc`; cheap to clone and to slice, and

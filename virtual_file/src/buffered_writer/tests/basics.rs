@@ -42,7 +42,7 @@ async fn bad_settings_are_typed_errors() {
         (options(4096, 1, 0), ConfigError::Depth { depth: 1 }),
     ];
     for (opts, want) in cases {
-        match BufferedWriter::<MockFile>::new(MockFile::new(), opts) {
+        match BufferedWriter::<MockFile, TestAlign>::new(MockFile::new(), opts) {
             Err(Error::Config(got)) => assert_eq!(got, want, "{opts:?}"),
             other => panic!("{opts:?}: expected {want:?}, got {other:?}"),
         }
@@ -75,7 +75,8 @@ async fn bad_settings_are_typed_errors() {
 
 #[test]
 fn new_outside_a_runtime_is_an_error() {
-    let err = BufferedWriter::<MockFile>::new(MockFile::new(), options(512, 2, 0)).unwrap_err();
+    let err = BufferedWriter::<MockFile, TestAlign>::new(MockFile::new(), options(512, 2, 0))
+        .unwrap_err();
     assert!(
         matches!(err, Error::Config(ConfigError::NoRuntime)),
         "{err:?}"

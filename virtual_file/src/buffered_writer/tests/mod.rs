@@ -7,7 +7,10 @@ mod props;
 mod read;
 mod shutdown;
 
-use io_engine::{DefaultAlign, IoBuffer, IoBufferMut};
+use io_engine::{ConstAlign, IoBuffer, IoBufferMut};
+
+/// These tests exercise the 512-byte alignment (the smallest the writer accepts).
+type TestAlign = ConstAlign<512>;
 
 use super::mock::{MockFile, WriteRecord};
 use super::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
@@ -38,16 +41,21 @@ fn options(capacity: usize, depth: usize, start_offset: u64) -> BufferedWriterOp
         .with_start_offset(start_offset)
 }
 
-fn writer(file: &MockFile, capacity: usize, depth: usize, start: u64) -> BufferedWriter<MockFile> {
+fn writer(
+    file: &MockFile,
+    capacity: usize,
+    depth: usize,
+    start: u64,
+) -> BufferedWriter<MockFile, TestAlign> {
     BufferedWriter::new(file.clone(), options(capacity, depth, start)).expect("valid options")
 }
 
 /// `data` in an owned buffer: at an aligned address, or one byte past one.
-fn owned(data: &[u8], aligned: bool) -> IoBuffer<DefaultAlign> {
+fn owned(data: &[u8], aligned: bool) -> IoBuffer<TestAlign> {
     if aligned {
-        return IoBufferMut::<DefaultAlign>::from_slice(data).freeze();
+        return IoBufferMut::<TestAlign>::from_slice(data).freeze();
     }
-    let mut buf = IoBufferMut::<DefaultAlign>::with_capacity(data.len() + 1);
+    let mut buf = IoBufferMut::<TestAlign>::with_capacity(data.len() + 1);
     buf.extend_from_slice(&[0xAA]);
     buf.extend_from_slice(data);
     buf.freeze().slice(1..)

@@ -48,7 +48,7 @@ async fn random_reads_while_flushes_are_in_flight() {
             model.extend_from_slice(&data);
             // Plans made before the last write run after it: they stay valid as flushes complete.
             for (plan, want) in pending.drain(..) {
-                let plan: crate::buffered_writer::ReadPlan = plan;
+                let plan: crate::buffered_writer::ReadPlan<TestAlign> = plan;
                 assert_eq!(plan.execute(&file).await.unwrap(), want);
             }
             for _ in 0..4 {
