@@ -8,11 +8,15 @@ use io_engine::{FullSlice, IoEngineKind, Slice};
 use rstest::rstest;
 use virtual_file::{IoContext, IoMode, VirtualFile};
 
+/// The limit is process-wide: the cases of this binary run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[rstest]
 #[tokio::test]
 async fn works_with_nofile_below_file_count(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let base = context(IoMode::Buffered, kind);
     let ctx = IoContext::builder()
