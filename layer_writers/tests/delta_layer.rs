@@ -123,8 +123,17 @@ async fn delta_round_trip(
         "vectored {many_reads} reads vs single {single_reads}"
     );
 
-    // Scan.
+    // Scan: the index pages, then the values in big chunks (up to 1 MiB), not one read per record.
+    let before = reads();
     let scanned = reader.scan().await.unwrap();
+    let scan_reads = reads() - before;
+    let summary = reader.summary();
+    let value_bytes = summary.values_end - 8192;
+    let max_scan_reads = u64::from(summary.index_page_count) + value_bytes / (512 * 1024) + 2;
+    assert!(
+        scan_reads <= max_scan_reads,
+        "scan took {scan_reads} reads for {value_bytes} bytes of values"
+    );
     let expected: Vec<_> = model
         .iter()
         .map(|((k, l), (wi, v))| (*k, *l, *wi, v.clone()))
