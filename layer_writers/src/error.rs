@@ -25,6 +25,11 @@ pub enum FormatError {
     #[error("blob of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: u64, max: u64 },
 
+    /// A blob's header describes a blob of `encoded` bytes (header and payload), but the blob's extent in
+    /// the file (from its offset to the next blob's) is `extent` bytes: blobs are stored back to back.
+    #[error("blob header says {encoded} bytes, its extent in the file is {extent} bytes")]
+    BlobExtentMismatch { extent: usize, encoded: usize },
+
     /// The zstd payload of a blob is not a valid zstd stream.
     #[error("corrupt zstd payload in blob")]
     Decompress {

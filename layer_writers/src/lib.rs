@@ -1,13 +1,25 @@
 //! Layer files on top of `virtual_file`: blob IO, the on-disk B-tree index, delta and image layer writers
 //! and readers, and the in-memory (ephemeral) layer.
 //!
-//! What exists so far are the pure on-disk formats, with no file IO:
+//! The pure on-disk formats, with no file IO:
 //!
 //! - [`key`]: [`Key`] (16 bytes, big-endian order) and [`Lsn`], and the index keys built from them.
 //! - [`blob`]: the blob header (1 or 4 bytes, with compression bits) and zstd blob encoding.
 //! - [`btree`]: the 8 KiB-page B-tree index: streaming bottom-up builder, verifying reader.
 //! - [`summary`]: the 8 KiB summary block at offset 0 of a layer file.
 //! - [`FormatError`]: what decoding any of them reports.
+//!
+//! Layer files, through `virtual_file` (every IO mode and engine):
+//!
+//! - [`layer_file`]: the file layout and the write protocol (temp name, fsync, rename, directory fsync),
+//!   [`LayerInfo`], [`remove_temp_files`].
+//! - [`blob_io`]: [`BlobWriter`] (blobs through a `BufferedWriter`) and blob decoding from bytes read back.
+//! - [`page_source`]: the index pages of a layer file as a B-tree [`btree::PageSource`].
+//! - [`delta`]: [`DeltaLayerWriter`] / [`DeltaLayerReader`]; [`image`]: [`ImageLayerWriter`] /
+//!   [`ImageLayerReader`]. Readers do point lookups, vectored lookups (blobs merged into aligned reads of at
+//!   most 128 KiB) and ordered scans.
+//! - [`read_budget`]: [`ReadBudget`], the shared budget of read-buffer bytes in flight.
+//! - [`LayerError`]: what writing and reading layers reports.
 //!
 //! A layer file is laid out as:
 //!
@@ -19,11 +31,27 @@
 //! ```
 
 pub mod blob;
+pub mod blob_io;
 pub mod btree;
+pub mod delta;
 mod error;
+pub mod image;
 pub mod key;
+mod layer_error;
+pub mod layer_file;
+mod layer_reader;
+pub mod page_source;
 mod raw;
+pub mod read_budget;
 pub mod summary;
+mod vectored;
 
+pub use blob_io::BlobWriter;
+pub use delta::{DeltaLayerReader, DeltaLayerWriter, DeltaValue, WILL_INIT_FLAG};
 pub use error::FormatError;
+pub use image::{ImageLayerReader, ImageLayerWriter};
 pub use key::{Key, Lsn};
+pub use layer_error::{BufferedWriteError, LayerError};
+pub use layer_file::{remove_temp_files, LayerInfo, TEMP_SUFFIX};
+pub use read_budget::{BudgetPermit, ReadBudget};
+pub use vectored::{MAX_MERGE_GAP, MAX_VECTORED_READ, SCAN_READ};

@@ -1,0 +1,315 @@
+//! Delta layers: `(key, lsn) -> value` records with a will-init flag, in a layer file (see
+//! [`crate::layer_file`] for the layout).
+//!
+//! The index maps the 24-byte delta index key (key, then LSN big-endian; see [`crate::key`]) to the blob's
+//! offset, with [`WILL_INIT_FLAG`] set when the record can be applied without the ones before it. Records
+//! are put in strictly increasing `(key, lsn)` order, so blobs lie in index order and each blob ends where
+//! the next index entry's blob begins (the last at `values_end`): readers know every blob's extent before
+//! reading it. Values are stored uncompressed (WAL-like records are small and written on the ingest path,
+//! where CPU matters); readers decode compressed blobs too.
+
+use std::ops::{Bound, ControlFlow, Range};
+use std::path::Path;
+
+use virtual_file::IoContext;
+
+use crate::key::{delta_index_key, parse_delta_index_key, Key, Lsn};
+use crate::layer_error::LayerError;
+use crate::layer_file::{LayerFileWriter, LayerInfo};
+use crate::layer_reader::{FoundBlob, LayerFileReader};
+use crate::read_budget::ReadBudget;
+use crate::summary::{LayerKind, Summary};
+use crate::vectored::{MAX_VECTORED_READ, SCAN_READ};
+
+/// High bit of a delta index value: the record is a will-init record. The other bits are the offset.
+pub const WILL_INIT_FLAG: u64 = 1 << 63;
+
+/// One record read back: `(lsn, will_init, value)`.
+pub type DeltaValue = (Lsn, bool, Vec<u8>);
+
+/// Writes a delta layer file.
+#[derive(Debug)]
+pub struct DeltaLayerWriter {
+    file: LayerFileWriter,
+    /// First key put, and the last `(key, lsn)`.
+    first_key: Option<Key>,
+    last: Option<(Key, Lsn)>,
+    min_lsn: Lsn,
+    max_lsn: Lsn,
+}
+
+impl DeltaLayerWriter {
+    /// Starts writing the delta layer `<dir>/<file_name>` (as `<file_name>.___temp` until finished).
+    pub async fn new(ctx: &IoContext, dir: &Path, file_name: &str) -> Result<Self, LayerError> {
+        Ok(DeltaLayerWriter {
+            file: LayerFileWriter::create(ctx, dir, file_name, LayerKind::Delta).await?,
+            first_key: None,
+            last: None,
+            min_lsn: Lsn::MAX,
+            max_lsn: Lsn::MIN,
+        })
+    }
+
+    /// Entries put so far.
+    pub fn num_entries(&self) -> u64 {
+        self.file.num_entries()
+    }
+
+    /// Appends a record. `(key, lsn)` must be greater than the previous one ([`LayerError::KeyOrder`]
+    /// otherwise, and nothing is written). [`Key::MAX`] and [`Lsn::MAX`] are refused: the layer's
+    /// exclusive range ends could not represent them.
+    pub async fn put_value(
+        &mut self,
+        key: Key,
+        lsn: Lsn,
+        will_init: bool,
+        value: &[u8],
+    ) -> Result<(), LayerError> {
+        if let Some((prev_key, prev_lsn)) = self.last {
+            if (key, lsn) <= (prev_key, prev_lsn) {
+                return Err(LayerError::KeyOrder {
+                    path: self.file.temp_path().to_owned(),
+                    key,
+                    lsn,
+                    prev_key,
+                    prev_lsn,
+                });
+            }
+        }
+        if key == Key::MAX || lsn == Lsn::MAX {
+            return Err(LayerError::RangeOverflow {
+                path: self.file.temp_path().to_owned(),
+                what: format!("({key}, {lsn})"),
+            });
+        }
+        let flags = if will_init { WILL_INIT_FLAG } else { 0 };
+        self.file
+            .put(&delta_index_key(key, lsn), flags, value, false)
+            .await?;
+        self.first_key.get_or_insert(key);
+        self.last = Some((key, lsn));
+        self.min_lsn = self.min_lsn.min(lsn);
+        self.max_lsn = self.max_lsn.max(lsn);
+        Ok(())
+    }
+
+    /// Completes the layer, makes it durable and moves it to its final name.
+    pub async fn finish(self) -> Result<LayerInfo, LayerError> {
+        let (key_range, lsn_range) = match (self.first_key, self.last) {
+            // Put refused MAX keys and LSNs, so the successors exist.
+            (Some(first), Some((last, _))) => (
+                first..last.checked_next().unwrap_or(Key::MAX),
+                self.min_lsn..Lsn(self.max_lsn.0.saturating_add(1)),
+            ),
+            _ => (Key::MIN..Key::MIN, Lsn::MIN..Lsn::MIN),
+        };
+        self.file.finish(key_range, lsn_range).await
+    }
+}
+
+/// Reads a delta layer file.
+#[derive(Debug)]
+pub struct DeltaLayerReader {
+    inner: LayerFileReader,
+}
+
+/// An index entry of a delta layer, before its blob is read.
+#[derive(Debug, Clone, Copy)]
+struct DeltaEntry {
+    key: Key,
+    lsn: Lsn,
+    will_init: bool,
+    offset: u64,
+}
+
+impl DeltaLayerReader {
+    /// Opens and validates the delta layer at `path`.
+    pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
+        Self::open_with_budget(ctx, path, None).await
+    }
+
+    /// As [`DeltaLayerReader::open`]; reads draw on `budget` when given.
+    pub async fn open_with_budget(
+        ctx: &IoContext,
+        path: &Path,
+        budget: Option<ReadBudget>,
+    ) -> Result<Self, LayerError> {
+        let inner = LayerFileReader::open(ctx, path, LayerKind::Delta, budget).await?;
+        Ok(DeltaLayerReader { inner })
+    }
+
+    /// The layer's path.
+    pub fn path(&self) -> &Path {
+        self.inner.path()
+    }
+
+    /// The decoded summary block.
+    pub fn summary(&self) -> &Summary {
+        self.inner.summary()
+    }
+
+    /// The records of `key` with an LSN in `lsn_range`, in ascending LSN order.
+    pub async fn get(
+        &self,
+        key: Key,
+        lsn_range: Range<Lsn>,
+    ) -> Result<Vec<DeltaValue>, LayerError> {
+        let mut out = self.get_many(&[(key, lsn_range)]).await?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// [`DeltaLayerReader::get`] for many requests at once: all their blobs are fetched together, sorted
+    /// by offset, with neighbouring blobs merged into reads of at most 128 KiB. One result per request,
+    /// in request order.
+    pub async fn get_many(
+        &self,
+        requests: &[(Key, Range<Lsn>)],
+    ) -> Result<Vec<Vec<DeltaValue>>, LayerError> {
+        let mut blobs: Vec<FoundBlob> = Vec::new();
+        let mut meta: Vec<(usize, Lsn, bool)> = Vec::new();
+        for (req, (key, lsns)) in requests.iter().enumerate() {
+            if lsns.start >= lsns.end {
+                continue;
+            }
+            let (entries, next) = self.lookup(*key, lsns.clone()).await?;
+            let end = next.unwrap_or(self.summary().values_end);
+            for (i, e) in entries.iter().enumerate() {
+                let extent_end = entries.get(i + 1).map_or(end, |n| n.offset);
+                blobs.push(FoundBlob {
+                    extent: e.offset..extent_end,
+                    key: e.key,
+                });
+                meta.push((req, e.lsn, e.will_init));
+            }
+        }
+        let mut values: Vec<Option<Vec<u8>>> = vec![None; blobs.len()];
+        self.inner
+            .read_blobs(&blobs, MAX_VECTORED_READ, |i, v| {
+                values[i] = Some(v);
+                ControlFlow::Continue(())
+            })
+            .await?;
+        let mut out: Vec<Vec<DeltaValue>> = vec![Vec::new(); requests.len()];
+        for ((req, lsn, will_init), (value, blob)) in
+            meta.into_iter().zip(values.into_iter().zip(&blobs))
+        {
+            let value = value.ok_or_else(|| {
+                LayerError::corrupt(
+                    self.path(),
+                    blob.extent.start,
+                    Some(blob.key),
+                    "blob not read",
+                )
+            })?;
+            out[req].push((lsn, will_init, value));
+        }
+        Ok(out)
+    }
+
+    /// Every record in `(key, lsn)` order.
+    pub async fn scan(&self) -> Result<Vec<(Key, Lsn, bool, Vec<u8>)>, LayerError> {
+        let mut out = Vec::new();
+        self.scan_each(|key, lsn, will_init, value| {
+            out.push((key, lsn, will_init, value));
+            ControlFlow::Continue(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Calls `f(key, lsn, will_init, value)` for every record in `(key, lsn)` order until it breaks. The
+    /// index is walked first (keeping about 40 bytes per record); values are then read in chunks of up to
+    /// 1 MiB, one at a time.
+    pub async fn scan_each<F>(&self, mut f: F) -> Result<(), LayerError>
+    where
+        F: FnMut(Key, Lsn, bool, Vec<u8>) -> ControlFlow<()>,
+    {
+        let mut entries = Vec::new();
+        let mut bad = None;
+        self.inner
+            .visit(Bound::Unbounded, None, |k, v| {
+                collect_entry(k, v, &mut entries, &mut bad)
+            })
+            .await?;
+        self.check_parse(bad)?;
+        let end = self.summary().values_end;
+        let blobs: Vec<FoundBlob> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| FoundBlob {
+                extent: e.offset..entries.get(i + 1).map_or(end, |n| n.offset),
+                key: e.key,
+            })
+            .collect();
+        self.inner
+            .read_blobs(&blobs, SCAN_READ, |i, value| {
+                let e = entries[i];
+                f(e.key, e.lsn, e.will_init, value)
+            })
+            .await
+    }
+
+    /// The index entries of `key` in `lsns`, and the offset of the entry after them (if any).
+    async fn lookup(
+        &self,
+        key: Key,
+        lsns: Range<Lsn>,
+    ) -> Result<(Vec<DeltaEntry>, Option<u64>), LayerError> {
+        let start = delta_index_key(key, lsns.start);
+        let mut entries = Vec::new();
+        let mut next = None;
+        let mut bad = None;
+        self.inner
+            .visit(Bound::Included(&start[..]), Some(key), |k, v| {
+                if collect_entry(k, v, &mut entries, &mut bad).is_break() {
+                    return ControlFlow::Break(());
+                }
+                let last = entries[entries.len() - 1];
+                if last.key == key && last.lsn < lsns.end {
+                    return ControlFlow::Continue(());
+                }
+                entries.pop();
+                next = Some(last.offset);
+                ControlFlow::Break(())
+            })
+            .await?;
+        self.check_parse(bad)?;
+        Ok((entries, next))
+    }
+
+    fn check_parse(&self, bad: Option<String>) -> Result<(), LayerError> {
+        match bad {
+            Some(reason) => Err(LayerError::corrupt(
+                self.path(),
+                self.summary().index_start_offset(),
+                None,
+                reason,
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses one index entry into `entries`; on a malformed key records why in `bad` and breaks.
+fn collect_entry(
+    k: &[u8],
+    v: u64,
+    entries: &mut Vec<DeltaEntry>,
+    bad: &mut Option<String>,
+) -> ControlFlow<()> {
+    match parse_delta_index_key(k) {
+        Ok((key, lsn)) => {
+            entries.push(DeltaEntry {
+                key,
+                lsn,
+                will_init: v & WILL_INIT_FLAG != 0,
+                offset: v & !WILL_INIT_FLAG,
+            });
+            ControlFlow::Continue(())
+        }
+        Err(e) => {
+            *bad = Some(e.to_string());
+            ControlFlow::Break(())
+        }
+    }
+}

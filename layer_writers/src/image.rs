@@ -1,0 +1,244 @@
+//! Image layers: `key -> image` at one LSN, in a layer file (see [`crate::layer_file`] for the layout).
+//!
+//! The index maps the 16-byte key to the blob's offset. Images are put in strictly increasing key order
+//! and zstd-compressed when that makes them smaller. As in delta layers, each blob ends where the next
+//! index entry's blob begins (the last at `values_end`).
+
+use std::ops::{Bound, ControlFlow};
+use std::path::Path;
+
+use virtual_file::IoContext;
+
+use crate::key::{image_index_key, Key, Lsn};
+use crate::layer_error::LayerError;
+use crate::layer_file::{LayerFileWriter, LayerInfo};
+use crate::layer_reader::{FoundBlob, LayerFileReader};
+use crate::read_budget::ReadBudget;
+use crate::summary::{LayerKind, Summary};
+use crate::vectored::{MAX_VECTORED_READ, SCAN_READ};
+
+/// Writes an image layer file.
+#[derive(Debug)]
+pub struct ImageLayerWriter {
+    file: LayerFileWriter,
+    lsn: Lsn,
+    first_key: Option<Key>,
+    last_key: Option<Key>,
+}
+
+impl ImageLayerWriter {
+    /// Starts writing the image layer `<dir>/<file_name>` of images at `lsn` (as `<file_name>.___temp`
+    /// until finished). [`Lsn::MAX`] is refused: the LSN range `lsn..lsn + 1` could not represent it.
+    pub async fn new(
+        ctx: &IoContext,
+        dir: &Path,
+        file_name: &str,
+        lsn: Lsn,
+    ) -> Result<Self, LayerError> {
+        if lsn == Lsn::MAX {
+            return Err(LayerError::RangeOverflow {
+                path: dir.join(file_name),
+                what: format!("LSN {lsn}"),
+            });
+        }
+        Ok(ImageLayerWriter {
+            file: LayerFileWriter::create(ctx, dir, file_name, LayerKind::Image).await?,
+            lsn,
+            first_key: None,
+            last_key: None,
+        })
+    }
+
+    /// Entries put so far.
+    pub fn num_entries(&self) -> u64 {
+        self.file.num_entries()
+    }
+
+    /// Appends the image of `key`, compressed if that makes it smaller. Keys must be strictly increasing
+    /// ([`LayerError::KeyOrder`] otherwise, and nothing is written); [`Key::MAX`] is refused.
+    pub async fn put_image(&mut self, key: Key, value: &[u8]) -> Result<(), LayerError> {
+        if let Some(prev_key) = self.last_key {
+            if key <= prev_key {
+                return Err(LayerError::KeyOrder {
+                    path: self.file.temp_path().to_owned(),
+                    key,
+                    lsn: self.lsn,
+                    prev_key,
+                    prev_lsn: self.lsn,
+                });
+            }
+        }
+        if key == Key::MAX {
+            return Err(LayerError::RangeOverflow {
+                path: self.file.temp_path().to_owned(),
+                what: format!("key {key}"),
+            });
+        }
+        self.file.put(&image_index_key(key), 0, value, true).await?;
+        self.first_key.get_or_insert(key);
+        self.last_key = Some(key);
+        Ok(())
+    }
+
+    /// Completes the layer, makes it durable and moves it to its final name.
+    pub async fn finish(self) -> Result<LayerInfo, LayerError> {
+        let key_range = match (self.first_key, self.last_key) {
+            // `put_image` refused Key::MAX, so the successor exists.
+            (Some(first), Some(last)) => first..last.checked_next().unwrap_or(Key::MAX),
+            _ => Key::MIN..Key::MIN,
+        };
+        let lsn_range = self.lsn..Lsn(self.lsn.0.saturating_add(1));
+        self.file.finish(key_range, lsn_range).await
+    }
+}
+
+/// Reads an image layer file.
+#[derive(Debug)]
+pub struct ImageLayerReader {
+    inner: LayerFileReader,
+}
+
+impl ImageLayerReader {
+    /// Opens and validates the image layer at `path`.
+    pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
+        Self::open_with_budget(ctx, path, None).await
+    }
+
+    /// As [`ImageLayerReader::open`]; reads draw on `budget` when given.
+    pub async fn open_with_budget(
+        ctx: &IoContext,
+        path: &Path,
+        budget: Option<ReadBudget>,
+    ) -> Result<Self, LayerError> {
+        let inner = LayerFileReader::open(ctx, path, LayerKind::Image, budget).await?;
+        Ok(ImageLayerReader { inner })
+    }
+
+    /// The layer's path.
+    pub fn path(&self) -> &Path {
+        self.inner.path()
+    }
+
+    /// The decoded summary block.
+    pub fn summary(&self) -> &Summary {
+        self.inner.summary()
+    }
+
+    /// The LSN of the images.
+    pub fn lsn(&self) -> Lsn {
+        self.summary().lsn_range.start
+    }
+
+    /// The image of `key`, if the layer has one.
+    pub async fn get(&self, key: Key) -> Result<Option<Vec<u8>>, LayerError> {
+        let mut out = self.get_many(&[key]).await?;
+        Ok(out.pop().flatten())
+    }
+
+    /// [`ImageLayerReader::get`] for many keys: all blobs are fetched together, sorted by offset, with
+    /// neighbouring blobs merged into reads of at most 128 KiB. One result per key, in request order.
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, LayerError> {
+        let mut blobs: Vec<FoundBlob> = Vec::new();
+        let mut owners: Vec<usize> = Vec::new();
+        for (req, &key) in keys.iter().enumerate() {
+            if let Some(extent) = self.lookup(key).await? {
+                blobs.push(FoundBlob { extent, key });
+                owners.push(req);
+            }
+        }
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        self.inner
+            .read_blobs(&blobs, MAX_VECTORED_READ, |i, value| {
+                out[owners[i]] = Some(value);
+                ControlFlow::Continue(())
+            })
+            .await?;
+        for (i, &req) in owners.iter().enumerate() {
+            if out[req].is_none() {
+                return Err(LayerError::corrupt(
+                    self.path(),
+                    blobs[i].extent.start,
+                    Some(keys[req]),
+                    "blob not read",
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every image in key order.
+    pub async fn scan(&self) -> Result<Vec<(Key, Vec<u8>)>, LayerError> {
+        let mut out = Vec::new();
+        self.scan_each(|key, value| {
+            out.push((key, value));
+            ControlFlow::Continue(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Calls `f(key, image)` for every image in key order until it breaks. The index is walked first;
+    /// values are then read in chunks of up to 1 MiB, one at a time.
+    pub async fn scan_each<F>(&self, mut f: F) -> Result<(), LayerError>
+    where
+        F: FnMut(Key, Vec<u8>) -> ControlFlow<()>,
+    {
+        let mut entries: Vec<(Key, u64)> = Vec::new();
+        let mut bad = None;
+        self.inner
+            .visit(Bound::Unbounded, None, |k, v| match Key::from_slice(k) {
+                Ok(key) => {
+                    entries.push((key, v));
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    bad = Some(e.to_string());
+                    ControlFlow::Break(())
+                }
+            })
+            .await?;
+        if let Some(reason) = bad {
+            return Err(self.bad_index(None, reason));
+        }
+        let end = self.summary().values_end;
+        let blobs: Vec<FoundBlob> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, &(key, offset))| FoundBlob {
+                extent: offset..entries.get(i + 1).map_or(end, |n| n.1),
+                key,
+            })
+            .collect();
+        self.inner
+            .read_blobs(&blobs, SCAN_READ, |i, value| f(entries[i].0, value))
+            .await
+    }
+
+    /// The extent of `key`'s blob, if the index has the key.
+    async fn lookup(&self, key: Key) -> Result<Option<std::ops::Range<u64>>, LayerError> {
+        let wanted = image_index_key(key);
+        let mut found: Option<u64> = None;
+        let mut next: Option<u64> = None;
+        self.inner
+            .visit(Bound::Included(&wanted[..]), Some(key), |k, v| {
+                if found.is_none() && k == wanted {
+                    found = Some(v);
+                    ControlFlow::Continue(())
+                } else {
+                    next = Some(v);
+                    ControlFlow::Break(())
+                }
+            })
+            .await?;
+        Ok(found.map(|start| start..next.unwrap_or(self.summary().values_end)))
+    }
+
+    fn bad_index(&self, key: Option<Key>, reason: String) -> LayerError {
+        LayerError::corrupt(
+            self.path(),
+            self.summary().index_start_offset(),
+            key,
+            reason,
+        )
+    }
+}

@@ -1,0 +1,188 @@
+//! [`LayerError`]: what writing or reading a layer file can fail with.
+//!
+//! Each variant carries the layer's path and, where one is known, the file offset and the key, so a log
+//! line is enough to find the bytes. Format violations found while decoding keep their [`FormatError`]
+//! (bad magic, checksum mismatch, truncation, ...) as the source; IO failures keep the
+//! [`virtual_file::Error`], which itself names the operation, offset, IO mode and engine.
+
+use std::path::{Path, PathBuf};
+
+use crate::btree::{BuildError, ReadError};
+use crate::key::{Key, Lsn};
+use crate::page_source::PageReadError;
+use crate::summary::LayerKind;
+use crate::FormatError;
+
+/// The error of a [`virtual_file::BufferedWriter`] writing into a [`virtual_file::VirtualFile`].
+pub type BufferedWriteError = virtual_file::buffered_writer::Error<virtual_file::Error>;
+
+/// Errors of the layer writers and readers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// A file operation failed (open, read, write, fsync, rename, directory sync).
+    #[error("layer {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: virtual_file::Error,
+    },
+
+    /// A plain `std::io` operation failed (listing or removing files in a directory).
+    #[error("{}: {source}", .path.display())]
+    StdIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The buffered writer of the values and index failed; see its `durable_len` for what reached the file.
+    #[error("layer {}: buffered write failed", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: BufferedWriteError,
+    },
+
+    /// The file's bytes violate the layer format: bad magic, checksum mismatch, truncation, a corrupt
+    /// index page or blob. `offset` is where the bad structure starts.
+    #[error("layer {} at offset {offset}{}: {source}", .path.display(), key_context(.key))]
+    Format {
+        path: PathBuf,
+        offset: u64,
+        key: Option<Key>,
+        #[source]
+        source: FormatError,
+    },
+
+    /// The file passed its checksums but its parts do not fit together (an index entry pointing outside
+    /// the values, offsets out of order, a file longer than its summary says, ...).
+    #[error("layer {} at offset {offset}{}: corrupt: {reason}", .path.display(), key_context(.key))]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        key: Option<Key>,
+        reason: String,
+    },
+
+    /// A put whose `(key, lsn)` (image layers: key) is not greater than the previous one. Nothing was
+    /// written; the writer stays usable.
+    #[error(
+        "layer {}: ({key}, {lsn}) is not after the previous entry ({prev_key}, {prev_lsn})",
+        .path.display()
+    )]
+    KeyOrder {
+        path: PathBuf,
+        key: Key,
+        lsn: Lsn,
+        prev_key: Key,
+        prev_lsn: Lsn,
+    },
+
+    /// A key or LSN whose exclusive range end cannot be represented ([`Key::MAX`], [`Lsn::MAX`]).
+    #[error("layer {}: {what} has no successor, so the layer's range cannot end after it", .path.display())]
+    RangeOverflow { path: PathBuf, what: String },
+
+    /// The B-tree builder refused an entry or the index outgrew the format.
+    #[error("layer {}: building the index", .path.display())]
+    IndexBuild {
+        path: PathBuf,
+        #[source]
+        source: BuildError,
+    },
+
+    /// The file holds a layer of another kind.
+    #[error("layer {}: is a {found:?} layer, expected {expected:?}", .path.display())]
+    WrongKind {
+        path: PathBuf,
+        expected: LayerKind,
+        found: LayerKind,
+    },
+
+    /// The layer file name is empty, contains a path separator, or ends with the temp suffix.
+    #[error("invalid layer file name {name:?}: {reason}")]
+    InvalidFileName { name: String, reason: &'static str },
+
+    /// An earlier write failed (or was cancelled half-way); the writer refuses further work rather than
+    /// write past a hole.
+    #[error("layer {}: the writer failed earlier and refuses further work", .path.display())]
+    Poisoned { path: PathBuf },
+}
+
+fn key_context(key: &Option<Key>) -> String {
+    match key {
+        Some(key) => format!(" (key {key})"),
+        None => String::new(),
+    }
+}
+
+impl LayerError {
+    pub(crate) fn io(path: &Path, source: virtual_file::Error) -> LayerError {
+        LayerError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn format(
+        path: &Path,
+        offset: u64,
+        key: Option<Key>,
+        source: FormatError,
+    ) -> LayerError {
+        LayerError::Format {
+            path: path.to_owned(),
+            offset,
+            key,
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(
+        path: &Path,
+        offset: u64,
+        key: Option<Key>,
+        reason: impl Into<String>,
+    ) -> LayerError {
+        LayerError::Corrupt {
+            path: path.to_owned(),
+            offset,
+            key,
+            reason: reason.into(),
+        }
+    }
+
+    /// An index read failure: the page source's IO error, or a corrupt page (at `index_start` + its page).
+    pub(crate) fn index_read(
+        path: &Path,
+        index_start: u64,
+        key: Option<Key>,
+        err: ReadError<PageReadError>,
+    ) -> LayerError {
+        let page_offset =
+            |page: u32| index_start + u64::from(page) * crate::btree::PAGE_SIZE as u64;
+        match err {
+            ReadError::Source {
+                source: PageReadError::Io(source),
+                ..
+            } => LayerError::io(path, source),
+            ReadError::Source { page, source } => {
+                LayerError::corrupt(path, page_offset(page), key, source.to_string())
+            }
+            ReadError::Format(source) => {
+                let offset = match &source {
+                    FormatError::ChecksumMismatch { page, .. }
+                    | FormatError::BadPage { page, .. } => page_offset(*page),
+                    _ => index_start,
+                };
+                LayerError::format(path, offset, key, source)
+            }
+            other => LayerError::corrupt(path, index_start, key, other.to_string()),
+        }
+    }
+
+    /// True for the errors that mean the file's bytes are bad (as opposed to IO failures or misuse).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, LayerError::Format { .. } | LayerError::Corrupt { .. })
+    }
+}

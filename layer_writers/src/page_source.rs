@@ -1,0 +1,76 @@
+//! [`FilePageSource`]: the B-tree index of a layer file, read page by page from the file.
+//!
+//! Page `n` of the index is the 8 KiB at `index_start + n * 8192`. `index_start` is a multiple of 8 KiB
+//! and every read is one whole page into a freshly allocated aligned [`IoBufferMut`], so offset, length
+//! and buffer address all satisfy `O_DIRECT` (8 KiB is a multiple of every supported alignment).
+
+use std::sync::Arc;
+
+use io_engine::{DefaultAlign, IoBufferMut, Slice};
+use virtual_file::VirtualFile;
+
+use crate::btree::{PageSource, PAGE_SIZE};
+
+/// Why an index page could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PageReadError {
+    /// The read failed.
+    #[error(transparent)]
+    Io(#[from] virtual_file::Error),
+    /// The page number is outside the index (a corrupt child pointer the tree did not catch).
+    #[error("index page {page} is outside the index of {num_pages} pages")]
+    OutOfRange { page: u32, num_pages: u32 },
+}
+
+/// Reads index pages of a layer file.
+#[derive(Debug, Clone)]
+pub struct FilePageSource {
+    file: Arc<VirtualFile>,
+    index_start: u64,
+    num_pages: u32,
+}
+
+impl FilePageSource {
+    /// The index of `num_pages` pages starting at byte `index_start` (a multiple of [`PAGE_SIZE`]) of
+    /// `file`.
+    pub fn new(file: Arc<VirtualFile>, index_start: u64, num_pages: u32) -> FilePageSource {
+        debug_assert_eq!(index_start % PAGE_SIZE as u64, 0);
+        FilePageSource {
+            file,
+            index_start,
+            num_pages,
+        }
+    }
+
+    /// The file.
+    pub fn file(&self) -> &Arc<VirtualFile> {
+        &self.file
+    }
+
+    /// Byte offset of page `page_no`.
+    pub fn page_offset(&self, page_no: u32) -> u64 {
+        self.index_start + u64::from(page_no) * PAGE_SIZE as u64
+    }
+}
+
+impl PageSource for FilePageSource {
+    type Page = IoBufferMut;
+    type Error = PageReadError;
+
+    async fn read_page(&self, page_no: u32) -> Result<IoBufferMut, PageReadError> {
+        if page_no >= self.num_pages {
+            return Err(PageReadError::OutOfRange {
+                page: page_no,
+                num_pages: self.num_pages,
+            });
+        }
+        let buf = IoBufferMut::<DefaultAlign>::with_capacity(PAGE_SIZE);
+        let (slice, res) = self
+            .file
+            .read_exact_at(Slice::new(buf, 0..PAGE_SIZE), self.page_offset(page_no))
+            .await;
+        res?;
+        Ok(slice.into_inner())
+    }
+}
