@@ -1,4 +1,5 @@
-//! End-to-end tests run as a user would: the project's binaries under every IO mode and engine, crash
-//! and fault tests. The tests live in `tests/`; this library will hold what they share.
-//!
-//! Nothing is implemented here yet; see the project's open issues.
+//! End-to-end tests run as a user would: the project's binaries as child processes under every IO mode
+//! and engine, crash (`SIGKILL`) and fault-injection tests, corrupt input, and resource limits. The tests
+//! live in `tests/`; this library holds what they and the `layer_tool` binary share.
+
+pub mod layer_set;

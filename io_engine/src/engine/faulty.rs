@@ -40,8 +40,9 @@ impl FaultOp {
 pub enum Fault {
     /// The op fails with this errno without reaching the inner engine.
     Errno(i32),
-    /// A read or write transfers only about half of what was asked (at least 1 byte); other ops are not
-    /// affected.
+    /// A read or write transfers only about half of what was asked: at least 1 byte, and for an
+    /// `O_DIRECT` descriptor a multiple of 512 (as the kernel's own short transfers are; a request of 512
+    /// bytes or less is then not shortened). Other ops are not affected.
     Short,
 }
 
@@ -121,8 +122,17 @@ pub struct FaultyEngine {
     plan: Arc<FaultPlan>,
 }
 
-fn shorten(len: usize) -> usize {
-    (len / 2).max(1).min(len)
+/// The length of a short transfer of `len` bytes (see [`Fault::Short`]).
+fn shorten(len: usize, direct: bool) -> usize {
+    const DIRECT_UNIT: usize = 512;
+    if direct {
+        match len / 2 / DIRECT_UNIT * DIRECT_UNIT {
+            0 => len,
+            n => n,
+        }
+    } else {
+        (len / 2).max(1)
+    }
 }
 
 impl FaultyEngine {
@@ -154,7 +164,10 @@ impl FaultyEngine {
             Some(Fault::Errno(e)) => (buf, Err(io::Error::from_raw_os_error(e))),
             Some(Fault::Short) if buf.len() > 1 => {
                 let (begin, end) = (buf.begin(), buf.end());
-                let part = Slice::new(buf.into_inner(), begin..begin + shorten(end - begin));
+                let part = Slice::new(
+                    buf.into_inner(),
+                    begin..begin + shorten(end - begin, fd.is_direct()),
+                );
                 let (part, res) = Box::pin(self.inner.read_at(fd, offset, part)).await;
                 (Slice::new(part.into_inner(), begin..end), res)
             }
@@ -172,8 +185,10 @@ impl FaultyEngine {
             Some(Fault::Errno(e)) => (buf, Err(io::Error::from_raw_os_error(e))),
             Some(Fault::Short) if buf.len() > 1 => {
                 let (begin, end) = (buf.begin(), buf.end());
-                let part =
-                    FullSlice::with_range(buf.into_inner(), begin..begin + shorten(end - begin));
+                let part = FullSlice::with_range(
+                    buf.into_inner(),
+                    begin..begin + shorten(end - begin, fd.is_direct()),
+                );
                 let (part, res) = Box::pin(self.inner.write_at(fd, offset, part)).await;
                 (FullSlice::with_range(part.into_inner(), begin..end), res)
             }
