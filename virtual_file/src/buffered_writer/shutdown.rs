@@ -42,8 +42,19 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
     /// offset `mode` defines (see [`ShutdownMode`]).
     ///
     /// A flush error not yet reported is returned here; so is one of a write still in flight or of the
-    /// tail. On any error the file is dropped when the flush task ends.
+    /// tail. On any error the flush task is ended and the file dropped before this returns, so no
+    /// descriptor outlives the call.
     pub async fn shutdown(mut self, mode: ShutdownMode) -> Result<(u64, W), Error<W::Error>> {
+        let result = self.shutdown_inner(mode).await;
+        if result.is_err() {
+            // End the task (it writes nothing more after a failure) so the file is dropped now; it may
+            // already be gone, which is what we want.
+            let _ = self.flush.close().await;
+        }
+        result
+    }
+
+    async fn shutdown_inner(&mut self, mode: ShutdownMode) -> Result<(u64, W), Error<W::Error>> {
         self.check_failure()?;
         mode.validate::<A>()?;
         if self.buffered_len() == self.capacity {
