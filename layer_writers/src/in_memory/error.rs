@@ -1,0 +1,102 @@
+//! [`InMemoryLayerError`]: what the in-memory layer can fail with.
+
+use std::path::PathBuf;
+
+use virtual_file::buffered_writer::{ReadError, ReadPlanError};
+
+use crate::error::FormatError;
+use crate::key::{Key, Lsn};
+use crate::layer_error::{BufferedWriteError, LayerError};
+
+/// Errors of [`InMemoryLayer`](super::InMemoryLayer).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InMemoryLayerError {
+    /// Opening, reading or removing the ephemeral file failed.
+    #[error("in-memory layer {}: {source}", .path.display())]
+    Io {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: virtual_file::Error,
+    },
+    /// Appending to the ephemeral file failed; the layer refuses further writes.
+    #[error("in-memory layer {}: append failed: {source}", .path.display())]
+    Write {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// What failed (carries how many bytes are known to be in the file).
+        #[source]
+        source: BufferedWriteError,
+    },
+    /// A read of appended bytes could not be planned (for example after a failed flush).
+    #[error("in-memory layer {}: {source}", .path.display())]
+    ReadPlan {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ReadPlanError,
+    },
+    /// Reading appended bytes back from the ephemeral file failed.
+    #[error("in-memory layer {}: read failed: {source}", .path.display())]
+    Read {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: ReadError<virtual_file::Error>,
+    },
+    /// A value read back does not decode (the ephemeral file was changed under us).
+    #[error("in-memory layer {}: value of {key} at {lsn} is corrupt: {source}", .path.display())]
+    Corrupt {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// Whose value.
+        key: Key,
+        /// At which LSN.
+        lsn: Lsn,
+        /// What is wrong.
+        #[source]
+        source: FormatError,
+    },
+    /// A value is larger than a blob can hold.
+    #[error("in-memory layer {}: value of {key} at {lsn}: {source}", .path.display())]
+    ValueTooLarge {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// Whose value.
+        key: Key,
+        /// At which LSN.
+        lsn: Lsn,
+        /// The limit.
+        #[source]
+        source: FormatError,
+    },
+    /// A write came after [`freeze`](super::InMemoryLayer::freeze).
+    #[error("in-memory layer {}: frozen, no more writes", .path.display())]
+    Frozen {
+        /// The ephemeral file.
+        path: PathBuf,
+    },
+    /// [`write_to_disk`](super::InMemoryLayer::write_to_disk) needs a frozen layer.
+    #[error("in-memory layer {}: not frozen; freeze it before writing it out", .path.display())]
+    NotFrozen {
+        /// The ephemeral file.
+        path: PathBuf,
+    },
+    /// The same (key, LSN) was put twice.
+    #[error("in-memory layer {}: {key} at {lsn} was already put", .path.display())]
+    Duplicate {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// The key.
+        key: Key,
+        /// The LSN.
+        lsn: Lsn,
+    },
+    /// Writing the delta layer failed.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+}

@@ -1,0 +1,413 @@
+//! [`InMemoryLayer`]: the layer a storage engine appends to. Values are serialized (as blobs) into an
+//! ephemeral file through a [`BufferedWriter`] and indexed in memory by (key, LSN); reads are served from
+//! whatever mix of disk, in-flight buffer and mutable buffer holds the bytes; a frozen layer is written
+//! out as a delta layer with [`write_to_disk`](InMemoryLayer::write_to_disk).
+//!
+//! # Lock discipline
+//!
+//! One `tokio::sync::RwLock` guards the writer and the index. Appends take it for writing; a read takes it
+//! for reading only to look the entries up and to build the buffered writer's read plans (which copy the
+//! bytes still in memory), then releases it and does the disk reads of the plans with no lock held.
+//! Reads therefore run concurrently with each other and wait for appends only for the in-memory part.
+//! [`write_to_disk`](InMemoryLayer::write_to_disk) runs on a frozen layer and holds a read lock
+//! throughout (nothing writes any more; readers are not blocked).
+//!
+//! # Memory
+//!
+//! The index costs about 60 bytes per value (a `BTreeMap` entry of key, LSN, offset, length, flag), plus
+//! the writer's buffers (`depth x buffer_capacity`). Writing out reads the values back in key order in
+//! batches of at most `readout_batch_bytes`: each batch's blobs are sorted by file offset and read in
+//! merged runs of up to 4 MiB, so a layer put in key order is read back sequentially, and one put in random
+//! order costs about one pass over the file per batch.
+//!
+//! # Weaknesses
+//!
+//! - Every value is copied twice on the way in (into the write buffer, and by the kernel) and once more on
+//!   the way out of a read plan.
+//! - The index is a `BTreeMap`: simple, but larger and slower than a sorted vector per key would be.
+//! - Writing out a layer put in random key order rereads the ephemeral file once per batch.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::RwLock;
+use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, OpenOptions, VirtualFile};
+
+pub use error::InMemoryLayerError;
+
+use crate::blob::{encode_header, Compression};
+use crate::blob_io::decode_blob_exact;
+use crate::delta::DeltaLayerWriter;
+use crate::key::{Key, Lsn};
+use crate::layer_file::LayerInfo;
+
+/// Gap between two blobs up to which write-out reads them in one run.
+const READOUT_MERGE_GAP: u64 = 64 * 1024;
+/// Largest single read of the write-out.
+const READOUT_MAX_RUN: u64 = 4 << 20;
+
+/// Settings of an [`InMemoryLayer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InMemoryLayerOptions {
+    /// Capacity of each of the writer's buffers (a multiple of 4096). Default 256 KiB.
+    pub buffer_capacity: usize,
+    /// Bytes of values read back per batch when writing the layer out. Default 32 MiB.
+    pub readout_batch_bytes: usize,
+}
+
+impl Default for InMemoryLayerOptions {
+    fn default() -> Self {
+        Self {
+            buffer_capacity: 256 * 1024,
+            readout_batch_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Where one value's blob is in the ephemeral file.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    offset: u64,
+    len: u32,
+    will_init: bool,
+}
+
+struct Inner {
+    writer: BufferedWriter<VirtualFile>,
+    index: BTreeMap<(Key, Lsn), Entry>,
+    frozen: bool,
+}
+
+/// An append-only layer backed by an ephemeral file. See the [module docs](self).
+pub struct InMemoryLayer {
+    path: PathBuf,
+    reader: VirtualFile,
+    inner: RwLock<Inner>,
+    options: InMemoryLayerOptions,
+    appended: AtomicU64,
+    entries: AtomicU64,
+}
+
+impl std::fmt::Debug for InMemoryLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryLayer")
+            .field("path", &self.path)
+            .field("entries", &self.num_entries())
+            .field("bytes", &self.len_bytes())
+            .finish()
+    }
+}
+
+/// One value to put: (key, LSN, will-init flag, value).
+pub type PutValue<'a> = (Key, Lsn, bool, &'a [u8]);
+
+impl InMemoryLayer {
+    /// A new layer whose ephemeral file is `dir/ephemeral-<id>` (replacing any old one).
+    pub async fn create(ctx: &IoContext, dir: &Path, id: u64) -> Result<Self, InMemoryLayerError> {
+        Self::create_with_options(ctx, dir, id, InMemoryLayerOptions::default()).await
+    }
+
+    /// [`create`](Self::create) with settings.
+    pub async fn create_with_options(
+        ctx: &IoContext,
+        dir: &Path,
+        id: u64,
+        options: InMemoryLayerOptions,
+    ) -> Result<Self, InMemoryLayerError> {
+        let path = dir.join(format!("ephemeral-{id}"));
+        let io = |source| InMemoryLayerError::Io {
+            path: path.clone(),
+            source,
+        };
+        let opts = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true);
+        let file = VirtualFile::open_with_options(ctx, &path, opts)
+            .await
+            .map_err(io)?;
+        let reader = VirtualFile::open(ctx, &path).await.map_err(io)?;
+        let wopts = BufferedWriterOptions::default().with_capacity(options.buffer_capacity);
+        let writer =
+            BufferedWriter::new(file, wopts).map_err(|source| InMemoryLayerError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            path,
+            reader,
+            inner: RwLock::new(Inner {
+                writer,
+                index: BTreeMap::new(),
+                frozen: false,
+            }),
+            options,
+            appended: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+        })
+    }
+
+    /// The ephemeral file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes appended to the ephemeral file (headers included).
+    pub fn len_bytes(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
+    }
+
+    /// Number of values put.
+    pub fn num_entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// Puts one value.
+    pub async fn put_value(
+        &self,
+        key: Key,
+        lsn: Lsn,
+        will_init: bool,
+        value: &[u8],
+    ) -> Result<(), InMemoryLayerError> {
+        self.put_batch(&[(key, lsn, will_init, value)]).await
+    }
+
+    /// Puts several values under one lock acquisition. A (key, LSN) put before, or twice in the batch, is
+    /// refused before anything of the batch is written.
+    pub async fn put_batch(&self, batch: &[PutValue<'_>]) -> Result<(), InMemoryLayerError> {
+        let mut guard = self.inner.write().await;
+        let inner = &mut *guard;
+        if inner.frozen {
+            return Err(InMemoryLayerError::Frozen {
+                path: self.path.clone(),
+            });
+        }
+        let mut headers = Vec::with_capacity(batch.len());
+        for (i, &(key, lsn, _, value)) in batch.iter().enumerate() {
+            let dup = inner.index.contains_key(&(key, lsn))
+                || batch[..i].iter().any(|&(k, l, _, _)| (k, l) == (key, lsn));
+            if dup {
+                return Err(InMemoryLayerError::Duplicate {
+                    path: self.path.clone(),
+                    key,
+                    lsn,
+                });
+            }
+            let header = encode_header(value.len(), Compression::None).map_err(|source| {
+                InMemoryLayerError::ValueTooLarge {
+                    path: self.path.clone(),
+                    key,
+                    lsn,
+                    source,
+                }
+            })?;
+            headers.push(header);
+        }
+        for (&(key, lsn, will_init, value), header) in batch.iter().zip(&headers) {
+            let write_err = |source| InMemoryLayerError::Write {
+                path: self.path.clone(),
+                source,
+            };
+            let offset = inner
+                .writer
+                .write_buffered(header.as_slice())
+                .await
+                .map_err(write_err)?;
+            inner
+                .writer
+                .write_buffered(value)
+                .await
+                .map_err(write_err)?;
+            let len = (header.as_slice().len() + value.len()) as u32;
+            inner.index.insert(
+                (key, lsn),
+                Entry {
+                    offset,
+                    len,
+                    will_init,
+                },
+            );
+            self.appended.fetch_add(len as u64, Ordering::Relaxed);
+            self.entries.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The values of `key` with LSN in `lsn_range`, ascending by LSN: (LSN, will-init, value).
+    pub async fn get(
+        &self,
+        key: Key,
+        lsn_range: Range<Lsn>,
+    ) -> Result<Vec<(Lsn, bool, Vec<u8>)>, InMemoryLayerError> {
+        if lsn_range.start >= lsn_range.end {
+            return Ok(Vec::new());
+        }
+        // under the lock: look up and snapshot (copies what is still in memory)
+        let plans = {
+            let inner = self.inner.read().await;
+            let mut plans = Vec::new();
+            for (&(_, lsn), e) in inner
+                .index
+                .range((key, lsn_range.start)..(key, lsn_range.end))
+            {
+                let plan = inner
+                    .writer
+                    .read_plan(e.offset, e.len as usize)
+                    .map_err(|source| InMemoryLayerError::ReadPlan {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                plans.push((lsn, e.will_init, plan));
+            }
+            plans
+        };
+        // no lock held: the disk reads
+        let mut out = Vec::with_capacity(plans.len());
+        for (lsn, will_init, plan) in plans {
+            let bytes =
+                plan.execute(&self.reader)
+                    .await
+                    .map_err(|source| InMemoryLayerError::Read {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+            let value =
+                decode_blob_exact(&bytes).map_err(|source| InMemoryLayerError::Corrupt {
+                    path: self.path.clone(),
+                    key,
+                    lsn,
+                    source,
+                })?;
+            out.push((lsn, will_init, value));
+        }
+        Ok(out)
+    }
+
+    /// The range of keys put so far (`None` while empty).
+    pub async fn key_range(&self) -> Option<Range<Key>> {
+        let inner = self.inner.read().await;
+        let first = inner.index.keys().next()?.0;
+        let last = inner.index.keys().next_back()?.0;
+        Some(first..last.checked_next().unwrap_or(Key::MAX))
+    }
+
+    /// Refuses further writes; reads keep working.
+    pub async fn freeze(&self) -> Result<(), InMemoryLayerError> {
+        self.inner.write().await.frozen = true;
+        Ok(())
+    }
+
+    /// Writes every value, in (key, LSN) order, to a new delta layer `dir/file_name` (durable and renamed
+    /// into place when this returns). The layer must be frozen.
+    pub async fn write_to_disk(
+        &self,
+        ctx: &IoContext,
+        dir: &Path,
+        file_name: &str,
+    ) -> Result<LayerInfo, InMemoryLayerError> {
+        let mut writer = DeltaLayerWriter::new(ctx, dir, file_name).await?;
+        let inner = self.inner.read().await;
+        if !inner.frozen {
+            return Err(InMemoryLayerError::NotFrozen {
+                path: self.path.clone(),
+            });
+        }
+        let mut batch: Vec<(&(Key, Lsn), &Entry)> = Vec::new();
+        let mut entries = inner.index.iter().peekable();
+        while entries.peek().is_some() {
+            batch.clear();
+            let mut batch_bytes = 0usize;
+            while let Some((k, e)) = entries.peek() {
+                if !batch.is_empty()
+                    && batch_bytes + e.len as usize > self.options.readout_batch_bytes
+                {
+                    break;
+                }
+                batch_bytes += e.len as usize;
+                batch.push((k, e));
+                entries.next();
+            }
+            let values = self.read_batch(&inner, &batch).await?;
+            for ((&(key, lsn), e), value) in batch.iter().zip(values) {
+                writer.put_value(key, lsn, e.will_init, &value).await?;
+            }
+        }
+        drop(inner);
+        Ok(writer.finish().await?)
+    }
+
+    /// Reads the values of `batch` (in key order) with few large reads: blobs sorted by offset, merged into
+    /// runs.
+    async fn read_batch(
+        &self,
+        inner: &Inner,
+        batch: &[(&(Key, Lsn), &Entry)],
+    ) -> Result<Vec<Vec<u8>>, InMemoryLayerError> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].1.offset);
+        let mut values: Vec<Vec<u8>> = vec![Vec::new(); batch.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let first = batch[order[i]].1;
+            let run_start = first.offset;
+            let mut run_end = first.offset + first.len as u64;
+            let mut j = i + 1;
+            while j < order.len() {
+                let e = batch[order[j]].1;
+                let end = e.offset + e.len as u64;
+                if e.offset > run_end + READOUT_MERGE_GAP || end - run_start > READOUT_MAX_RUN {
+                    break;
+                }
+                run_end = run_end.max(end);
+                j += 1;
+            }
+            let plan = inner
+                .writer
+                .read_plan(run_start, (run_end - run_start) as usize)
+                .map_err(|source| InMemoryLayerError::ReadPlan {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            let bytes =
+                plan.execute(&self.reader)
+                    .await
+                    .map_err(|source| InMemoryLayerError::Read {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+            for &idx in &order[i..j] {
+                let (&(key, lsn), e) = batch[idx];
+                let at = (e.offset - run_start) as usize;
+                values[idx] =
+                    decode_blob_exact(&bytes[at..at + e.len as usize]).map_err(|source| {
+                        InMemoryLayerError::Corrupt {
+                            path: self.path.clone(),
+                            key,
+                            lsn,
+                            source,
+                        }
+                    })?;
+            }
+            i = j;
+        }
+        Ok(values)
+    }
+}
+
+impl Drop for InMemoryLayer {
+    fn drop(&mut self) {
+        // The flush task may still hold the file open; unlinking it is fine, the space is freed when the
+        // last descriptor closes.
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the ephemeral file");
+            }
+        }
+    }
+}
