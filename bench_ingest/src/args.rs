@@ -72,11 +72,11 @@ pub struct Args {
     /// Write the frozen layer out as a delta layer (with fsync).
     #[arg(long, value_enum, default_value_t = YesNo::Yes)]
     pub write_delta: YesNo,
-    /// IO modes (comma-separated, or `all`).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [ModeArg::All])]
+    /// IO modes (comma-separated, or `all`). Default: `VIRTUAL_FILE_IO_MODE` if set, else all.
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub io_mode: Vec<ModeArg>,
-    /// IO engines (comma-separated, or `all`).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineArg::All])]
+    /// IO engines (comma-separated, or `all`). Default: `VIRTUAL_FILE_IO_ENGINE` if set, else all.
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub io_engine: Vec<EngineArg>,
     /// Measured runs per case (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -87,9 +87,15 @@ pub struct Args {
 }
 
 impl Args {
-    /// The IO modes to run, in a fixed order, without duplicates.
-    pub fn modes(&self) -> Vec<IoMode> {
-        let all = self.io_mode.contains(&ModeArg::All);
+    /// The IO modes to run, in a fixed order, without duplicates: the flag, else `env_mode` (the
+    /// parsed `VIRTUAL_FILE_IO_MODE`), else all.
+    pub fn modes(&self, env_mode: Option<IoMode>) -> Vec<IoMode> {
+        if self.io_mode.is_empty() {
+            if let Some(m) = env_mode {
+                return vec![m];
+            }
+        }
+        let all = self.io_mode.is_empty() || self.io_mode.contains(&ModeArg::All);
         [
             (ModeArg::Buffered, IoMode::Buffered),
             (ModeArg::Direct, IoMode::Direct),
@@ -101,9 +107,15 @@ impl Args {
         .collect()
     }
 
-    /// The IO engines to run, in a fixed order, without duplicates.
-    pub fn engines(&self) -> Vec<IoEngineKind> {
-        let all = self.io_engine.contains(&EngineArg::All);
+    /// The IO engines to run, in a fixed order, without duplicates: the flag, else `env_engine` (the
+    /// parsed `VIRTUAL_FILE_IO_ENGINE`), else all.
+    pub fn engines(&self, env_engine: Option<IoEngineKind>) -> Vec<IoEngineKind> {
+        if self.io_engine.is_empty() {
+            if let Some(e) = env_engine {
+                return vec![e];
+            }
+        }
+        let all = self.io_engine.is_empty() || self.io_engine.contains(&EngineArg::All);
         [
             (EngineArg::StdFs, IoEngineKind::StdFs),
             (EngineArg::TokioEpollUring, IoEngineKind::TokioEpollUring),
@@ -126,19 +138,54 @@ mod tests {
         assert_eq!(a.key_size, vec![100, 8192]);
         assert_eq!(a.key_layout, vec![KeyLayout::Sequential]);
         assert_eq!(a.write_delta, YesNo::Yes);
-        assert_eq!(a.modes(), vec![IoMode::Buffered, IoMode::Direct, IoMode::DirectRw]);
-        assert_eq!(a.engines(), vec![IoEngineKind::StdFs, IoEngineKind::TokioEpollUring]);
+        assert_eq!(
+            a.modes(None),
+            vec![IoMode::Buffered, IoMode::Direct, IoMode::DirectRw]
+        );
+        assert_eq!(
+            a.engines(None),
+            vec![IoEngineKind::StdFs, IoEngineKind::TokioEpollUring]
+        );
+        assert_eq!(
+            a.modes(Some(IoMode::Direct)),
+            vec![IoMode::Direct],
+            "the environment decides"
+        );
+        assert_eq!(
+            a.engines(Some(IoEngineKind::StdFs)),
+            vec![IoEngineKind::StdFs]
+        );
         assert_eq!(a.repeat, 1);
     }
 
     #[test]
     fn lists_and_errors() {
-        let a = Args::parse_from(["bench_ingest", "--io-mode", "direct-rw,buffered", "--io-engine", "std-fs", "--key-layout", "random,random-reuse"]);
-        assert_eq!(a.modes(), vec![IoMode::Buffered, IoMode::DirectRw]);
-        assert_eq!(a.engines(), vec![IoEngineKind::StdFs]);
-        assert_eq!(a.key_layout, vec![KeyLayout::Random, KeyLayout::RandomReuse]);
-        let err = Args::try_parse_from(["bench_ingest", "--io-mode", "odirect"]).unwrap_err().to_string();
-        assert!(err.contains("possible values") && err.contains("direct-rw"), "{err}");
+        let a = Args::parse_from([
+            "bench_ingest",
+            "--io-mode",
+            "direct-rw,buffered",
+            "--io-engine",
+            "std-fs",
+            "--key-layout",
+            "random,random-reuse",
+        ]);
+        assert_eq!(
+            a.modes(Some(IoMode::Direct)),
+            vec![IoMode::Buffered, IoMode::DirectRw],
+            "flags win"
+        );
+        assert_eq!(a.engines(None), vec![IoEngineKind::StdFs]);
+        assert_eq!(
+            a.key_layout,
+            vec![KeyLayout::Random, KeyLayout::RandomReuse]
+        );
+        let err = Args::try_parse_from(["bench_ingest", "--io-mode", "odirect"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("possible values") && err.contains("direct-rw"),
+            "{err}"
+        );
         assert!(Args::try_parse_from(["bench_ingest", "--repeat", "0"]).is_err());
     }
 }

@@ -43,7 +43,16 @@ pub struct Row {
 pub fn header() -> String {
     format!(
         "{:<9} {:<17} {:>6} {:<12} {:>8} {:>9} {:>10} {:>10} {:>9} {:>7}",
-        "io_mode", "io_engine", "value", "layout", "MiB/s", "CPU s/GiB", "cache MiB", "cache %", "ref MiB/s", "ratio"
+        "io_mode",
+        "io_engine",
+        "value",
+        "layout",
+        "MiB/s",
+        "CPU s/GiB",
+        "cache MiB",
+        "cache %",
+        "ref MiB/s",
+        "ratio"
     )
 }
 

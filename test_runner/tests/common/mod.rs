@@ -17,7 +17,7 @@ pub const ENGINES: [IoEngineKind; 2] = [IoEngineKind::StdFs, IoEngineKind::Tokio
 pub fn binary(name: &str, mode: Option<&str>, engine: Option<&str>) -> Command {
     let path = match name {
         "layer_tool" => env!("CARGO_BIN_EXE_layer_tool"),
-        "bench_ingest" => panic!("not yet"),
+        "bench_ingest" => env!("CARGO_BIN_EXE_bench_ingest_cli"),
         other => panic!("no binary {other}"),
     };
     let mut cmd = Command::new(path);

@@ -128,6 +128,8 @@ pub struct BufferedWriter<W: OwnedAsyncWriter, A: Alignment = DefaultAlign> {
     end_offset: u64,
     /// Set once the flush error has been reported: `(durable_len, failed_offset)`.
     poisoned: Option<(u64, u64)>,
+    /// The file is disposable (an ephemeral file): dropping the writer with a tail is not worth a warning.
+    disposable: bool,
 }
 
 impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
@@ -149,6 +151,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
             start_offset: options.start_offset,
             end_offset: options.start_offset,
             poisoned: None,
+            disposable: false,
         })
     }
 
@@ -170,6 +173,13 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
     /// Bytes accepted so far.
     pub fn bytes_written(&self) -> u64 {
         self.end_offset - self.start_offset
+    }
+
+    /// Marks the file as disposable (for example an ephemeral file that is deleted with its owner):
+    /// dropping the writer without [`shutdown`](Self::shutdown) then loses the tail silently instead of
+    /// logging a warning.
+    pub fn set_disposable(&mut self, disposable: bool) {
+        self.disposable = disposable;
     }
 
     /// Bytes in the mutable buffer, not yet handed to the flush task.
@@ -311,7 +321,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> Drop for BufferedWriter<W, A> {
     fn drop(&mut self) {
         // The flush task finishes the queued writes and ends by itself once the request channel closes.
         let tail = self.buffered_len();
-        if tail > 0 {
+        if tail > 0 && !self.disposable {
             tracing::warn!(
                 tail,
                 tail_offset = self.end_offset - tail as u64,

@@ -1,0 +1,208 @@
+//! The `bench_ingest` command: runs the case matrix and prints one row per case.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use io_engine::{IoEngine, IoEngineKind};
+use virtual_file::IoMode;
+
+use crate::args::{Args, YesNo};
+use crate::measure::evict_from_page_cache;
+use crate::reference::pwrite_fsync;
+use crate::report::{header, json, line, median, Row};
+use crate::workload::{run_case, CaseRun, CaseSpec};
+
+/// Block size of the reference pwrite loop.
+pub const REFERENCE_BLOCK: usize = 64 * 1024;
+
+/// Parses the command line and runs; the process's exit code.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("bench_ingest: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything but argument parsing: errors are messages for a person.
+pub fn run(args: Args) -> Result<(), String> {
+    let env_mode = IoMode::from_env().map_err(|e| e.to_string())?;
+    let env_engine = IoEngineKind::from_env().map_err(|e| e.to_string())?;
+    let modes = args.modes(env_mode);
+    let kinds = args.engines(env_engine);
+    let explicit_engine = !args.io_engine.is_empty() || env_engine.is_some();
+    if args
+        .key_size
+        .iter()
+        .any(|&s| s == 0 || s > layer_writers::blob::MAX_VALUE_LEN)
+    {
+        return Err(format!(
+            "--key-size must be between 1 and {} bytes",
+            layer_writers::blob::MAX_VALUE_LEN
+        ));
+    }
+    if args.volume_mib == 0 {
+        return Err("--volume-mib must be at least 1".into());
+    }
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("bench_ingest-")
+        .tempdir_in(&base)
+        .map_err(|e| {
+            format!(
+                "cannot make a temporary directory in {}: {e}",
+                base.display()
+            )
+        })?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    let mut engines: Vec<IoEngine> = Vec::new();
+    for kind in kinds {
+        match rt.block_on(async { IoEngine::launch(kind) }) {
+            Ok(e) => engines.push(e),
+            Err(e) if !explicit_engine => {
+                eprintln!(
+                    "bench_ingest: engine {kind} cannot start here ({e}); its rows are skipped"
+                )
+            }
+            Err(e) => return Err(format!("engine {kind} was requested but cannot start: {e}")),
+        }
+    }
+
+    let mut specs = Vec::new();
+    for &key_size in &args.key_size {
+        for &layout in &args.key_layout {
+            for &mode in &modes {
+                specs.push(CaseSpec {
+                    mode,
+                    key_size,
+                    layout,
+                    volume_mib: args.volume_mib,
+                    write_delta: args.write_delta == YesNo::Yes,
+                });
+            }
+        }
+    }
+    let cases: Vec<(CaseSpec, IoEngine)> = specs
+        .iter()
+        .flat_map(|s| engines.iter().map(move |e| (s.clone(), e.clone())))
+        .collect();
+    eprintln!(
+        "bench_ingest: {} cases, {} MiB each, {} measured run(s) + 1 warm-up, in {}; reference: pwrite loop of \
+         {} KiB + fsync of the same bytes",
+        cases.len(),
+        args.volume_mib,
+        args.repeat,
+        tmp.path().display(),
+        REFERENCE_BLOCK / 1024
+    );
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new(cases.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    if !args.json {
+        println!("{}", header());
+    }
+    let dir: PathBuf = tmp.path().to_owned();
+    rt.block_on(async {
+        // warm-up: the first writes after boot fault memory in lazily
+        if let Some((spec, engine)) = cases.first() {
+            let mut warm = spec.clone();
+            warm.volume_mib = warm.volume_mib.min(32);
+            run_case(engine, &warm, &dir)
+                .await
+                .map_err(|e| format!("warm-up: {e}"))?;
+        }
+        for (i, (spec, engine)) in cases.iter().enumerate() {
+            let what = format!(
+                "{} {} value {} {}",
+                spec.mode,
+                engine.kind(),
+                spec.key_size,
+                spec.layout
+            );
+            match &progress {
+                Some(pb) => pb.set_message(what.clone()),
+                None => eprintln!("case {}/{}: {what}", i + 1, cases.len()),
+            }
+            let mut runs: Vec<CaseRun> = Vec::new();
+            let mut refs: Vec<Duration> = Vec::new();
+            for _ in 0..args.repeat {
+                let run = run_case(engine, spec, &dir)
+                    .await
+                    .map_err(|e| format!("case {what}: {e}"))?;
+                let ref_path = dir.join("reference.dat");
+                let r = pwrite_fsync(&ref_path, run.written_bytes, REFERENCE_BLOCK)
+                    .map_err(|e| format!("reference for {what}: {e}"))?;
+                evict_from_page_cache(&ref_path);
+                refs.push(r);
+                runs.push(run);
+            }
+            let row = summarize(spec, engine.kind(), &runs, &refs);
+            if let Some(pb) = &progress {
+                pb.inc(1);
+            }
+            let text = if args.json { json(&row) } else { line(&row) };
+            match &progress {
+                Some(pb) => pb.println(text),
+                None => println!("{text}"),
+            }
+        }
+        Ok::<(), String>(())
+    })?;
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    Ok(())
+}
+
+fn summarize(spec: &CaseSpec, kind: IoEngineKind, runs: &[CaseRun], refs: &[Duration]) -> Row {
+    let mib = spec.volume_mib as f64;
+    let gib = mib / 1024.0;
+    let mib_per_s = median(runs.iter().map(|r| mib / r.wall.as_secs_f64()).collect());
+    let reference_mib_per_s = median(refs.iter().map(|d| mib / d.as_secs_f64()).collect());
+    let cpu_s_per_gib = median(runs.iter().map(|r| r.cpu.as_secs_f64() / gib).collect());
+    let written = median(runs.iter().map(|r| r.written_bytes as f64).collect());
+    let growth: Option<Vec<f64>> = runs
+        .iter()
+        .map(|r| r.page_cache_growth.map(|g| g as f64))
+        .collect();
+    let growth = growth.map(median);
+    Row {
+        io_mode: spec.mode.to_string(),
+        io_engine: kind.to_string(),
+        key_size: spec.key_size,
+        key_layout: spec.layout,
+        write_delta: spec.write_delta,
+        volume_mib: spec.volume_mib,
+        mib_per_s,
+        cpu_s_per_gib,
+        page_cache_growth_mib: growth.map(|g| g / (1 << 20) as f64),
+        page_cache_growth_pct: growth.map(|g| 100.0 * g / written),
+        written_mib: written / (1 << 20) as f64,
+        reference_mib_per_s,
+        ratio_to_reference: mib_per_s / reference_mib_per_s,
+        runs: runs.len() as u32,
+        verified_keys: runs.iter().map(|r| r.verified_keys).min().unwrap_or(0),
+    }
+}

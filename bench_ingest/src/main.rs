@@ -1,0 +1,5 @@
+//! `bench_ingest`: see the crate docs and `--help`.
+
+fn main() -> std::process::ExitCode {
+    bench_ingest::cli::main()
+}

@@ -1,0 +1,220 @@
+//! One ingest case: put values into an [`InMemoryLayer`] in batches, freeze it, optionally write it out as
+//! a delta layer (with fsync), and read a sample of keys back to check them.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use io_engine::IoEngine;
+use layer_writers::{DeltaLayerReader, InMemoryLayer, Key, Lsn};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use virtual_file::{IoContext, IoMode};
+
+use crate::args::KeyLayout;
+use crate::measure::{cpu_time, PageCacheSampler};
+
+/// Values per `put_batch` call.
+pub const BATCH_VALUES: usize = 64;
+
+/// Keys checked after each case.
+pub const VERIFY_KEYS: usize = 200;
+
+/// What one case is.
+#[derive(Debug, Clone)]
+pub struct CaseSpec {
+    /// IO mode of the context.
+    pub mode: IoMode,
+    /// Bytes per value.
+    pub key_size: usize,
+    /// Key order.
+    pub layout: KeyLayout,
+    /// Payload MiB.
+    pub volume_mib: u64,
+    /// Write the delta layer.
+    pub write_delta: bool,
+}
+
+/// What one run of a case measured.
+#[derive(Debug, Clone)]
+pub struct CaseRun {
+    /// Wall time of ingest + freeze + delta write.
+    pub wall: Duration,
+    /// CPU time of the process over the same span.
+    pub cpu: Duration,
+    /// Peak page-cache growth, bytes.
+    pub page_cache_growth: Option<u64>,
+    /// Bytes written to files (ephemeral file + delta layer).
+    pub written_bytes: u64,
+    /// Keys read back and checked.
+    pub verified_keys: usize,
+}
+
+/// Errors of a case.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    /// The library failed.
+    #[error("{0}")]
+    Layer(#[from] layer_writers::LayerError),
+    /// The in-memory layer failed.
+    #[error("{0}")]
+    InMemory(#[from] layer_writers::InMemoryLayerError),
+    /// The context could not be built.
+    #[error("{0}")]
+    Context(#[from] virtual_file::Error),
+    /// A value read back differs from the one put in.
+    #[error("verification failed: {0}")]
+    Verify(String),
+    /// Plain IO in the harness failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The keys in put order and the LSN of each put.
+pub fn key_sequence(layout: KeyLayout, n: usize, seed: u64) -> Vec<(Key, Lsn)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let keys: Vec<u128> = match layout {
+        KeyLayout::Sequential => (0..n as u128).collect(),
+        KeyLayout::Random => {
+            let mut k: Vec<u128> = (0..n as u128).collect();
+            k.shuffle(&mut rng);
+            k
+        }
+        KeyLayout::RandomReuse => {
+            let distinct = (n / 16).max(1) as u128;
+            (0..n).map(|_| rng.random_range(0..distinct)).collect()
+        }
+    };
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, k)| (Key::from_u128(k), Lsn(0x1000 + i as u64)))
+        .collect()
+}
+
+/// The value put for the `i`th put: `size` bytes derived from `i` (incompressible enough that zstd is not
+/// what is measured, cheap to produce and to check).
+pub fn value_for(pool: &[u8], i: usize, size: usize) -> &[u8] {
+    let start = (i * 7919) % (pool.len() - size);
+    &pool[start..start + size]
+}
+
+/// A pool of random bytes values are sliced from.
+pub fn value_pool(size: usize) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut pool = vec![0u8; size * 2 + (1 << 20)];
+    rng.fill(&mut pool[..]);
+    pool
+}
+
+/// Runs one case in `dir` (which it fills and empties).
+pub async fn run_case(
+    engine: &IoEngine,
+    spec: &CaseSpec,
+    dir: &Path,
+) -> Result<CaseRun, CaseError> {
+    let ctx = IoContext::builder()
+        .engine(engine.clone())
+        .mode(spec.mode)
+        .build()?;
+    let n = ((spec.volume_mib << 20) / spec.key_size as u64).max(1) as usize;
+    let puts = key_sequence(spec.layout, n, 7);
+    let pool = value_pool(spec.key_size);
+
+    let sampler = PageCacheSampler::start();
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    let layer = InMemoryLayer::create(&ctx, dir, 1).await?;
+    let mut batch = Vec::with_capacity(BATCH_VALUES);
+    for (chunk_no, chunk) in puts.chunks(BATCH_VALUES).enumerate() {
+        batch.clear();
+        for (j, (key, lsn)) in chunk.iter().enumerate() {
+            let i = chunk_no * BATCH_VALUES + j;
+            batch.push((*key, *lsn, true, value_for(&pool, i, spec.key_size)));
+        }
+        layer.put_batch(&batch).await?;
+    }
+    layer.freeze().await?;
+    let ephemeral_bytes = layer.len_bytes();
+    let delta = if spec.write_delta {
+        Some(layer.write_to_disk(&ctx, dir, "ingest-delta").await?)
+    } else {
+        None
+    };
+    let wall = start.elapsed();
+    let cpu = cpu_time() - cpu0;
+    let page_cache_growth = sampler.finish();
+    let written_bytes = ephemeral_bytes + delta.as_ref().map_or(0, |d| d.file_len);
+
+    // read back a sample of keys: from the delta layer if written, else from the in-memory layer
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let mut expected = std::collections::BTreeMap::new();
+    for (i, (key, lsn)) in puts.iter().enumerate() {
+        expected
+            .entry(*key)
+            .or_insert_with(Vec::new)
+            .push((*lsn, i));
+    }
+    let sample: Vec<Key> = (0..VERIFY_KEYS.min(n))
+        .map(|_| puts[rng.random_range(0..n)].0)
+        .collect();
+    let reader = match &delta {
+        Some(d) => Some(DeltaLayerReader::open(&ctx, &d.path).await?),
+        None => None,
+    };
+    for key in &sample {
+        let got = match &reader {
+            Some(r) => r.get(*key, Lsn(0)..Lsn::MAX).await?,
+            None => layer.get(*key, Lsn(0)..Lsn::MAX).await?,
+        };
+        let want = &expected[key];
+        if got.len() != want.len() {
+            return Err(CaseError::Verify(format!(
+                "key {key:?}: {} versions, expected {}",
+                got.len(),
+                want.len()
+            )));
+        }
+        for ((lsn, _will_init, value), (want_lsn, i)) in got.iter().zip(want) {
+            if lsn != want_lsn || value.as_slice() != value_for(&pool, *i, spec.key_size) {
+                return Err(CaseError::Verify(format!(
+                    "key {key:?} at {lsn}: wrong value"
+                )));
+            }
+        }
+    }
+    drop(reader);
+    drop(layer);
+    if let Some(d) = delta {
+        std::fs::remove_file(&d.path)?;
+    }
+    Ok(CaseRun {
+        wall,
+        cpu,
+        page_cache_growth,
+        written_bytes,
+        verified_keys: sample.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_sequences() {
+        let s = key_sequence(KeyLayout::Sequential, 5, 1);
+        assert_eq!(
+            s.iter().map(|(k, _)| k.to_u128()).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
+        let mut r: Vec<u128> = key_sequence(KeyLayout::Random, 100, 1)
+            .iter()
+            .map(|(k, _)| k.to_u128())
+            .collect();
+        assert_ne!(r, (0..100).collect::<Vec<_>>(), "shuffled");
+        r.sort();
+        assert_eq!(r, (0..100).collect::<Vec<_>>(), "each key once");
+        let rr = key_sequence(KeyLayout::RandomReuse, 160, 1);
+        assert!(rr.iter().all(|(k, _)| k.to_u128() < 10));
+        assert!(rr.windows(2).all(|w| w[0].1 < w[1].1), "LSNs increase");
+    }
+}
