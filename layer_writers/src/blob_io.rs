@@ -20,7 +20,7 @@ use crate::layer_error::LayerError;
 use crate::FormatError;
 
 /// Buffer capacity of the writer of layer files: every write but the last is this long.
-pub const LAYER_WRITE_BUFFER_CAPACITY: usize = 128 * 1024;
+pub const LAYER_WRITE_BUFFER_CAPACITY: usize = 1 << 20;
 
 /// Appends blobs to a file through a [`BufferedWriter`].
 ///

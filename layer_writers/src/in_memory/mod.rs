@@ -14,25 +14,25 @@
 //!
 //! # Memory
 //!
-//! The index costs about 60 bytes per value (a `BTreeMap` entry of key, LSN, offset, length, flag), plus
-//! the writer's buffers (`depth x buffer_capacity`). Writing out reads the values back in key order in
-//! batches of at most `readout_batch_bytes`: each batch's blobs are sorted by file offset and read in
-//! merged runs of up to 4 MiB, so a layer put in key order is read back sequentially, and one put in random
-//! order costs about one pass over the file per batch.
+//! The index costs about 50 bytes per value (a hash map from key to an LSN-sorted vector of offset,
+//! length and flag; see `index.rs`), plus the writer's buffers (`depth x buffer_capacity`). Writing out
+//! holds at most two batches of `readout_batch_bytes` (see `write_out.rs`).
 //!
 //! # Weaknesses
 //!
 //! - Every value is copied twice on the way in (into the write buffer, and by the kernel) and once more on
 //!   the way out of a read plan.
-//! - The index is a `BTreeMap`: simple, but larger and slower than a sorted vector per key would be.
 //! - Writing out a layer put in random key order rereads the ephemeral file once per batch.
+//! - Keys are sorted only at write-out, so there is no ordered scan of a layer that is still open.
 
 mod error;
+mod index;
+mod write_out;
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::RwLock;
 use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, OpenOptions, VirtualFile};
@@ -41,51 +41,38 @@ pub use error::InMemoryLayerError;
 
 use crate::blob::{encode_header, Compression};
 use crate::blob_io::decode_blob_exact;
-use crate::delta::DeltaLayerWriter;
 use crate::key::{Key, Lsn};
-use crate::layer_file::LayerInfo;
-
-/// Gap between two blobs up to which write-out reads them in one run.
-const READOUT_MERGE_GAP: u64 = 64 * 1024;
-/// Largest single read of the write-out.
-const READOUT_MAX_RUN: u64 = 4 << 20;
+use index::{Entry, Index};
 
 /// Settings of an [`InMemoryLayer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InMemoryLayerOptions {
-    /// Capacity of each of the writer's buffers (a multiple of 4096). Default 256 KiB.
+    /// Capacity of each of the writer's buffers (a multiple of 4096). Default 1 MiB.
     pub buffer_capacity: usize,
-    /// Bytes of values read back per batch when writing the layer out. Default 32 MiB.
+    /// Bytes of values read back per batch when writing the layer out (two batches are in memory at
+    /// once). Default 16 MiB.
     pub readout_batch_bytes: usize,
 }
 
 impl Default for InMemoryLayerOptions {
     fn default() -> Self {
         Self {
-            buffer_capacity: 256 * 1024,
-            readout_batch_bytes: 32 << 20,
+            buffer_capacity: 1 << 20,
+            readout_batch_bytes: 16 << 20,
         }
     }
 }
 
-/// Where one value's blob is in the ephemeral file.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    offset: u64,
-    len: u32,
-    will_init: bool,
-}
-
 struct Inner {
     writer: BufferedWriter<VirtualFile>,
-    index: BTreeMap<(Key, Lsn), Entry>,
+    index: Index,
     frozen: bool,
 }
 
 /// An append-only layer backed by an ephemeral file. See the [module docs](self).
 pub struct InMemoryLayer {
     path: PathBuf,
-    reader: VirtualFile,
+    reader: Arc<VirtualFile>,
     inner: RwLock<Inner>,
     options: InMemoryLayerOptions,
     appended: AtomicU64,
@@ -140,10 +127,10 @@ impl InMemoryLayer {
             })?;
         Ok(Self {
             path,
-            reader,
+            reader: Arc::new(reader),
             inner: RwLock::new(Inner {
                 writer,
-                index: BTreeMap::new(),
+                index: Index::default(),
                 frozen: false,
             }),
             options,
@@ -190,7 +177,7 @@ impl InMemoryLayer {
         }
         let mut headers = Vec::with_capacity(batch.len());
         for (i, &(key, lsn, _, value)) in batch.iter().enumerate() {
-            let dup = inner.index.contains_key(&(key, lsn))
+            let dup = inner.index.contains(key, lsn)
                 || batch[..i].iter().any(|&(k, l, _, _)| (k, l) == (key, lsn));
             if dup {
                 return Err(InMemoryLayerError::Duplicate {
@@ -226,7 +213,8 @@ impl InMemoryLayer {
                 .map_err(write_err)?;
             let len = (header.as_slice().len() + value.len()) as u32;
             inner.index.insert(
-                (key, lsn),
+                key,
+                lsn,
                 Entry {
                     offset,
                     len,
@@ -252,10 +240,7 @@ impl InMemoryLayer {
         let plans = {
             let inner = self.inner.read().await;
             let mut plans = Vec::new();
-            for (&(_, lsn), e) in inner
-                .index
-                .range((key, lsn_range.start)..(key, lsn_range.end))
-            {
+            for &(lsn, e) in inner.index.versions(key, lsn_range) {
                 let plan = inner
                     .writer
                     .read_plan(e.offset, e.len as usize)
@@ -271,7 +256,7 @@ impl InMemoryLayer {
         let mut out = Vec::with_capacity(plans.len());
         for (lsn, will_init, plan) in plans {
             let bytes =
-                plan.execute(&self.reader)
+                plan.execute(&*self.reader)
                     .await
                     .map_err(|source| InMemoryLayerError::Read {
                         path: self.path.clone(),
@@ -291,9 +276,7 @@ impl InMemoryLayer {
 
     /// The range of keys put so far (`None` while empty).
     pub async fn key_range(&self) -> Option<Range<Key>> {
-        let inner = self.inner.read().await;
-        let first = inner.index.keys().next()?.0;
-        let last = inner.index.keys().next_back()?.0;
+        let (first, last) = self.inner.read().await.index.key_bounds()?;
         Some(first..last.checked_next().unwrap_or(Key::MAX))
     }
 
@@ -301,102 +284,6 @@ impl InMemoryLayer {
     pub async fn freeze(&self) -> Result<(), InMemoryLayerError> {
         self.inner.write().await.frozen = true;
         Ok(())
-    }
-
-    /// Writes every value, in (key, LSN) order, to a new delta layer `dir/file_name` (durable and renamed
-    /// into place when this returns). The layer must be frozen.
-    pub async fn write_to_disk(
-        &self,
-        ctx: &IoContext,
-        dir: &Path,
-        file_name: &str,
-    ) -> Result<LayerInfo, InMemoryLayerError> {
-        let mut writer = DeltaLayerWriter::new(ctx, dir, file_name).await?;
-        let inner = self.inner.read().await;
-        if !inner.frozen {
-            return Err(InMemoryLayerError::NotFrozen {
-                path: self.path.clone(),
-            });
-        }
-        let mut batch: Vec<(&(Key, Lsn), &Entry)> = Vec::new();
-        let mut entries = inner.index.iter().peekable();
-        while entries.peek().is_some() {
-            batch.clear();
-            let mut batch_bytes = 0usize;
-            while let Some((k, e)) = entries.peek() {
-                if !batch.is_empty()
-                    && batch_bytes + e.len as usize > self.options.readout_batch_bytes
-                {
-                    break;
-                }
-                batch_bytes += e.len as usize;
-                batch.push((k, e));
-                entries.next();
-            }
-            let values = self.read_batch(&inner, &batch).await?;
-            for ((&(key, lsn), e), value) in batch.iter().zip(values) {
-                writer.put_value(key, lsn, e.will_init, &value).await?;
-            }
-        }
-        drop(inner);
-        Ok(writer.finish().await?)
-    }
-
-    /// Reads the values of `batch` (in key order) with few large reads: blobs sorted by offset, merged into
-    /// runs.
-    async fn read_batch(
-        &self,
-        inner: &Inner,
-        batch: &[(&(Key, Lsn), &Entry)],
-    ) -> Result<Vec<Vec<u8>>, InMemoryLayerError> {
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| batch[i].1.offset);
-        let mut values: Vec<Vec<u8>> = vec![Vec::new(); batch.len()];
-        let mut i = 0;
-        while i < order.len() {
-            let first = batch[order[i]].1;
-            let run_start = first.offset;
-            let mut run_end = first.offset + first.len as u64;
-            let mut j = i + 1;
-            while j < order.len() {
-                let e = batch[order[j]].1;
-                let end = e.offset + e.len as u64;
-                if e.offset > run_end + READOUT_MERGE_GAP || end - run_start > READOUT_MAX_RUN {
-                    break;
-                }
-                run_end = run_end.max(end);
-                j += 1;
-            }
-            let plan = inner
-                .writer
-                .read_plan(run_start, (run_end - run_start) as usize)
-                .map_err(|source| InMemoryLayerError::ReadPlan {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            let bytes =
-                plan.execute(&self.reader)
-                    .await
-                    .map_err(|source| InMemoryLayerError::Read {
-                        path: self.path.clone(),
-                        source,
-                    })?;
-            for &idx in &order[i..j] {
-                let (&(key, lsn), e) = batch[idx];
-                let at = (e.offset - run_start) as usize;
-                values[idx] =
-                    decode_blob_exact(&bytes[at..at + e.len as usize]).map_err(|source| {
-                        InMemoryLayerError::Corrupt {
-                            path: self.path.clone(),
-                            key,
-                            lsn,
-                            source,
-                        }
-                    })?;
-            }
-            i = j;
-        }
-        Ok(values)
     }
 }
 
