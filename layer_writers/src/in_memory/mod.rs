@@ -240,7 +240,7 @@ impl InMemoryLayer {
         let plans = {
             let inner = self.inner.read().await;
             let mut plans = Vec::new();
-            for &(lsn, e) in inner.index.versions(key, lsn_range) {
+            for (lsn, e) in inner.index.versions(key, lsn_range) {
                 let plan = inner
                     .writer
                     .read_plan(e.offset, e.len as usize)
