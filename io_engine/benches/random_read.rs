@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use io_engine::engine::{UringConfig, UringEngine};
 use io_engine::{ConstAlign, IoBufferMut, IoEngine, IoEngineKind, IoFd, Slice, StdFsEngine};
 use rand::{Rng, SeedableRng};
 
@@ -27,8 +28,12 @@ enum Variant {
     StdFsInline,
     /// `std-fs` engine via `spawn_blocking`.
     StdFsSpawnBlocking,
-    /// The ring engine with its default settings.
+    /// The ring engine with its default settings (one shared ring, RWF_NOWAIT fast path on).
     Uring,
+    /// The ring engine with two rings (one per worker thread, roughly).
+    UringTwoRings,
+    /// The ring engine without the inline RWF_NOWAIT attempt (every read through the ring).
+    UringNoFastPath,
 }
 
 impl Variant {
@@ -38,6 +43,8 @@ impl Variant {
             Variant::StdFsInline => "std-fs inline",
             Variant::StdFsSpawnBlocking => "std-fs spawn_blocking",
             Variant::Uring => "tokio-epoll-uring",
+            Variant::UringTwoRings => "uring, 2 rings",
+            Variant::UringNoFastPath => "uring, no NOWAIT path",
         }
     }
 }
@@ -192,11 +199,22 @@ fn engine_case(
         .build()
         .unwrap();
     rt.block_on(async {
+        let uring = |config: UringConfig| {
+            IoEngine::TokioEpollUring(UringEngine::launch(config).expect("io_uring engine"))
+        };
         let engine = match variant {
-            Variant::Uring => {
-                IoEngine::launch(IoEngineKind::TokioEpollUring).expect("io_uring engine")
+            Variant::Uring => uring(UringConfig::default()),
+            Variant::UringTwoRings => uring(UringConfig {
+                rings: 2,
+                ..UringConfig::default()
+            }),
+            Variant::UringNoFastPath => uring(UringConfig {
+                nowait_fast_path: false,
+                ..UringConfig::default()
+            }),
+            Variant::BarePread | Variant::StdFsInline | Variant::StdFsSpawnBlocking => {
+                IoEngine::std_fs()
             }
-            _ => IoEngine::std_fs(),
         };
         let flags = libc::O_RDONLY | if direct { libc::O_DIRECT } else { 0 };
         let fd = Arc::new(engine.open(path, flags, 0).await.unwrap());
@@ -318,8 +336,18 @@ fn main() {
                 Variant::StdFsInline,
                 Variant::StdFsSpawnBlocking,
                 Variant::Uring,
+                Variant::UringTwoRings,
+                Variant::UringNoFastPath,
             ] {
-                if variant == Variant::Uring && !uring_ok {
+                let is_uring = matches!(
+                    variant,
+                    Variant::Uring | Variant::UringTwoRings | Variant::UringNoFastPath
+                );
+                if is_uring && !uring_ok {
+                    continue;
+                }
+                // the fast path only matters for page-cache reads
+                if variant == Variant::UringNoFastPath && direct {
                     continue;
                 }
                 let r = engine_case(&path, direct, variant, tasks, blocks, secs);
@@ -370,6 +398,17 @@ fn main() {
         "short reads completed by a second read: {}",
         SHORT_READS.load(std::sync::atomic::Ordering::Relaxed)
     );
+    for tasks in [1usize, 32] {
+        if let (Some(one), Some(two)) = (
+            find(&results, true, Variant::Uring, tasks),
+            find(&results, true, Variant::UringTwoRings, tasks),
+        ) {
+            println!(
+                "direct, {tasks} tasks: 2 rings / 1 shared ring: {:.2}x",
+                two.iops / one.iops
+            );
+        }
+    }
     if let (Some(u), Some(p)) = (
         find(&results, false, Variant::Uring, 1),
         find(&results, false, Variant::BarePread, 1),
