@@ -1,5 +1,7 @@
 //! 8 KiB random reads on a 1 GiB file, `O_DIRECT` and page-cache warm, at 1, 32 and 128 concurrent tasks,
-//! for each engine variant; with `fio` (io_uring, QD32, O_DIRECT) in the same run as the reference.
+//! for each engine variant (warm: also the ring without its `RWF_NOWAIT` fast path, so that a page-cache
+//! hit's trip through the ring is measured); with `fio` (io_uring, QD32, O_DIRECT) in the same run as the
+//! reference.
 //!
 //! `cargo bench -p io_engine --bench random_read`. Settings from the environment: `BENCH_DIR` (default: the
 //! system temp dir), `BENCH_FILE_MIB` (1024), `BENCH_SECS` per case (2), `BENCH_TASKS` (`1,32,128`).
@@ -10,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_engine::{ConstAlign, IoBufferMut, IoEngine, IoEngineKind, IoFd, Slice, StdFsEngine};
+use io_engine::{
+    ConstAlign, IoBufferMut, IoEngine, IoEngineKind, IoFd, Slice, StdFsEngine, UringConfig,
+    UringEngine,
+};
 use rand::{Rng, SeedableRng};
 
 const BLOCK: usize = 8192;
@@ -29,6 +34,8 @@ enum Variant {
     StdFsSpawnBlocking,
     /// The ring engine with its default settings.
     Uring,
+    /// The ring engine without the `RWF_NOWAIT` fast path: every read goes through the ring.
+    UringRingOnly,
 }
 
 impl Variant {
@@ -38,6 +45,7 @@ impl Variant {
             Variant::StdFsInline => "std-fs inline",
             Variant::StdFsSpawnBlocking => "std-fs spawn_blocking",
             Variant::Uring => "tokio-epoll-uring",
+            Variant::UringRingOnly => "uring, no nowait path",
         }
     }
 }
@@ -196,6 +204,13 @@ fn engine_case(
             Variant::Uring => {
                 IoEngine::launch(IoEngineKind::TokioEpollUring).expect("io_uring engine")
             }
+            Variant::UringRingOnly => IoEngine::TokioEpollUring(
+                UringEngine::launch(UringConfig {
+                    nowait_fast_path: false,
+                    ..Default::default()
+                })
+                .expect("io_uring engine"),
+            ),
             _ => IoEngine::std_fs(),
         };
         let flags = libc::O_RDONLY | if direct { libc::O_DIRECT } else { 0 };
@@ -318,8 +333,14 @@ fn main() {
                 Variant::StdFsInline,
                 Variant::StdFsSpawnBlocking,
                 Variant::Uring,
+                Variant::UringRingOnly,
             ] {
-                if variant == Variant::Uring && !uring_ok {
+                let is_uring = matches!(variant, Variant::Uring | Variant::UringRingOnly);
+                if is_uring && !uring_ok {
+                    continue;
+                }
+                // With O_DIRECT the fast path is never taken: the row would repeat the one above.
+                if variant == Variant::UringRingOnly && direct {
                     continue;
                 }
                 let r = engine_case(&path, direct, variant, tasks, blocks, secs);
@@ -376,6 +397,15 @@ fn main() {
     ) {
         println!(
             "cost of a page-cache hit, uring@1 / bare pread: {:.2}x (goal <= 1.5x; from IOPS at 1 task)",
+            p.iops / u.iops
+        );
+    }
+    if let (Some(u), Some(p)) = (
+        find(&results, false, Variant::UringRingOnly, 1),
+        find(&results, false, Variant::BarePread, 1),
+    ) {
+        println!(
+            "cost of a page-cache hit through the ring (no nowait path), uring@1 / bare pread: {:.2}x",
             p.iops / u.iops
         );
     }
