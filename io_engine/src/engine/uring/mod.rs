@@ -8,7 +8,13 @@
 //!    the completion queue cannot overflow (the one extra CQE, of the cancel-all at shutdown, fits too).
 //! 2. **Submit.** Under the ring's mutex: take a free slot, push the SQE (`user_data` = slot), call
 //!    `io_uring_enter`, and drain the completion queue right away. Buffered IO that hits the page cache
-//!    completes *inside* that submit call, so the op's future returns on its first poll with no task hop.
+//!    completes *inside* that submit call: the submit hands the result straight back, so the op's
+//!    future returns on its first poll with no task hop and one lock. When nothing else is in flight,
+//!    the eventfd is disabled (`IORING_CQ_EVENTFD_DISABLED`) around a buffered op's push, enter and
+//!    drain, so such an inline completion costs no eventfd signal and no reaper wakeup either; it is
+//!    re-enabled and the queue drained again before the mutex is released (if the op did not complete,
+//!    the eventfd is signalled once by hand, since another thread's completion racing the re-enable
+//!    could otherwise be missed).
 //! 3. **Wait.** Otherwise the future registers its waker in the slot. The ring's `eventfd`, registered
 //!    with the ring and wrapped in tokio's `AsyncFd`, becomes readable when the kernel posts a CQE; the
 //!    reaper task (one per ring, spawned at launch) drains the queue and wakes the futures. A polled
@@ -17,7 +23,20 @@
 //!    hands the buffer back.
 //!
 //! Reads from descriptors without `O_DIRECT` first try `preadv2(RWF_NOWAIT)` inline ([`UringConfig`]'s
-//! `nowait_fast_path`, on by default): a page-cache hit never touches the ring (see `nowait.rs`).
+//! `nowait_fast_path`, on by default): a page-cache hit never touches the ring (see `nowait.rs`). After
+//! the first `EOPNOTSUPP` (a file system without `RWF_NOWAIT`), the engine stops trying, for all files.
+//!
+//! ## Foreign code
+//! Wakers and the `Drop` of users' buffers (of ops whose futures were dropped) never run under the
+//! ring's mutex, and never while an op is half-way through a transition: each call into the ring
+//! returns this work and the op runs it once it is safe (see `deferred.rs`). A waker may therefore
+//! poll or drop its task inside `wake()`, and a panicking waker or `Drop` cannot free a buffer the
+//! kernel still owns; the panic reaches the op future that ran it (or is logged by the reaper).
+//!
+//! ## Failures of `io_uring_enter`
+//! `EAGAIN`/`EBUSY` leave the SQEs queued; the reaper retries them on a timer with backoff and the
+//! warning is rate-limited. Any other errno makes the ring unusable: the SQEs not yet consumed complete
+//! with that error (and are never submitted), new ops fail (see `ring_core.rs`).
 //!
 //! ## Ownership and cancellation
 //! An op owns everything the kernel reads or writes: the buffer (stable-pointer invariant of
@@ -51,18 +70,39 @@
 //! reaper task nor the submitting futures stay on one thread, so this engine uses neither. A design with
 //! one ring per worker thread *and* a thread-pinned reaper (a `LocalSet` per worker) could use them.
 //!
+//! ## Threads, runtimes and requests
+//! - Without `IORING_SETUP_DEFER_TASKRUN` (not used, see above) a request belongs to the thread whose
+//!   `io_uring_enter` submitted it: its completion work (e.g. of `O_DIRECT` IO and poll-driven reads)
+//!   runs as task work on that thread, and **if that thread exits, the kernel cancels the request**
+//!   (its CQE carries `ECANCELED`). With tokio this means: ops submitted from a thread that then exits
+//!   (a `spawn_blocking` thread retired after its keep-alive, a thread of a runtime being shut down, a
+//!   short-lived thread calling `block_on`) may fail with `ECANCELED`. The layers above see an ordinary
+//!   IO error; nothing is freed early (the CQE still arrives).
+//! - The reaper is a task of the runtime the engine was launched on, and needs that runtime to be
+//!   driven (and its timers, for retries). A handle used from another runtime still submits, and
+//!   page-cache hits still complete inline, but anything that completes later is only reaped while
+//!   the launch runtime runs (or when a later op on the same ring drains the queue in passing).
+//!
 //! ## What this design does badly
-//! - The eventfd is signalled for every CQE, including the ones the submitter already drained inline;
-//!   such a reaper wakeup finds an empty queue. (`register_eventfd_async` is no fix: it skips
-//!   completions posted by task work, e.g. of `O_DIRECT` IO, which would then never be reaped.)
+//! - With more than one op in flight, the eventfd is still signalled for every CQE, including the ones
+//!   the submitter drained inline; such a reaper wakeup finds an empty queue. (`register_eventfd_async`
+//!   is no fix: it skips completions posted by task work, e.g. of `O_DIRECT` IO, which would then never
+//!   be reaped.)
 //! - Shutdown blocks the thread that drops the last handle (or the runtime) until the kernel is done.
+//!   The cancel-all (`IORING_ASYNC_CANCEL_ANY`) needs Linux 5.19; on older kernels it fails, and an op
+//!   that never completes by itself (a read from a FIFO or socket nobody writes to) then blocks
+//!   shutdown **forever**. Even with it, an op the kernel cannot cancel (e.g. a regular file read
+//!   already issued to a hung device) blocks shutdown until it completes.
 //! - A shut-down engine stays shut down: a handle used after its runtime ended returns errors.
+//! - The `RWF_NOWAIT` fast path is switched off per engine, not per file system.
 
 mod config;
+mod deferred;
 mod nowait;
 mod op;
 mod ops;
 mod reaper;
+mod ring_core;
 mod setup;
 mod slots;
 mod system;
@@ -70,7 +110,7 @@ mod system;
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -95,6 +135,8 @@ struct Inner {
     systems: Vec<Arc<System>>,
     reapers: Vec<JoinHandle<()>>,
     config: UringConfig,
+    /// Cleared when an `RWF_NOWAIT` read returned `EOPNOTSUPP`: the fast path is skipped from then on.
+    nowait_supported: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -152,10 +194,15 @@ impl UringEngine {
             systems: Vec::with_capacity(config.rings),
             reapers: Vec::with_capacity(config.rings),
             config,
+            nowait_supported: AtomicBool::new(true),
         };
         for _ in 0..inner.config.rings {
             let ring = setup::new_ring(inner.config.entries)?;
-            let system = Arc::new(System::new(ring.ring, ring.ftruncate_op));
+            let eventfd = ring
+                .eventfd
+                .try_clone()
+                .map_err(EngineStartError::Eventfd)?;
+            let system = Arc::new(System::new(ring.ring, eventfd, ring.ftruncate_op));
             inner.systems.push(system.clone());
             inner.reapers.push(reaper::spawn(system, ring.eventfd)?);
         }
@@ -194,7 +241,26 @@ impl UringEngine {
     }
 
     fn nowait(&self, fd: &IoFd) -> bool {
-        self.inner.config.nowait_fast_path && !fd.is_direct()
+        self.inner.config.nowait_fast_path
+            && !fd.is_direct()
+            && self.inner.nowait_supported.load(Ordering::Relaxed)
+    }
+
+    /// The result of an `RWF_NOWAIT` attempt: `Some(n)` if it read, else `None` (and remembers an
+    /// `EOPNOTSUPP`).
+    fn nowait_result(&self, res: nowait::Nowait) -> Option<usize> {
+        match res {
+            nowait::Nowait::Read(n) => Some(n),
+            nowait::Nowait::Miss => None,
+            nowait::Nowait::Unsupported => {
+                if self.inner.nowait_supported.swap(false, Ordering::Relaxed) {
+                    tracing::debug!(
+                        "RWF_NOWAIT is not supported here (EOPNOTSUPP); reads go through the ring"
+                    );
+                }
+                None
+            }
+        }
     }
 
     /// `IORING_OP_READ` into the slice's window (after an inline `RWF_NOWAIT` attempt for descriptors
@@ -215,7 +281,7 @@ impl UringEngine {
                 iov_len: buf.len(),
             }];
             // SAFETY: the iovec is the window of `buf`, writable memory owned by `buf` for the call.
-            if let Some(n) = unsafe { nowait::preadv_nowait(fd, off, &iov) } {
+            if let Some(n) = self.nowait_result(unsafe { nowait::preadv_nowait(fd, off, &iov) }) {
                 // SAFETY: the kernel wrote `n` bytes at the start of the window.
                 unsafe { buf.assume_filled(n) };
                 return (buf, Ok(n));
@@ -263,7 +329,8 @@ impl UringEngine {
         let iovecs = ops::IoVecs(read_iovecs(&mut bufs));
         if self.nowait(fd) {
             // SAFETY: the iovecs point into the windows of `bufs`, owned here for the call.
-            if let Some(n) = unsafe { nowait::preadv_nowait(fd, off, &iovecs.0) } {
+            let res = unsafe { nowait::preadv_nowait(fd, off, &iovecs.0) };
+            if let Some(n) = self.nowait_result(res) {
                 // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
                 unsafe { mark_filled(&mut bufs, n) };
                 return (bufs, Ok(n));

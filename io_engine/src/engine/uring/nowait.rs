@@ -13,8 +13,18 @@ use std::os::fd::AsRawFd;
 
 use crate::engine::IoFd;
 
-/// Tries a non-blocking read of `iovecs` at `offset`. `Some(n)`: `n` bytes were read into the iovecs,
-/// in order (0: end of file). `None`: go through the ring.
+/// What an `RWF_NOWAIT` attempt gave.
+pub(super) enum Nowait {
+    /// `n` bytes were read into the iovecs, in order (0: end of file).
+    Read(usize),
+    /// Not (all) in the page cache, or another error: go through the ring.
+    Miss,
+    /// `EOPNOTSUPP`: the file system does not support `RWF_NOWAIT`; go through the ring, and the
+    /// engine stops trying.
+    Unsupported,
+}
+
+/// Tries a non-blocking read of `iovecs` at `offset`.
 ///
 /// # Safety
 /// Every iovec must describe memory valid for writes for the duration of the call.
@@ -22,12 +32,14 @@ pub(super) unsafe fn preadv_nowait(
     fd: &IoFd,
     offset: libc::off_t,
     iovecs: &[libc::iovec],
-) -> Option<usize> {
+) -> Nowait {
     debug_assert!(
         !fd.is_direct(),
         "RWF_NOWAIT would block on an O_DIRECT descriptor"
     );
-    let cnt = libc::c_int::try_from(iovecs.len()).ok()?;
+    let Ok(cnt) = libc::c_int::try_from(iovecs.len()) else {
+        return Nowait::Miss;
+    };
     // SAFETY: the caller guarantees the iovecs point to writable memory that outlives the call.
     let n = unsafe {
         libc::preadv2(
@@ -38,5 +50,11 @@ pub(super) unsafe fn preadv_nowait(
             libc::RWF_NOWAIT,
         )
     };
-    usize::try_from(n).ok()
+    match usize::try_from(n) {
+        Ok(n) => Nowait::Read(n),
+        Err(_) if std::io::Error::last_os_error().raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            Nowait::Unsupported
+        }
+        Err(_) => Nowait::Miss,
+    }
 }

@@ -3,11 +3,12 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::task::{Context, Poll};
 
 use io_uring::squeue;
 
 use super::slots::Parked;
-use super::system::System;
+use super::system::{Submitted, System};
 
 /// One io_uring operation together with everything the kernel reads or writes while it is in flight.
 ///
@@ -22,6 +23,12 @@ pub(super) unsafe trait Op: Send + 'static {
 
     /// The SQE (without `user_data`, which the slot sets).
     fn prepare(&mut self) -> squeue::Entry;
+
+    /// True if the op often completes inside `io_uring_enter` (buffered reads and writes), so that
+    /// suppressing the eventfd signal for that call pays off.
+    fn inline_likely(&self) -> bool {
+        false
+    }
 
     /// Turns the CQE result (or an error before submission) into the output, handing back the resources.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
@@ -41,11 +48,31 @@ impl<O: Op> Parked for O {
 }
 
 /// Owns the op while its slot is in flight. Dropping it before the result was taken (the op future was
-/// dropped) parks the op in the slot.
+/// dropped, or deferred work panicked) parks the op in the slot.
 struct InFlight<'a, O: Op> {
     system: &'a System,
     slot: u32,
     op: Option<O>,
+}
+
+impl<O: Op> InFlight<'_, O> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
+        let (poll, deferred) = self.system.poll_slot(self.slot, cx);
+        match poll {
+            Poll::Ready(res) => {
+                // The slot is free (maybe reused) from here: take the op out of the guard before any
+                // foreign code runs. If that code panics, `op` is dropped, which is safe: the kernel is
+                // done with it.
+                let op = self.op.take().expect("polled again after completion");
+                deferred.run();
+                Poll::Ready(op.complete(cqe_result(res)))
+            }
+            Poll::Pending => {
+                deferred.run();
+                Poll::Pending
+            }
+        }
+    }
 }
 
 impl<O: Op> Drop for InFlight<'_, O> {
@@ -57,31 +84,46 @@ impl<O: Op> Drop for InFlight<'_, O> {
 }
 
 /// Runs `op` on `system`: waits for a slot (FIFO), submits, and waits for the completion. When the
-/// completion arrives during the submit (a page-cache hit), this returns on the first poll.
+/// completion arrives during the submit (a page-cache hit), this returns on the first poll, having taken
+/// the ring's mutex once.
 ///
 /// Cancellation: dropped while waiting for a slot, nothing was submitted. Dropped after submission, the
 /// op is parked in its slot and completed (its resources freed) when the kernel is done.
+///
+/// Panics in foreign code (a waker, a buffer's `Drop`) that the submit or a poll had to run are resumed
+/// here, after this op's own state is safe: it is either in its `InFlight` guard (and then parked) or
+/// already complete.
 pub(super) async fn execute<O: Op>(system: &System, mut op: O) -> O::Output {
-    if let Err(e) = system.reserve_slot().await {
-        return op.complete(Err(e));
-    }
-    let sqe = op.prepare();
-    // SAFETY: the SQE points only into `op` (the `Op` contract), and `op` stays alive until the slot's
-    // completion is processed: it moves into `InFlight` right away (moving `op` does not move the memory
-    // it owns), which either hands it back after the completion or parks it in the slot.
-    let slot = match unsafe { system.submit(sqe) } {
-        Ok(slot) => slot,
+    let reservation = match system.reserve_slot().await {
+        Ok(r) => r,
         Err(e) => return op.complete(Err(e)),
     };
-    let mut in_flight = InFlight {
-        system,
-        slot,
-        op: Some(op),
+    let inline_likely = op.inline_likely();
+    // A panic here drops `reservation`, which gives the permit back.
+    let sqe = op.prepare();
+    // SAFETY: the SQE points only into `op` (the `Op` contract), and `op` stays alive until the slot's
+    // completion is processed: if not complete already, it moves into `InFlight` right away (moving `op`
+    // does not move the memory it owns), which either hands it back after the completion or parks it in
+    // the slot. Nothing between here and that move can panic.
+    let (submitted, deferred) = match unsafe { system.submit(reservation, sqe, inline_likely) } {
+        Ok(s) => s,
+        Err(e) => return op.complete(Err(e)),
     };
-    let res = poll_fn(|cx| system.poll_slot(slot, cx)).await;
-    let op = in_flight
-        .op
-        .take()
-        .expect("the op stays in InFlight until here");
-    op.complete(cqe_result(res))
+    match submitted {
+        Submitted::Done(res) => {
+            // The kernel is done with `op`: a panic in the deferred work just drops it.
+            deferred.run();
+            op.complete(cqe_result(res))
+        }
+        Submitted::InFlight(slot) => {
+            let mut in_flight = InFlight {
+                system,
+                slot,
+                op: Some(op),
+            };
+            // Only now, with `op` guarded, may foreign code run.
+            deferred.run();
+            poll_fn(|cx| in_flight.poll(cx)).await
+        }
+    }
 }

@@ -51,6 +51,10 @@ unsafe impl<B: IoBufMut> Op for Read<B> {
             .build()
     }
 
+    fn inline_likely(&self) -> bool {
+        !self.fd.is_direct()
+    }
+
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
         let res = res.map(|n| n as usize);
         if let Ok(n) = res {
@@ -79,6 +83,10 @@ unsafe impl<B: IoBuf> Op for Write<B> {
             .build()
     }
 
+    fn inline_likely(&self) -> bool {
+        !self.fd.is_direct()
+    }
+
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (self.buf, res.map(|n| n as usize))
     }
@@ -103,6 +111,10 @@ unsafe impl<B: IoBufMut> Op for Readv<B> {
         opcode::Readv::new(fd(&self.fd), iov.as_ptr(), iov.len() as u32)
             .offset(self.offset)
             .build()
+    }
+
+    fn inline_likely(&self) -> bool {
+        !self.fd.is_direct()
     }
 
     fn complete(mut self, res: io::Result<u32>) -> Self::Output {
@@ -133,6 +145,10 @@ unsafe impl<B: IoBuf> Op for Writev<B> {
         opcode::Writev::new(fd(&self.fd), iov.as_ptr(), iov.len() as u32)
             .offset(self.offset)
             .build()
+    }
+
+    fn inline_likely(&self) -> bool {
+        !self.fd.is_direct()
     }
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
@@ -194,26 +210,39 @@ unsafe impl Op for OpenAt {
 
 /// `IORING_OP_STATX`, as `statx(2)` of the descriptor itself (`AT_EMPTY_PATH`).
 pub(super) struct Statx {
-    pub(super) fd: Arc<IoFd>,
-    /// Written by the kernel; boxed so its address survives moves of the op.
-    pub(super) out: Box<libc::statx>,
+    fd: Arc<IoFd>,
+    /// Written by the kernel: from `Box::into_raw`, so that no `Box` (whose uniqueness a move or a
+    /// reborrow would assert) exists while the kernel writes through this pointer. Freed in `Drop`.
+    out: *mut libc::statx,
 }
 
 impl Statx {
     pub(super) fn new(fd: Arc<IoFd>) -> Self {
         // SAFETY: `statx` is plain old data; all-zero is a valid value.
-        let out = Box::new(unsafe { std::mem::zeroed::<libc::statx>() });
+        let out = Box::into_raw(Box::new(unsafe { std::mem::zeroed::<libc::statx>() }));
         Self { fd, out }
     }
 }
 
-// SAFETY: the SQE points at `out` (heap, owned by `self`) and at a static empty C string.
+impl Drop for Statx {
+    fn drop(&mut self) {
+        // SAFETY: `out` came from `Box::into_raw` in `new` and is freed only here, once. The op is
+        // dropped only after its CQE was processed (or it was never submitted), so the kernel no longer
+        // writes to it.
+        drop(unsafe { Box::from_raw(self.out) });
+    }
+}
+
+// SAFETY: `out` is owned by the op alone (like the `Box` it came from) and `libc::statx` is plain data.
+unsafe impl Send for Statx {}
+
+// SAFETY: the SQE points at `*out` (heap, owned by `self`, freed only when `self` is dropped) and at a
+// static empty C string.
 unsafe impl Op for Statx {
     type Output = io::Result<FileStat>;
 
     fn prepare(&mut self) -> squeue::Entry {
-        let out: *mut libc::statx = &mut *self.out;
-        opcode::Statx::new(fd(&self.fd), c"".as_ptr(), out.cast::<types::statx>())
+        opcode::Statx::new(fd(&self.fd), c"".as_ptr(), self.out.cast::<types::statx>())
             .flags(libc::AT_EMPTY_PATH)
             .mask(STATX_MASK)
             .build()
@@ -221,7 +250,9 @@ unsafe impl Op for Statx {
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         res?;
-        Ok(FileStat::from_statx(&self.out))
+        // SAFETY: the CQE has been processed, so the kernel finished writing `*out`; `out` is valid
+        // until `self` is dropped at the end of this function.
+        Ok(FileStat::from_statx(unsafe { &*self.out }))
     }
 }
 

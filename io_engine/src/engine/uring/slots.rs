@@ -16,6 +16,8 @@
 
 use std::task::{Context, Poll, Waker};
 
+use super::deferred::Deferred;
+
 /// An op whose future was dropped before its completion: it is completed (and its output dropped) when
 /// the CQE arrives, so that, for example, a descriptor opened by a cancelled `openat` is closed.
 pub(super) trait Parked: Send {
@@ -23,7 +25,7 @@ pub(super) trait Parked: Send {
     fn finish(self: Box<Self>, res: i32);
 }
 
-/// A parked op with the result its CQE brought; finished outside the lock.
+/// A parked op with the result its CQE brought; finished outside the lock (see [`Deferred`]).
 pub(super) type Finished = (Box<dyn Parked>, i32);
 
 enum SlotState {
@@ -85,29 +87,39 @@ impl Slots {
         self.free.push(idx);
     }
 
-    /// Records the CQE `res` for slot `idx`. Wakes the waiting future, or moves a parked op to
-    /// `finished`. Returns true if the slot became free (its permit is to be returned).
-    pub(super) fn complete(&mut self, idx: u64, res: i32, finished: &mut Vec<Finished>) -> bool {
+    /// Undoes [`Slots::take_free`] for a slot whose SQE never reached the submission queue.
+    pub(super) fn release_unsubmitted(&mut self, idx: u32) {
+        debug_assert!(matches!(
+            self.states[idx as usize],
+            SlotState::InFlight { waker: None }
+        ));
+        self.in_flight -= 1;
+        self.submitted -= 1;
+        self.release(idx);
+    }
+
+    /// Records the CQE `res` for slot `idx`. The waiting future's waker, or the parked op and the freed
+    /// slot's permit, go to `deferred`: nothing foreign runs here, under the ring's mutex.
+    pub(super) fn complete(&mut self, idx: u64, res: i32, deferred: &mut Deferred<'_>) {
         let Some(state) = usize::try_from(idx)
             .ok()
             .and_then(|i| self.states.get_mut(i))
         else {
             tracing::error!(user_data = idx, "io_uring completion for an unknown slot");
-            return false;
+            return;
         };
         match std::mem::replace(state, SlotState::Done(res)) {
             SlotState::InFlight { waker } => {
                 self.in_flight -= 1;
                 if let Some(w) = waker {
-                    w.wake();
+                    deferred.wake(w);
                 }
-                false
             }
             SlotState::Parked(op) => {
                 self.in_flight -= 1;
-                finished.push((op, res));
+                deferred.finish((op, res));
                 self.release(idx as u32);
-                true
+                deferred.free_slot();
             }
             other @ (SlotState::Free | SlotState::Done(_)) => {
                 *state = other;
@@ -115,8 +127,19 @@ impl Slots {
                     user_data = idx,
                     "io_uring completion for a slot not in flight"
                 );
-                false
             }
+        }
+    }
+
+    /// The result of slot `idx` if its CQE already arrived (the slot is then free: return its permit).
+    /// Used right after the submit, before any waker was registered.
+    pub(super) fn take_done(&mut self, idx: u32) -> Option<i32> {
+        match self.states[idx as usize] {
+            SlotState::Done(res) => {
+                self.release(idx);
+                Some(res)
+            }
+            _ => None,
         }
     }
 

@@ -1,41 +1,49 @@
 //! [`System`]: one io_uring, its slot table and the permits that bound what is in flight.
 //!
-//! Everything that touches the ring's queues happens under one mutex: pushing an SQE, `io_uring_enter`,
-//! and draining the completion queue. The slot permits (a FIFO `tokio::sync::Semaphore`) are acquired
-//! *before* the mutex, so a submitter never waits for a slot while holding it.
+//! Everything that touches the ring's queues happens under one mutex (the [`Core`]): pushing an SQE,
+//! `io_uring_enter`, and draining the completion queue. The slot permits (a FIFO
+//! `tokio::sync::Semaphore`) are acquired *before* the mutex, so a submitter never waits for a slot while
+//! holding it. No foreign code (wakers, buffers' `Drop`, the semaphore waking a waiter) runs under the
+//! mutex: each call returns its [`Deferred`] work, which the caller runs once its own op is safe.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use io_uring::{opcode, squeue, types, IoUring};
-use tokio::sync::Semaphore;
+use io_uring::{squeue, IoUring};
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
-use super::slots::{Finished, Slots};
-
-/// `user_data` of the cancel-all SQE pushed at shutdown (slot indexes are `u32`).
-const CANCEL_TAG: u64 = u64::MAX;
-
-struct Core {
-    /// `None` only after a failed shutdown drain, when the ring was leaked on purpose.
-    ring: Option<IoUring>,
-    slots: Slots,
-    /// Cancel SQEs pushed whose CQE has not arrived.
-    cancels_in_flight: usize,
-    /// Shutdown could not wait for every completion: the ring and the parked resources must be leaked,
-    /// never freed, since the kernel may still use them.
-    must_leak: bool,
-}
+use super::deferred::Deferred;
+use super::ring_core::Core;
+use super::slots::{Parked, Slots};
 
 /// One ring with its slots. Shared (`Arc`) by the engine handle, the op futures and the reaper task.
 pub(super) struct System {
     core: Mutex<Core>,
     /// One permit per free slot; waiters are served in FIFO order.
     permits: Semaphore,
+    /// Wakes the reaper when SQEs could not be submitted and must be retried.
+    reaper: Notify,
+    /// A `dup` of the eventfd registered with the ring, to signal it ourselves (see `submit`).
+    eventfd: OwnedFd,
     slots: usize,
     shut_down: AtomicBool,
     ftruncate_op: bool,
+}
+
+/// A reserved slot (a permit of the semaphore). Dropped unused, for example when preparing the SQE
+/// panics or the submit fails, it gives the permit back.
+pub(super) struct Reservation<'a>(SemaphorePermit<'a>);
+
+/// Where an op stands right after its submit.
+pub(super) enum Submitted {
+    /// In flight in this slot: wait for its completion.
+    InFlight(u32),
+    /// Completed inside the submit (a page-cache hit); the slot is already free again.
+    Done(i32),
 }
 
 fn shut_down_error() -> io::Error {
@@ -44,19 +52,25 @@ fn shut_down_error() -> io::Error {
     )
 }
 
+fn broken_error(errno: i32) -> io::Error {
+    let cause = io::Error::from_raw_os_error(errno);
+    io::Error::new(
+        cause.kind(),
+        format!("the io_uring ring is unusable: io_uring_enter failed: {cause}"),
+    )
+}
+
 impl System {
-    /// Wraps a ring whose completion queue holds at least twice its submission queue.
-    pub(super) fn new(ring: IoUring, ftruncate_op: bool) -> Self {
+    /// Wraps a ring whose completion queue holds at least twice its submission queue; `eventfd` is a
+    /// `dup` of the eventfd registered with it.
+    pub(super) fn new(ring: IoUring, eventfd: OwnedFd, ftruncate_op: bool) -> Self {
         let slots = ring.params().sq_entries();
         debug_assert!(ring.params().cq_entries() >= 2 * slots);
         Self {
-            core: Mutex::new(Core {
-                ring: Some(ring),
-                slots: Slots::new(slots),
-                cancels_in_flight: 0,
-                must_leak: false,
-            }),
+            core: Mutex::new(Core::new(ring, Slots::new(slots))),
             permits: Semaphore::new(slots as usize),
+            reaper: Notify::new(),
+            eventfd,
             slots: slots as usize,
             shut_down: AtomicBool::new(false),
             ftruncate_op,
@@ -84,125 +98,158 @@ impl System {
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
-        // Nothing under the lock leaves the core inconsistent when it panics; keep going.
+        // Nothing under the lock runs foreign code, and our own code leaves the core consistent at
+        // every panic point it has; keep going.
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits (FIFO, cancellation-safe) until a slot is free and reserves it. The reservation is consumed
-    /// by [`System::submit`], which must follow without an `.await` in between.
-    pub(super) async fn reserve_slot(&self) -> io::Result<()> {
+    fn deferred(&self) -> Deferred<'_> {
+        Deferred::new(&self.permits, &self.reaper, self.eventfd.as_fd())
+    }
+
+    /// Completes when the reaper should retry SQEs that could not be submitted.
+    pub(super) fn retry_requested(&self) -> Notified<'_> {
+        self.reaper.notified()
+    }
+
+    /// Waits (FIFO, cancellation-safe) until a slot is free and reserves it, for [`System::submit`].
+    pub(super) async fn reserve_slot(&self) -> io::Result<Reservation<'_>> {
         match self.permits.acquire().await {
-            Ok(permit) => {
-                // The permit comes back with `add_permits` when the slot is freed.
-                permit.forget();
-                Ok(())
-            }
+            Ok(permit) => Ok(Reservation(permit)),
             Err(_closed) => Err(shut_down_error()),
         }
     }
 
     /// Pushes `sqe` into a free slot, submits it, and drains the completion queue (a page-cache hit
-    /// usually completes inside the submit). Returns the slot. On error the reservation is returned
-    /// and nothing was queued.
+    /// usually completes inside the submit, and then its result is returned right away). On error the
+    /// reservation is given back and nothing was queued. The returned [`Deferred`] must be run once the
+    /// op is safe: guarded by its `InFlight` (or, if `Done`, no longer needed by the kernel).
+    ///
+    /// `inline_likely`: the op often completes inside `io_uring_enter` (buffered IO). If nothing else is
+    /// in flight, the eventfd is then disabled around push, enter and drain: an inline completion
+    /// costs no eventfd signal and no reaper wakeup.
     ///
     /// # Safety
     /// The memory `sqe` points to must stay valid, at the same address, until the slot's completion has
     /// been processed: the caller keeps it in the op future, or hands it to [`System::park`].
-    pub(super) unsafe fn submit(&self, sqe: squeue::Entry) -> io::Result<u32> {
-        let mut finished = Vec::new();
+    pub(super) unsafe fn submit<'a>(
+        &'a self,
+        reservation: Reservation<'a>,
+        sqe: squeue::Entry,
+        inline_likely: bool,
+    ) -> io::Result<(Submitted, Deferred<'a>)> {
+        let mut deferred = self.deferred();
         let mut core = self.lock();
-        if self.is_shut_down() {
+        if self.is_shut_down() || core.ring.is_none() {
             drop(core);
-            self.permits.add_permits(1);
+            drop(reservation);
             return Err(shut_down_error());
         }
-        let Core {
-            ring,
-            slots,
-            cancels_in_flight,
-            ..
-        } = &mut *core;
-        let ring = ring.as_mut().ok_or_else(shut_down_error)?;
-        let slot = slots
+        if let Some(errno) = core.broken {
+            drop(core);
+            drop(reservation);
+            return Err(broken_error(errno));
+        }
+        let slot = core
+            .slots
             .take_free()
             .expect("a reserved permit guarantees a free slot");
         let sqe = sqe.user_data(u64::from(slot));
-        // SAFETY: the caller keeps the SQE's memory valid until the slot's CQE is processed. The SQ
-        // cannot be full: it holds as many entries as there are slots, and this slot was free.
-        let pushed = unsafe { ring.submission().push(&sqe) };
-        debug_assert!(pushed.is_ok(), "SQ full despite a free slot");
-        submit_pending(ring);
-        let freed = drain(ring, slots, cancels_in_flight, &mut finished);
+        // Only when no other thread can post a CQE meanwhile: a completion posted by another thread
+        // while the eventfd is disabled could be missed both by the eventfd and by our drain below
+        // (the kernel does not order its CQ tail store before its read of the flag).
+        let window = inline_likely && core.only_one_in_flight();
+        let set_eventfd = |core: &mut Core, disabled: bool| {
+            if let Some(ring) = core.ring.as_mut() {
+                if disabled {
+                    ring.completion().disable_eventfd();
+                } else {
+                    ring.completion().enable_eventfd();
+                }
+            }
+        };
+        if window {
+            set_eventfd(&mut core, true);
+        }
+        // SAFETY: the caller keeps the SQE's memory valid until the slot's CQE is processed.
+        if !unsafe { core.push(&sqe) } {
+            // Cannot happen while the SQ has as many entries as there are slots, but is not assumed.
+            core.slots.release_unsubmitted(slot);
+            if window {
+                set_eventfd(&mut core, false);
+            }
+            drop(core);
+            drop(reservation);
+            return Err(io::Error::other(
+                "the io_uring submission queue is full (SQEs are waiting for a retry)",
+            ));
+        }
+        // The permit now belongs to the slot; it is returned when the slot is freed.
+        reservation.0.forget();
+        core.submit_pending(&mut deferred);
+        core.drain(&mut deferred);
+        if window {
+            set_eventfd(&mut core, false);
+            // Order the flag store before the drain's load of the CQ tail.
+            fence(Ordering::SeqCst);
+            core.drain(&mut deferred);
+        }
+        let submitted = match core.slots.take_done(slot) {
+            Some(res) => {
+                deferred.free_slot();
+                Submitted::Done(res)
+            }
+            None => {
+                if window {
+                    // If our op's CQE was posted by another thread (io-wq) just as we re-enabled the
+                    // eventfd, neither the signal nor our drain may have seen it: have the reaper look.
+                    deferred.signal_eventfd();
+                }
+                Submitted::InFlight(slot)
+            }
+        };
         drop(core);
-        self.after_unlock(freed, finished);
-        Ok(slot)
+        Ok((submitted, deferred))
     }
 
     /// The result of `slot` once its CQE arrived (the slot is then freed), else registers the waker.
-    /// Drains the completion queue first: no syscall, and the completion may already be there.
-    pub(super) fn poll_slot(&self, slot: u32, cx: &mut Context<'_>) -> Poll<i32> {
-        let mut finished = Vec::new();
+    /// Retries unsubmitted SQEs and drains the completion queue first (no syscall if nothing is queued).
+    /// Run the returned [`Deferred`] after taking the op out of its `InFlight` guard when `Ready`.
+    pub(super) fn poll_slot(&self, slot: u32, cx: &mut Context<'_>) -> (Poll<i32>, Deferred<'_>) {
+        let mut deferred = self.deferred();
         let mut core = self.lock();
-        let core = &mut *core;
-        let mut freed = 0;
-        let mut stuck = false;
-        if let Some(ring) = core.ring.as_mut() {
-            stuck = !submit_pending(ring);
-            freed = drain(
-                ring,
-                &mut core.slots,
-                &mut core.cancels_in_flight,
-                &mut finished,
-            );
-        }
+        core.submit_pending(&mut deferred);
+        core.drain(&mut deferred);
         let poll = core.slots.poll(slot, cx);
         if poll.is_ready() {
-            freed += 1;
-        } else if stuck {
-            // An SQE could not be submitted (transient kernel shortage); no CQE will wake us for it,
-            // so poll again soon and retry.
-            cx.waker().wake_by_ref();
+            deferred.free_slot();
         }
-        self.after_unlock(freed, finished);
-        poll
+        (poll, deferred)
     }
 
     /// The future of `slot` was dropped before it took its result: keep `op` (its buffer, fd, ...) in
     /// the slot until the CQE arrives, or finish it now if the CQE is already there.
-    pub(super) fn park(&self, slot: u32, op: Box<dyn super::slots::Parked>) {
+    pub(super) fn park(&self, slot: u32, op: Box<dyn Parked>) {
+        let mut deferred = self.deferred();
         let done = self.lock().slots.park(slot, op);
         if let Some(finished) = done {
-            self.after_unlock(1, vec![finished]);
+            deferred.free_slot();
+            deferred.finish(finished);
         }
+        deferred.run();
     }
 
-    /// Submits leftovers and processes whatever completions are there (called by the reaper task).
-    pub(super) fn reap(&self) {
-        let mut finished = Vec::new();
+    /// Retries unsubmitted SQEs and processes whatever completions are there (called by the reaper
+    /// task). Returns true if SQEs still wait for a retry.
+    pub(super) fn reap(&self) -> bool {
+        let mut deferred = self.deferred();
         let mut core = self.lock();
-        let core = &mut *core;
-        let Some(ring) = core.ring.as_mut() else {
-            return;
-        };
-        submit_pending(ring);
-        let freed = drain(
-            ring,
-            &mut core.slots,
-            &mut core.cancels_in_flight,
-            &mut finished,
-        );
-        self.after_unlock(freed, finished);
-    }
-
-    /// Returns `freed` permits and completes parked ops (dropping their buffers and descriptors),
-    /// outside the lock.
-    fn after_unlock(&self, freed: usize, finished: Vec<Finished>) {
-        if freed > 0 {
-            self.permits.add_permits(freed);
-        }
-        for (op, res) in finished {
-            op.finish(res);
-        }
+        core.submit_pending(&mut deferred);
+        core.drain(&mut deferred);
+        let pending = core.has_unsubmitted();
+        drop(core);
+        deferred.run();
+        pending
     }
 
     /// Stops the system: no new ops; in-flight ops are cancelled where the kernel can, and then waited
@@ -213,57 +260,13 @@ impl System {
             return;
         }
         self.permits.close();
-        let mut finished = Vec::new();
+        let mut deferred = self.deferred();
         let mut core = self.lock();
-        let core = &mut *core;
-        let Some(ring) = core.ring.as_mut() else {
-            return;
-        };
-        submit_pending(ring);
-        let mut freed = drain(
-            ring,
-            &mut core.slots,
-            &mut core.cancels_in_flight,
-            &mut finished,
-        );
-        let in_flight = core.slots.in_flight();
-        if in_flight > 0 {
-            tracing::debug!(
-                in_flight,
-                "io_uring shutdown: cancelling and draining in-flight ops"
-            );
-            let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                .build()
-                .user_data(CANCEL_TAG);
-            // SAFETY: a cancel SQE points to no memory. A full SQ (unsubmitted leftovers) only means no
-            // cancel: we still wait below.
-            if unsafe { ring.submission().push(&cancel) }.is_ok() {
-                core.cancels_in_flight += 1;
-            }
+        if core.ring.is_some() {
+            core.shutdown_drain(&mut deferred);
         }
-        while core.slots.in_flight() > 0 || core.cancels_in_flight > 0 {
-            match ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => {
-                    tracing::error!(
-                        error = %e,
-                        in_flight = core.slots.in_flight(),
-                        "io_uring shutdown cannot wait for completions; leaking the ring and the \
-                         in-flight buffers rather than freeing memory the kernel may still use"
-                    );
-                    core.must_leak = true;
-                    break;
-                }
-            }
-            freed += drain(
-                ring,
-                &mut core.slots,
-                &mut core.cancels_in_flight,
-                &mut finished,
-            );
-        }
-        self.after_unlock(freed, finished);
+        drop(core);
+        deferred.run();
     }
 }
 
@@ -276,42 +279,4 @@ impl Drop for System {
             std::mem::forget(std::mem::replace(&mut core.slots, Slots::new(0)));
         }
     }
-}
-
-/// Submits every SQE still in the submission queue. Returns false if some remain (the kernel refused
-/// them for now; they stay queued and are retried on the next call).
-fn submit_pending(ring: &mut IoUring) -> bool {
-    loop {
-        if ring.submission().is_empty() {
-            return true;
-        }
-        match ring.submit() {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "io_uring_enter failed; SQEs stay queued for a retry");
-                return false;
-            }
-        }
-    }
-}
-
-/// Processes every CQE in the completion queue. Returns how many slots became free.
-fn drain(
-    ring: &mut IoUring,
-    slots: &mut Slots,
-    cancels_in_flight: &mut usize,
-    finished: &mut Vec<Finished>,
-) -> usize {
-    let mut freed = 0;
-    for cqe in ring.completion() {
-        if cqe.user_data() == CANCEL_TAG {
-            *cancels_in_flight = cancels_in_flight.saturating_sub(1);
-            continue;
-        }
-        if slots.complete(cqe.user_data(), cqe.result(), finished) {
-            freed += 1;
-        }
-    }
-    freed
 }
