@@ -12,7 +12,8 @@ use rstest::rstest;
 use test_runner::layer_set::{verify_dir, write_layer};
 use virtual_file::{IoContext, IoMode};
 
-const ENTRIES: u64 = 300;
+/// Enough entries (about 4.5 MiB of values) for several 1 MiB buffer writes per layer.
+const ENTRIES: u64 = 3000;
 
 fn faulty_context(mode: IoMode, engine: IoEngineKind) -> (IoContext, Arc<FaultPlan>) {
     let plan = FaultPlan::new([]);
@@ -97,7 +98,7 @@ async fn faults_through_the_layer_writers(
     // 2. EIO and ENOSPC in the middle of a layer's writes: a typed error with the errno
     for (layer, errno) in [(1, libc::EIO), (2, libc::ENOSPC)] {
         next(&plan, FaultOp::Write, 3, Fault::Errno(errno), true);
-        let err = write_layer(&ctx, dir.path(), 1, layer, ENTRIES * 20)
+        let err = write_layer(&ctx, dir.path(), 1, layer, ENTRIES * 2)
             .await
             .expect_err("write must fail");
         assert!(
