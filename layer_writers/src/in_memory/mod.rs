@@ -120,11 +120,13 @@ impl InMemoryLayer {
             .map_err(io)?;
         let reader = VirtualFile::open(ctx, &path).await.map_err(io)?;
         let wopts = BufferedWriterOptions::default().with_capacity(options.buffer_capacity);
-        let writer =
+        let mut writer =
             BufferedWriter::new(file, wopts).map_err(|source| InMemoryLayerError::Write {
                 path: path.clone(),
                 source,
             })?;
+        // the ephemeral file is deleted with the layer: its unwritten tail is never needed
+        writer.set_disposable(true);
         Ok(Self {
             path,
             reader: Arc::new(reader),
