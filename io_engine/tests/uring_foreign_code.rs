@@ -26,6 +26,8 @@ fn config(nowait_fast_path: bool) -> UringConfig {
     UringConfig {
         entries: ENTRIES,
         nowait_fast_path,
+        // these tests need buffered writes to go through the ring
+        inline_buffered_writes: false,
         ..Default::default()
     }
 }

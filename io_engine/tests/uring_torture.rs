@@ -283,6 +283,8 @@ fn cancellation_torture_shared_ring_multi_thread() {
     let config = UringConfig {
         entries: 16,
         nowait_fast_path: false,
+        // buffered writes through the ring too, so they can be cancelled mid-flight
+        inline_buffered_writes: false,
         ..Default::default()
     };
     cancellation_torture(config, true, 16, 120);
@@ -307,6 +309,7 @@ fn cancellation_torture_three_rings() {
         entries: 8,
         rings: 3,
         nowait_fast_path: false,
+        inline_buffered_writes: false,
     };
     cancellation_torture(config, true, 12, 100);
 }

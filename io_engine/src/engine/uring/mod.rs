@@ -295,7 +295,13 @@ impl UringEngine {
         execute(self.system(), op).await
     }
 
-    /// `IORING_OP_WRITE` of the slice. Short writes are returned as they come.
+    /// True if a write to `fd` is done inline (see [`UringConfig::inline_buffered_writes`]).
+    fn write_inline(&self, fd: &IoFd) -> bool {
+        self.inner.config.inline_buffered_writes && !fd.is_direct()
+    }
+
+    /// `IORING_OP_WRITE` of the slice (or, for a descriptor without `O_DIRECT`, an inline `pwrite`; see
+    /// [`UringConfig::inline_buffered_writes`]). Short writes are returned as they come.
     pub async fn write_at<B: IoBuf>(
         &self,
         fd: &Arc<IoFd>,
@@ -304,6 +310,9 @@ impl UringEngine {
     ) -> (FullSlice<B>, io::Result<usize>) {
         if let Err(e) = to_off_t(offset) {
             return (buf, Err(e));
+        }
+        if self.write_inline(fd) {
+            return StdFsEngine.write_at(fd, offset, buf);
         }
         let op = ops::Write {
             fd: fd.clone(),
@@ -345,7 +354,8 @@ impl UringEngine {
         execute(self.system(), op).await
     }
 
-    /// `IORING_OP_WRITEV` of the slices in order. Returns the total written.
+    /// `IORING_OP_WRITEV` of the slices in order (inline `pwritev` for a descriptor without
+    /// `O_DIRECT`, as [`write_at`](Self::write_at)). Returns the total written.
     pub async fn writev_at<B: IoBuf>(
         &self,
         fd: &Arc<IoFd>,
@@ -354,6 +364,9 @@ impl UringEngine {
     ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
         if let Err(e) = to_off_t(offset).and_then(|_| iov_count(bufs.len())) {
             return (bufs, Err(e));
+        }
+        if self.write_inline(fd) {
+            return StdFsEngine.writev_at(fd, offset, bufs);
         }
         let iovecs = ops::IoVecs(write_iovecs(&bufs));
         let op = ops::Writev {
