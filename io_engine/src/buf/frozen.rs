@@ -1,11 +1,12 @@
 //! [`IoBuffer`]: a frozen, shared, sliceable view of an [`IoBufferMut`].
 
 use std::fmt;
-use std::ops::{Bound, Deref, RangeBounds};
+use std::ops::{Deref, RangeBounds};
 use std::sync::Arc;
 
 use super::align::{Alignment, DefaultAlign};
 use super::aligned_mut::IoBufferMut;
+use super::slice::resolve;
 
 /// An immutable view `[start, end)` of a frozen [`IoBufferMut`], shared through an `Arc`.
 ///
@@ -54,16 +55,7 @@ impl<A: Alignment> IoBuffer<A> {
     /// If the range is out of bounds or decreasing, like slice indexing.
     pub fn slice(&self, range: impl RangeBounds<usize>) -> Self {
         let len = self.len();
-        let begin = match range.start_bound() {
-            Bound::Included(&b) => b,
-            Bound::Excluded(&b) => b + 1,
-            Bound::Unbounded => 0,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(&e) => e + 1,
-            Bound::Excluded(&e) => e,
-            Bound::Unbounded => len,
-        };
+        let (begin, end) = resolve(range, len);
         assert!(
             begin <= end && end <= len,
             "IoBuffer::slice: range {begin}..{end} out of bounds for length {len}"

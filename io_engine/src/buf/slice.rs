@@ -4,7 +4,8 @@ use std::ops::{Bound, RangeBounds};
 
 use super::traits::{IoBuf, IoBufMut};
 
-fn resolve(range: impl RangeBounds<usize>, total: usize) -> (usize, usize) {
+/// `range` as `(begin, end)`, with `..` ends meaning `0` and `total`. Not bounds-checked.
+pub(super) fn resolve(range: impl RangeBounds<usize>, total: usize) -> (usize, usize) {
     let begin = match range.start_bound() {
         Bound::Included(&b) => b,
         Bound::Excluded(&b) => b + 1,
