@@ -18,6 +18,21 @@ use crate::workload::{run_case, CaseRun, CaseSpec};
 /// Block size of the reference pwrite loop.
 pub const REFERENCE_BLOCK: usize = 64 * 1024;
 
+/// One line of results on standard output; a closed pipe is an error, not a panic.
+fn print_line(text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write the results: {e}"))
+}
+
+/// A progress or diagnostic line on standard error (best effort).
+fn note(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 /// Parses the command line and runs; the process's exit code.
 pub fn main() -> ExitCode {
     let args = Args::parse();
@@ -30,7 +45,7 @@ pub fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            eprintln!("bench_ingest: {msg}");
+            note(&format!("bench_ingest: {msg}"));
             ExitCode::FAILURE
         }
     }
@@ -76,11 +91,9 @@ pub fn run(args: Args) -> Result<(), String> {
     for kind in kinds {
         match rt.block_on(async { IoEngine::launch(kind) }) {
             Ok(e) => engines.push(e),
-            Err(e) if !explicit_engine => {
-                eprintln!(
-                    "bench_ingest: engine {kind} cannot start here ({e}); its rows are skipped"
-                )
-            }
+            Err(e) if !explicit_engine => note(&format!(
+                "bench_ingest: engine {kind} cannot start here ({e}); its rows are skipped"
+            )),
             Err(e) => return Err(format!("engine {kind} was requested but cannot start: {e}")),
         }
     }
@@ -103,7 +116,7 @@ pub fn run(args: Args) -> Result<(), String> {
         .iter()
         .flat_map(|s| engines.iter().map(move |e| (s.clone(), e.clone())))
         .collect();
-    eprintln!(
+    note(&format!(
         "bench_ingest: {} cases, {} MiB each, {} measured run(s) + 1 warm-up, in {}; reference: pwrite loop of \
          {} KiB + fsync of the same bytes",
         cases.len(),
@@ -111,7 +124,7 @@ pub fn run(args: Args) -> Result<(), String> {
         args.repeat,
         tmp.path().display(),
         REFERENCE_BLOCK / 1024
-    );
+    ));
     let progress = std::io::stderr().is_terminal().then(|| {
         let pb = indicatif::ProgressBar::new(cases.len() as u64);
         pb.set_style(
@@ -121,7 +134,7 @@ pub fn run(args: Args) -> Result<(), String> {
         pb
     });
     if !args.json {
-        println!("{}", header());
+        print_line(&header())?;
     }
     let dir: PathBuf = tmp.path().to_owned();
     rt.block_on(async {
@@ -143,7 +156,7 @@ pub fn run(args: Args) -> Result<(), String> {
             );
             match &progress {
                 Some(pb) => pb.set_message(what.clone()),
-                None => eprintln!("case {}/{}: {what}", i + 1, cases.len()),
+                None => note(&format!("case {}/{}: {what}", i + 1, cases.len())),
             }
             let mut runs: Vec<CaseRun> = Vec::new();
             let mut refs: Vec<Duration> = Vec::new();
@@ -165,7 +178,7 @@ pub fn run(args: Args) -> Result<(), String> {
             let text = if args.json { json(&row) } else { line(&row) };
             match &progress {
                 Some(pb) => pb.println(text),
-                None => println!("{text}"),
+                None => print_line(&text)?,
             }
         }
         Ok::<(), String>(())
