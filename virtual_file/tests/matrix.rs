@@ -247,3 +247,37 @@ async fn open_errors_carry_context(
     assert_eq!(err.raw_os_error(), Some(libc::EBADF));
     assert!(err.to_string().contains("write"), "{err}");
 }
+
+#[rstest]
+#[tokio::test]
+async fn rename_then_reopen_and_remove(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    // one cache slot: every switch between the two files evicts the other, so IO on the renamed file
+    // must reopen it under its new name
+    let ctx = virtual_file::IoContext::builder()
+        .engine(common::engine(kind))
+        .mode(mode)
+        .open_files(1)
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut file = VirtualFile::create(&ctx, &a).await.unwrap();
+    let data = IoBufferMut::<io_engine::DefaultAlign>::from_slice(&pattern(4096, 3));
+    let (_, res) = file.write_all_at(FullSlice::new(data), 0).await;
+    res.unwrap();
+    file.rename(dir.path().join("renamed")).unwrap();
+    assert!(!a.exists() && file.path().ends_with("renamed"));
+    let other = VirtualFile::create(&ctx, &b).await.unwrap(); // evicts `file`
+    let buf = IoBufferMut::<io_engine::DefaultAlign>::with_capacity(4096);
+    let (s, res) = file.read_exact_at(Slice::new(buf, ..), 0).await;
+    res.unwrap();
+    assert_eq!(&s.into_inner()[..], &pattern(4096, 3)[..]);
+    assert!(ctx.metrics().cache_evictions >= 2);
+    let renamed = file.path().to_owned();
+    file.remove().unwrap();
+    assert!(!renamed.exists());
+    drop(other);
+}
