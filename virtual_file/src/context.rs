@@ -96,8 +96,8 @@ impl IoContextBuilder {
         self
     }
 
-    /// Alignment of `O_DIRECT` buffers, offsets and lengths: a power of two, at least 512. It must match
-    /// the alignment of the buffer type used (`ConstAlign<512>` or `ConstAlign<4096>`).
+    /// Alignment of `O_DIRECT` offsets, lengths and buffer addresses: 512, 1024, 2048 or 4096 (default
+    /// 512). Buffers of the default type are page-aligned, which satisfies any of these.
     pub fn alignment(mut self, align: usize) -> Self {
         self.align = align;
         self
@@ -118,9 +118,9 @@ impl IoContextBuilder {
 
     /// Validates the settings and builds the context.
     pub fn build(self) -> Result<IoContext, Error> {
-        if !self.align.is_power_of_two() || self.align < 512 {
+        if !self.align.is_power_of_two() || !(512..=4096).contains(&self.align) {
             return Err(Error::Config(format!(
-                "alignment {} must be a power of two and at least 512",
+                "alignment {} must be 512, 1024, 2048 or 4096 (buffers are page-aligned; layer pages are 8 KiB)",
                 self.align
             )));
         }
@@ -279,6 +279,7 @@ mod tests {
     fn builder_validates() {
         assert!(IoContext::builder().alignment(256).build().is_err());
         assert!(IoContext::builder().alignment(1000).build().is_err());
+        assert!(IoContext::builder().alignment(16384).build().is_err());
         assert!(IoContext::builder().open_files(0).build().is_err());
         let ctx = IoContext::builder().alignment(4096).build().unwrap();
         assert_eq!(ctx.alignment(), 4096);

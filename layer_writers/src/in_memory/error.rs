@@ -74,6 +74,16 @@ pub enum InMemoryLayerError {
         #[source]
         source: FormatError,
     },
+    /// `Key::MAX` or `Lsn::MAX`: a delta layer's end-exclusive ranges cannot hold them.
+    #[error("in-memory layer {}: {key} at {lsn} is out of range (the largest key and LSN are reserved)", .path.display())]
+    OutOfRange {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// The key.
+        key: Key,
+        /// The LSN.
+        lsn: Lsn,
+    },
     /// A write came after [`freeze`](super::InMemoryLayer::freeze).
     #[error("in-memory layer {}: frozen, no more writes", .path.display())]
     Frozen {

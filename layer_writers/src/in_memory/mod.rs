@@ -31,7 +31,7 @@ mod write_out;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::RwLock;
@@ -66,7 +66,6 @@ impl Default for InMemoryLayerOptions {
 struct Inner {
     writer: BufferedWriter<VirtualFile>,
     index: Index,
-    frozen: bool,
 }
 
 /// An append-only layer backed by an ephemeral file. See the [module docs](self).
@@ -77,6 +76,9 @@ pub struct InMemoryLayer {
     options: InMemoryLayerOptions,
     appended: AtomicU64,
     entries: AtomicU64,
+    /// Set by `freeze` and checked before taking the lock, so that a put after the freeze never queues
+    /// behind (and then blocks readers for) a write-out holding the read lock.
+    frozen: AtomicBool,
 }
 
 impl std::fmt::Debug for InMemoryLayer {
@@ -93,7 +95,8 @@ impl std::fmt::Debug for InMemoryLayer {
 pub type PutValue<'a> = (Key, Lsn, bool, &'a [u8]);
 
 impl InMemoryLayer {
-    /// A new layer whose ephemeral file is `dir/ephemeral-<id>` (replacing any old one).
+    /// A new layer whose ephemeral file is `dir/ephemeral-<id>`; that file must not exist yet (ids are
+    /// the caller's to keep unique; a leftover from a crash is for the caller's start-up to remove).
     pub async fn create(ctx: &IoContext, dir: &Path, id: u64) -> Result<Self, InMemoryLayerError> {
         Self::create_with_options(ctx, dir, id, InMemoryLayerOptions::default()).await
     }
@@ -133,11 +136,11 @@ impl InMemoryLayer {
             inner: RwLock::new(Inner {
                 writer,
                 index: Index::default(),
-                frozen: false,
             }),
             options,
             appended: AtomicU64::new(0),
             entries: AtomicU64::new(0),
+            frozen: AtomicBool::new(false),
         })
     }
 
@@ -170,18 +173,41 @@ impl InMemoryLayer {
     /// Puts several values under one lock acquisition. A (key, LSN) put before, or twice in the batch, is
     /// refused before anything of the batch is written.
     pub async fn put_batch(&self, batch: &[PutValue<'_>]) -> Result<(), InMemoryLayerError> {
+        if self.frozen.load(Ordering::Acquire) {
+            return Err(InMemoryLayerError::Frozen {
+                path: self.path.clone(),
+            });
+        }
+        if let Some(&(key, lsn, _, _)) = batch
+            .iter()
+            .find(|&&(k, l, _, _)| k == Key::MAX || l == Lsn::MAX)
+        {
+            // a delta layer cannot hold them (its ranges are end-exclusive): refuse them now rather
+            // than accept values that could never be written out
+            return Err(InMemoryLayerError::OutOfRange {
+                path: self.path.clone(),
+                key,
+                lsn,
+            });
+        }
+        if let Some((key, lsn)) = duplicate_in(batch) {
+            return Err(InMemoryLayerError::Duplicate {
+                path: self.path.clone(),
+                key,
+                lsn,
+            });
+        }
         let mut guard = self.inner.write().await;
         let inner = &mut *guard;
-        if inner.frozen {
+        // a freeze may have happened while we waited for the lock
+        if self.frozen.load(Ordering::Acquire) {
             return Err(InMemoryLayerError::Frozen {
                 path: self.path.clone(),
             });
         }
         let mut headers = Vec::with_capacity(batch.len());
-        for (i, &(key, lsn, _, value)) in batch.iter().enumerate() {
-            let dup = inner.index.contains(key, lsn)
-                || batch[..i].iter().any(|&(k, l, _, _)| (k, l) == (key, lsn));
-            if dup {
+        for &(key, lsn, _, value) in batch {
+            if inner.index.contains(key, lsn) {
                 return Err(InMemoryLayerError::Duplicate {
                     path: self.path.clone(),
                     key,
@@ -282,11 +308,37 @@ impl InMemoryLayer {
         Some(first..last.checked_next().unwrap_or(Key::MAX))
     }
 
-    /// Refuses further writes; reads keep working.
+    /// Refuses further writes; reads keep working. A put already holding the lock finishes first.
     pub async fn freeze(&self) -> Result<(), InMemoryLayerError> {
-        self.inner.write().await.frozen = true;
+        if !self.frozen.swap(true, Ordering::AcqRel) {
+            // wait for a put that is under way (it checked the flag before we set it)
+            drop(self.inner.write().await);
+        }
         Ok(())
     }
+
+    /// True once [`freeze`](Self::freeze) was called.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+}
+
+/// A (key, LSN) that occurs twice in `batch`, if any: a linear scan for small batches, a hash set for
+/// large ones.
+fn duplicate_in(batch: &[PutValue<'_>]) -> Option<(Key, Lsn)> {
+    if batch.len() <= 16 {
+        for (i, &(k, l, _, _)) in batch.iter().enumerate() {
+            if batch[..i].iter().any(|&(k2, l2, _, _)| (k2, l2) == (k, l)) {
+                return Some((k, l));
+            }
+        }
+        return None;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    batch
+        .iter()
+        .map(|&(k, l, _, _)| (k, l))
+        .find(|kl| !seen.insert(*kl))
 }
 
 impl Drop for InMemoryLayer {

@@ -2,7 +2,8 @@
 //!
 //! Values are in the ephemeral file in put order, the delta layer wants (key, LSN) order. The index is
 //! walked in key order in batches of at most `readout_batch_bytes`; a batch's blobs are sorted by file
-//! offset and read in merged runs (gaps up to 64 KiB, runs up to 4 MiB), each run on its own task, so the
+//! offset and read in merged runs (gaps up to 64 KiB, runs up to 4 MiB, at least half of each run wanted
+//! bytes, so a batch holds at most twice its values' bytes), each run on its own task, so the
 //! reads of batch N + 1 run while batch N is decoded and handed to the delta layer writer (whose own
 //! flush task writes behind it). A layer put in key order is thus read sequentially, once, in large
 //! reads overlapped with the writing; one put in random order costs about one pass over the file per
@@ -55,14 +56,22 @@ fn start_batch(
         let first = entries[order[i]].2;
         let run_start = first.offset;
         let mut run_end = first.offset + first.len as u64;
+        let mut useful = first.len as u64;
         let mut j = i + 1;
         while j < order.len() {
             let e = entries[order[j]].2;
             let end = e.offset + e.len as u64;
-            if e.offset > run_end + MERGE_GAP || end - run_start > MAX_RUN {
+            let span = end.max(run_end) - run_start;
+            // merge a neighbour only while at least half of what the run reads is wanted, so a batch
+            // never reads (and holds) more than twice its values' bytes, however scattered they are
+            if e.offset > run_end + MERGE_GAP
+                || span > MAX_RUN
+                || span > 2 * (useful + e.len as u64)
+            {
                 break;
             }
             run_end = run_end.max(end);
+            useful += e.len as u64;
             j += 1;
         }
         for &idx in &order[i..j] {
@@ -104,12 +113,13 @@ impl InMemoryLayer {
         dir: &Path,
         file_name: &str,
     ) -> Result<LayerInfo, InMemoryLayerError> {
-        let inner = self.inner.read().await;
-        if !inner.frozen {
+        if !self.is_frozen() {
             return Err(InMemoryLayerError::NotFrozen {
                 path: self.path.clone(),
             });
         }
+        // frozen: a put still under way holds the write lock, so this waits for it
+        let inner = self.inner.read().await;
         let mut out = DeltaLayerWriter::new(ctx, dir, file_name).await?;
         let mut sorted = inner.index.sorted().peekable();
         let mut next_batch = || {

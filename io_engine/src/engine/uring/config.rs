@@ -1,6 +1,6 @@
 //! [`UringConfig`]: ring size, how many rings, and the inline paths (page-cache reads, buffered writes).
 
-/// Settings of the io_uring engine. `Default` is one shared ring of 128 entries with the
+/// Settings of the io_uring engine. `Default` is one ring of 128 entries per core (at most 8) with the
 /// `RWF_NOWAIT` read fast path on and buffered writes done inline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UringConfig {
@@ -28,11 +28,18 @@ impl Default for UringConfig {
     fn default() -> Self {
         Self {
             entries: 128,
-            rings: 1,
+            rings: default_rings(),
             nowait_fast_path: true,
             inline_buffered_writes: true,
         }
     }
+}
+
+/// One ring per core (at most 8): with one shared ring, its mutex was contended under concurrent
+/// `O_DIRECT` reads (4.5% of the CPU profile at 32 tasks on 2 cores), and two rings measured 1.03x-1.10x
+/// the IOPS of one at 1-32 tasks and 1.37x at 128 (`io_engine`'s `random_read` bench).
+fn default_rings() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 impl UringConfig {
