@@ -146,16 +146,17 @@ pub async fn run_case(
 
     // read back a sample of keys: from the delta layer if written, else from the in-memory layer
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
-    let mut expected = std::collections::BTreeMap::new();
-    for (i, (key, lsn)) in puts.iter().enumerate() {
-        expected
-            .entry(*key)
-            .or_insert_with(Vec::new)
-            .push((*lsn, i));
-    }
     let sample: Vec<Key> = (0..VERIFY_KEYS.min(n))
         .map(|_| puts[rng.random_range(0..n)].0)
         .collect();
+    // what each sampled key should hold: (LSN, put index), in put order (LSNs increase with it)
+    let mut expected: std::collections::HashMap<Key, Vec<(Lsn, usize)>> =
+        sample.iter().map(|k| (*k, Vec::new())).collect();
+    for (i, (key, lsn)) in puts.iter().enumerate() {
+        if let Some(versions) = expected.get_mut(key) {
+            versions.push((*lsn, i));
+        }
+    }
     let reader = match &delta {
         Some(d) => Some(DeltaLayerReader::open(&ctx, &d.path).await?),
         None => None,
