@@ -23,9 +23,10 @@ impl<const A: usize> Alignment for ConstAlign<A> {
 /// The default buffer alignment: 4096 bytes, one memory page.
 ///
 /// 512 would satisfy the `O_DIRECT` rules of most devices, but `O_DIRECT` writes from memory that is not
-/// page-aligned were measured about 3x slower on this project's reference VM (virtio disk, ext4: a 1 MiB
-/// buffer at a 512-aligned address spans 257 pages and is split by the block layer), so buffers default
-/// to page alignment. Use `ConstAlign<512>` only to save memory on many small buffers.
+/// page-aligned were measured about 3x slower on this project's reference VM (virtio disk, ext4; 1 MiB
+/// writes, `virtual_file`'s `buffered_writer` bench). The likely cause, not verified: such a buffer spans
+/// one page more than its length and the block layer splits the IO. So buffers default to page
+/// alignment. Use `ConstAlign<512>` only to save memory on many small buffers.
 pub type DefaultAlign = ConstAlign<4096>;
 
 #[cfg(test)]
