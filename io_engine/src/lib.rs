@@ -10,7 +10,7 @@ pub use buf::{
 };
 pub use engine::{
     DioAlign, EngineSelectError, EngineStartError, FileStat, IoEngine, IoEngineKind, IoFd,
-    StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
+    RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
 };
 #[cfg(feature = "testing")]
 pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine};

@@ -240,3 +240,35 @@ async fn metadata_ops_match_std(
     e.fsync(&fd).await.unwrap();
     e.fdatasync(&fd).await.unwrap();
 }
+
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_unlink(
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    use io_engine::RenameMode;
+    let e = engine(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    std::fs::write(&a, b"first").unwrap();
+    std::fs::write(&b, b"second").unwrap();
+
+    let err = e.rename(&a, &b, RenameMode::NoReplace).await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+    assert_eq!(std::fs::read(&b).unwrap(), b"second", "target untouched");
+    assert_eq!(std::fs::read(&a).unwrap(), b"first", "source untouched");
+
+    e.rename(&a, &c, RenameMode::NoReplace).await.unwrap();
+    assert!(!a.exists());
+    e.rename(&c, &b, RenameMode::Replace).await.unwrap();
+    assert_eq!(std::fs::read(&b).unwrap(), b"first");
+
+    e.unlink(&b).await.unwrap();
+    assert!(!b.exists());
+    let err = e.unlink(&b).await.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+}

@@ -21,7 +21,7 @@ pub enum FaultOp {
     Write,
     /// `fsync`, `fdatasync`.
     Sync,
-    /// `open`.
+    /// `open`, `rename`, `unlink`.
     Open,
     /// `ftruncate`, `fallocate`.
     Truncate,
@@ -258,6 +258,21 @@ impl FaultyEngine {
     ) -> io::Result<IoFd> {
         self.errno_of(FaultOp::Open)?;
         Box::pin(self.inner.open(path, flags, mode)).await
+    }
+
+    pub(crate) async fn rename(
+        &self,
+        from: &Path,
+        to: &Path,
+        mode: super::RenameMode,
+    ) -> io::Result<()> {
+        self.errno_of(FaultOp::Open)?;
+        Box::pin(self.inner.rename(from, to, mode)).await
+    }
+
+    pub(crate) async fn unlink(&self, path: &Path) -> io::Result<()> {
+        self.errno_of(FaultOp::Open)?;
+        Box::pin(self.inner.unlink(path)).await
     }
 
     pub(crate) async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {

@@ -19,6 +19,7 @@
 //! | `open` | a new descriptor, `O_CLOEXEC` always added, `O_DIRECT` recorded in the [`IoFd`] | no descriptor |
 //! | `statx` | size, block size, `O_DIRECT` alignment | |
 //! | `ftruncate` / `fallocate` | length / allocation changed | unchanged or unknown |
+//! | `rename` / `unlink` | the directory entry moved / removed (durable only after the directory is fsynced) | unchanged |
 
 mod error;
 #[cfg(feature = "testing")]
@@ -44,6 +45,15 @@ pub use std_fs::StdFsEngine;
 pub use uring::{UringConfig, UringEngine, UringStats};
 
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
+
+/// Whether [`IoEngine::rename`] may replace an existing target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RenameMode {
+    /// An existing target is atomically replaced (`rename(2)`).
+    Replace,
+    /// An existing target is an `EEXIST` error (`renameat2(2)` with `RENAME_NOREPLACE`).
+    NoReplace,
+}
 
 /// An IO engine: a cheap-to-clone handle.
 #[derive(Debug, Clone)]
@@ -276,6 +286,27 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.fallocate(fd, mode, offset, len).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.fallocate(fd, mode, offset, len).await,
+        }
+    }
+
+    /// Renames `from` to `to` (see [`RenameMode`]). Durable only once the directories are fsynced.
+    pub async fn rename(&self, from: &Path, to: &Path, mode: RenameMode) -> io::Result<()> {
+        match self {
+            Self::StdFs(e) => e.rename(from, to, mode),
+            // Metadata ops are rare and cheap: the ring engine makes them inline, like std-fs.
+            Self::TokioEpollUring(_) => StdFsEngine.rename(from, to, mode),
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.rename(from, to, mode).await,
+        }
+    }
+
+    /// Removes the directory entry `path`. Durable only once the directory is fsynced.
+    pub async fn unlink(&self, path: &Path) -> io::Result<()> {
+        match self {
+            Self::StdFs(e) => e.unlink(path),
+            Self::TokioEpollUring(_) => StdFsEngine.unlink(path),
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.unlink(path).await,
         }
     }
 }

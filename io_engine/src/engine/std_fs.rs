@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::fd::IoFd;
+use super::RenameMode;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -125,6 +126,36 @@ impl StdFsEngine {
         // SAFETY: `open` succeeded, so `fd` is a new descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(IoFd::new(owned, flags & libc::O_DIRECT != 0))
+    }
+
+    /// `renameat2(2)` of `from` to `to`. With [`RenameMode::NoReplace`] an existing `to` is `EEXIST`
+    /// (atomically: `RENAME_NOREPLACE`), never replaced.
+    pub fn rename(&self, from: &Path, to: &Path, mode: RenameMode) -> io::Result<()> {
+        let cfrom = path_to_cstring(from)?;
+        let cto = path_to_cstring(to)?;
+        let flags = match mode {
+            RenameMode::Replace => 0,
+            RenameMode::NoReplace => libc::RENAME_NOREPLACE,
+        };
+        // SAFETY: both paths are valid NUL-terminated strings alive for the call.
+        cvt(unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cfrom.as_ptr(),
+                libc::AT_FDCWD,
+                cto.as_ptr(),
+                flags,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// `unlink(2)` of `path`.
+    pub fn unlink(&self, path: &Path) -> io::Result<()> {
+        let cpath = path_to_cstring(path)?;
+        // SAFETY: `cpath` is a valid NUL-terminated string alive for the call.
+        cvt(unsafe { libc::unlink(cpath.as_ptr()) })?;
+        Ok(())
     }
 
     /// `statx(2)` of the open file: size, block size and `O_DIRECT` alignment.
