@@ -4,6 +4,8 @@
 pub mod buf;
 pub mod engine;
 pub mod env;
+#[cfg(feature = "testing")]
+pub mod test_support;
 
 pub use buf::{
     Alignment, ConstAlign, DefaultAlign, FullSlice, IoBuf, IoBufMut, IoBuffer, IoBufferMut, Slice,

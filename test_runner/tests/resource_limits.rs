@@ -38,23 +38,13 @@ async fn five_hundred_layers_with_32_descriptors(
         );
     }
 
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid out-pointer.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
-    let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let open_now = io_engine::test_support::open_descriptor_count().unwrap();
     assert!(
         open_now + 12 < 32,
         "{open_now} descriptors already open: no room for the test"
     );
-    let new = libc::rlimit {
-        rlim_cur: 32,
-        rlim_max: old.rlim_max,
-    };
-    // SAFETY: valid in-pointer; lowering the soft limit is always allowed.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) }, 0);
+    // restored by Drop, also if an assertion below fails
+    let limit = io_engine::test_support::NofileLimit::set(32).unwrap();
 
     // all 500 readers open at once (each holds a file), then read concurrently
     let mut readers = Vec::new();
@@ -87,8 +77,7 @@ async fn five_hundred_layers_with_32_descriptors(
             failures.push(e.to_string());
         }
     }
-    // SAFETY: valid in-pointer; restores the previous limit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) }, 0);
+    drop(limit);
     assert!(
         failures.is_empty(),
         "{} of {LAYERS} readers failed, first: {}",

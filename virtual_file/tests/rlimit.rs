@@ -27,20 +27,9 @@ async fn works_with_nofile_below_file_count(
         .unwrap();
     // the process already has some descriptors open (stdio, the test harness, the ring): leave room
     // for those plus the 16 slots, far below the 300 files
-    let already = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    let limit = already + 16 + 8;
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid out-pointer.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
-    let new = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: old.rlim_max,
-    };
-    // SAFETY: valid in-pointer; lowering the soft limit is always allowed.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) }, 0);
+    let already = io_engine::test_support::open_descriptor_count().unwrap() as u64;
+    // restored by Drop, also if an assertion below fails
+    let _limit = io_engine::test_support::NofileLimit::set(already + 16 + 8).unwrap();
 
     let mut files = Vec::new();
     for i in 0..300u64 {
@@ -58,6 +47,4 @@ async fn works_with_nofile_below_file_count(
         res.unwrap();
         assert_eq!(s.into_inner(), pattern(100, i as u64));
     }
-    // SAFETY: valid in-pointer; restores the previous limit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) }, 0);
 }

@@ -171,15 +171,22 @@ async fn a_writer_with_every_buffer_in_flight_waits() {
     let (file, gate) = MockFile::gated();
     let mut w = writer(&file, cap, depth, 0);
     let data = pattern(2, depth * cap + 1);
-    let patience = Duration::from_millis(50);
-    tokio::time::timeout(patience, w.write_buffered(&data[..depth * cap]))
-        .await
-        .expect("depth buffers fit without waiting")
-        .unwrap();
+    // a generous bound for what must not wait (a loaded machine can be slow), a short one for what
+    // must wait (while the gate is shut it cannot complete, so this check never fails spuriously)
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        w.write_buffered(&data[..depth * cap]),
+    )
+    .await
+    .expect("depth buffers fit without waiting")
+    .unwrap();
     assert!(
-        tokio::time::timeout(patience, w.write_buffered(&data[depth * cap..]))
-            .await
-            .is_err(),
+        tokio::time::timeout(
+            Duration::from_millis(50),
+            w.write_buffered(&data[depth * cap..])
+        )
+        .await
+        .is_err(),
         "one more byte needs a buffer back from the flush task"
     );
     assert_eq!(

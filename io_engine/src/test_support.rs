@@ -1,0 +1,89 @@
+//! Helpers for tests that must change process-wide state (feature `testing`).
+//!
+//! Such state is shared by every test of a test binary, so a test that changes it takes its binary's
+//! serial lock *first*, before it builds anything, and restores the state through a guard's `Drop`, so
+//! that a failing assertion (a panic) cannot leave the limit lowered for the tests that run after it.
+
+use std::io;
+
+/// Lowers the soft `RLIMIT_NOFILE` while it lives; `Drop` restores the limit that was in force before,
+/// also when the test panics.
+#[derive(Debug)]
+pub struct NofileLimit {
+    previous: libc::rlimit,
+}
+
+impl NofileLimit {
+    /// Sets the soft limit to `soft` (the hard limit is kept). Lowering the soft limit is always allowed;
+    /// raising it above the hard limit is `EINVAL`.
+    pub fn set(soft: u64) -> io::Result<Self> {
+        let previous = current()?;
+        let new = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: previous.rlim_max,
+        };
+        // SAFETY: `new` is a valid, initialized rlimit that outlives the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { previous })
+    }
+
+    /// The soft limit that `Drop` restores.
+    pub fn previous_soft(&self) -> u64 {
+        self.previous.rlim_cur
+    }
+}
+
+impl Drop for NofileLimit {
+    fn drop(&mut self) {
+        // SAFETY: `previous` is a valid rlimit read by `getrlimit`; restoring it never exceeds the hard
+        // limit, which this guard did not change.
+        let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &self.previous) };
+        if ret != 0 && !std::thread::panicking() {
+            panic!(
+                "restoring RLIMIT_NOFILE failed: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// The current `RLIMIT_NOFILE`.
+fn current() -> io::Result<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim)
+}
+
+/// Number of descriptors this process has open (entries of `/proc/self/fd`, less the one the listing
+/// itself opens).
+pub fn open_descriptor_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restores_on_panic() {
+        // one below the current limit: other tests of this binary run in parallel and must not notice
+        let before = current().unwrap().rlim_cur;
+        let res = std::panic::catch_unwind(|| {
+            let _lim = NofileLimit::set(before - 1).unwrap();
+            assert_eq!(current().unwrap().rlim_cur, before - 1);
+            panic!("a failing assertion");
+        });
+        assert!(res.is_err());
+        assert_eq!(current().unwrap().rlim_cur, before, "restored by Drop");
+    }
+}
