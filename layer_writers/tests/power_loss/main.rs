@@ -1,5 +1,6 @@
 //! Power-cut consistency of the layer writers. Delta, image and in-memory (written out as a delta) layers
-//! are written in sequence through the power-loss engine in every IO mode; then, for every sync point and
+//! are written in sequence through the power-loss engine in every IO mode, over std-fs and (where it
+//! starts) the io_uring engine; then, for every sync point and
 //! for at least 1,000 random cut points, the crash image is materialized and checked: a layer visible
 //! under its final name verifies completely, and a layer acknowledged durable before the cut is there.
 //!
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use checker::{Checker, Contents, DeltaModel, ExpectedLayer, ImageModel, Run, Tally};
 use io_engine::power_loss::Recorder;
-use io_engine::{FullSlice, IoEngine, PowerLossEngine, RenameMode};
+use io_engine::{FullSlice, IoEngine, IoEngineKind, PowerLossEngine, RenameMode};
 use layer_writers::{
     DeltaLayerWriter, ImageLayerWriter, InMemoryLayer, InMemoryLayerOptions, Key, Lsn,
 };
@@ -24,7 +25,8 @@ use rand::{Rng, SeedableRng};
 use virtual_file::{IoContext, IoMode, VirtualFile};
 
 const MODES: [IoMode; 3] = [IoMode::Buffered, IoMode::Direct, IoMode::DirectRw];
-/// Random cut points per recorded run (3 runs: over 1,000 in all).
+const ENGINES: [IoEngineKind; 2] = [IoEngineKind::StdFs, IoEngineKind::TokioEpollUring];
+/// Random cut points per recorded run (3 std-fs runs: over 1,000 in all; 6 with the ring engine).
 const RANDOM_CUTS_PER_RUN: usize = 340;
 /// Images per sync point (different outcomes of the unguaranteed ops).
 const SEEDS_PER_SYNC_POINT: usize = 3;
@@ -76,9 +78,9 @@ fn image_model(rng: &mut StdRng, n: usize) -> ImageModel {
     m
 }
 
-/// A context over the power-loss engine recording `dir`.
-fn recording_context(dir: &Path, mode: IoMode) -> (IoContext, Arc<Recorder>) {
-    let engine = PowerLossEngine::new(IoEngine::std_fs(), dir);
+/// A context over the power-loss engine, wrapping `inner`, recording `dir`.
+fn recording_context(dir: &Path, mode: IoMode, inner: IoEngine) -> (IoContext, Arc<Recorder>) {
+    let engine = PowerLossEngine::new(inner, dir);
     let rec = engine.recorder().clone();
     let ctx = IoContext::builder()
         .engine(IoEngine::PowerLoss(engine))
@@ -90,9 +92,10 @@ fn recording_context(dir: &Path, mode: IoMode) -> (IoContext, Arc<Recorder>) {
 
 /// Writes six layers in sequence (delta, image, in-memory written out; twice) through the power-loss
 /// engine, recording when each `finish` returned Ok.
-async fn record_run(mode: IoMode, seed: u64) -> Run {
+async fn record_run(mode: IoMode, inner: IoEngine, seed: u64) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let (ctx, rec) = recording_context(dir.path(), mode);
+    let label = format!("{mode}/{}", inner.kind());
+    let (ctx, rec) = recording_context(dir.path(), mode, inner);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut layers = Vec::new();
     for round in 0..2 {
@@ -145,7 +148,7 @@ async fn record_run(mode: IoMode, seed: u64) -> Run {
         "every file was created through the engine"
     );
     Run {
-        label: format!("{mode}"),
+        label,
         log: rec.log(),
         layers,
     }
@@ -167,31 +170,45 @@ async fn layers_survive_power_cuts_in_every_mode() {
         let mut checker = Checker::new();
         let mut tally = Tally::default();
         let mut sync_points = 0;
+        let mut runs = 0;
         for (m, mode) in MODES.into_iter().enumerate() {
-            let run = record_run(mode, base ^ 0x1000).await;
-            let mut rng = StdRng::seed_from_u64(base ^ ((m as u64) << 32));
-            let points = run.log.sync_points();
-            sync_points += points.len();
-            eprintln!(
-                "{mode}: {} ops, {} sync points, {} layers",
-                run.log.len(),
-                points.len(),
-                run.layers.len()
-            );
-            for cut in points {
-                for _ in 0..SEEDS_PER_SYNC_POINT {
+            for (e, kind) in ENGINES.into_iter().enumerate() {
+                // std-fs always; the ring engine where it starts here (skipped with the reason printed)
+                let inner = match IoEngine::launch(kind) {
+                    Ok(engine) => engine,
+                    Err(err) => {
+                        eprintln!("skipped: engine {kind} cannot start here: {err}");
+                        continue;
+                    }
+                };
+                let run = record_run(mode, inner, base ^ 0x1000).await;
+                runs += 1;
+                let mut rng = StdRng::seed_from_u64(base ^ ((m as u64) << 32) ^ ((e as u64) << 40));
+                let points = run.log.sync_points();
+                sync_points += points.len();
+                eprintln!(
+                    "{}: {} ops, {} sync points, {} layers",
+                    run.label,
+                    run.log.len(),
+                    points.len(),
+                    run.layers.len()
+                );
+                for cut in points {
+                    for _ in 0..SEEDS_PER_SYNC_POINT {
+                        checker.check(&run, cut, rng.random(), &mut tally).await;
+                    }
+                }
+                for _ in 0..RANDOM_CUTS_PER_RUN {
+                    let cut = rng.random_range(0..=run.log.len());
                     checker.check(&run, cut, rng.random(), &mut tally).await;
                 }
+                // every layer acknowledged by the end is there
+                checker.check(&run, run.log.len(), 0, &mut tally).await;
             }
-            for _ in 0..RANDOM_CUTS_PER_RUN {
-                let cut = rng.random_range(0..=run.log.len());
-                checker.check(&run, cut, rng.random(), &mut tally).await;
-            }
-            // every layer acknowledged by the end is there
-            checker.check(&run, run.log.len(), 0, &mut tally).await;
         }
+        assert!(runs >= MODES.len(), "std-fs runs in every mode");
         eprintln!("sync points: {sync_points}; {}", tally.summary());
-        assert!(tally.cuts as usize >= 3 * RANDOM_CUTS_PER_RUN + sync_points);
+        assert!(tally.cuts as usize >= runs * RANDOM_CUTS_PER_RUN + sync_points);
         assert!(
             tally.incomplete_visible.is_empty() && tally.acked_lost.is_empty(),
             "{}\nincomplete: {:#?}\nlost: {:#?}",
@@ -235,7 +252,7 @@ async fn good_layer_bytes() -> (Vec<u8>, DeltaModel) {
 async fn hand_written(protocol: Protocol) -> Run {
     let (bytes, model) = good_layer_bytes().await;
     let dir = tempfile::tempdir().unwrap();
-    let (ctx, rec) = recording_context(dir.path(), IoMode::Buffered);
+    let (ctx, rec) = recording_context(dir.path(), IoMode::Buffered, IoEngine::std_fs());
     let (tmp, fin) = (dir.path().join("layer.tmp"), dir.path().join("layer"));
     let file = VirtualFile::create(&ctx, &tmp).await.unwrap();
     for (i, chunk) in bytes.chunks(8192).enumerate() {
