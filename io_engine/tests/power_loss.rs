@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use io_engine::power_loss::{DurableOp, Entry, LoggedOp, OpLog, SECTOR};
+use io_engine::power_loss::{DirOrder, DurableOp, Entry, LoggedOp, OpLog, SECTOR};
 use io_engine::{FullSlice, IoEngine, PowerLossEngine, RenameMode};
 
 const SEEDS: u64 = 400;
@@ -327,4 +327,71 @@ fn ops_in_flight_at_the_cut_may_have_happened() {
     // a cut before it was issued: never there
     let log0 = OpLog::from_ops(&root, log.ops()[..2].to_vec());
     assert!((0..SEEDS).all(|s| log0.crash_image(2, s).files[Path::new("f")].is_empty()));
+}
+
+#[test]
+fn unsynced_directory_ops_happen_as_a_prefix_or_each_on_its_own() {
+    let root = PathBuf::from("/r");
+    let log = OpLog::from_ops(
+        &root,
+        sequential(vec![
+            DurableOp::Create {
+                entry: entry(&root, "a"),
+                file: 0,
+            },
+            DurableOp::Create {
+                entry: entry(&root, "b"),
+                file: 1,
+            },
+        ]),
+    );
+    let (mut prefix_b_only, mut independent_b_only) = (0, 0);
+    for seed in 0..SEEDS {
+        let image = log.crash_image(2, seed);
+        let (a, b) = (
+            image.files.contains_key(Path::new("a")),
+            image.files.contains_key(Path::new("b")),
+        );
+        match image.dir_order {
+            DirOrder::Prefix => prefix_b_only += usize::from(b && !a),
+            DirOrder::Independent => independent_b_only += usize::from(b && !a),
+        }
+    }
+    assert_eq!(prefix_b_only, 0, "a prefix never skips the first create");
+    assert!(independent_b_only > 0, "independent ops do");
+}
+
+#[tokio::test]
+async fn a_file_removed_around_the_engine_and_created_again_is_a_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let engine = PowerLossEngine::new(IoEngine::std_fs(), &root);
+    let rec = engine.recorder().clone();
+    let e = IoEngine::PowerLoss(engine);
+    let a = root.join("a");
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
+    drop(e.open(&a, flags, 0o644).await.unwrap());
+    std::fs::remove_file(&a).unwrap();
+    drop(e.open(&a, flags, 0o644).await.unwrap());
+    // opened again: the same file, truncated
+    drop(e.open(&a, flags, 0o644).await.unwrap());
+    let ops: Vec<_> = rec.log().ops().iter().map(|o| o.op.clone()).collect();
+    assert_eq!(
+        ops,
+        vec![
+            DurableOp::Create {
+                entry: entry(&root, "a"),
+                file: 0
+            },
+            DurableOp::Unlink {
+                entry: entry(&root, "a"),
+                file: 0
+            },
+            DurableOp::Create {
+                entry: entry(&root, "a"),
+                file: 1
+            },
+            DurableOp::SetLen { file: 1, len: 0 },
+        ]
+    );
 }

@@ -12,7 +12,7 @@
 //!
 //! | op | logged as |
 //! |---|---|
-//! | `open` with `O_CREAT` that made a new file | [`DurableOp::Create`] |
+//! | `open` with `O_CREAT` of a name that did not exist just before | [`DurableOp::Create`] |
 //! | `open` with `O_TRUNC` of a known file, `ftruncate` | [`DurableOp::SetLen`] |
 //! | `write_at`, `writev_at` (the bytes the kernel reported written) | [`DurableOp::Write`] |
 //! | `fallocate` (not `COLLAPSE_RANGE` / `INSERT_RANGE`: those fail with `EOPNOTSUPP`) | [`DurableOp::Fallocate`] |
@@ -167,8 +167,11 @@ impl PowerLossEngine {
         mode: libc::mode_t,
     ) -> io::Result<IoFd> {
         let issued = self.recorder.mark();
+        // a create is told apart by the name not existing just before (an inode number is reused
+        // at once by some file systems, so the inode alone cannot tell a new file from an old one)
+        let creates = flags & libc::O_CREAT != 0 && std::fs::symlink_metadata(path).is_err();
         let fd = Box::pin(self.inner.open(path, flags, mode)).await?;
-        self.recorder.open(&fd, path, flags, issued);
+        self.recorder.open(&fd, path, flags, creates, issued);
         Ok(fd)
     }
 

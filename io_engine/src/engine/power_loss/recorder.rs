@@ -113,7 +113,15 @@ impl Recorder {
         state.inodes.get(&key).copied()
     }
 
-    pub(super) fn open(&self, fd: &IoFd, path: &Path, flags: libc::c_int, issued: usize) {
+    /// Logs an open; `creates` says the name did not exist just before it (with `O_CREAT`).
+    pub(super) fn open(
+        &self,
+        fd: &IoFd,
+        path: &Path,
+        flags: libc::c_int,
+        creates: bool,
+        issued: usize,
+    ) {
         let Some((key, is_dir)) = identity(fd) else {
             return;
         };
@@ -128,27 +136,27 @@ impl Recorder {
             return;
         };
         let named = state.names.get(path).copied();
-        let live = state.inodes.get(&key).copied();
-        match (named, live) {
+        if creates {
+            if let Some(old) = named {
+                // the old file was removed around the engine, and this is a new one
+                let unlink = DurableOp::Unlink {
+                    entry: entry.clone(),
+                    file: old,
+                };
+                state.push(unlink, issued);
+            }
+            let file = state.next_file;
+            state.next_file += 1;
+            state.names.insert(path.to_owned(), file);
+            state.inodes.insert(key, file);
+            state.push(DurableOp::Create { entry, file }, issued);
+            return;
+        }
+        match (named, state.inodes.get(&key).copied()) {
             (Some(f), Some(g)) if f == g => {
                 if flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
                     state.push(DurableOp::SetLen { file: f, len: 0 }, issued);
                 }
-            }
-            _ if flags & libc::O_CREAT != 0 => {
-                if let Some(old) = named {
-                    // the old file was removed around the engine, and this is a new one
-                    let unlink = DurableOp::Unlink {
-                        entry: entry.clone(),
-                        file: old,
-                    };
-                    state.push(unlink, issued);
-                }
-                let file = state.next_file;
-                state.next_file += 1;
-                state.names.insert(path.to_owned(), file);
-                state.inodes.insert(key, file);
-                state.push(DurableOp::Create { entry, file }, issued);
             }
             (_, Some(_)) => {} // a known file under another name
             (_, None) => state.untracked += 1,
