@@ -22,7 +22,10 @@
 //!
 //! An op is logged when it completes, with the log's length when it was issued ([`LoggedOp::issued`]),
 //! so ops that overlapped are known. Failed ops are not logged. Removals made around the engine (plain
-//! `std::fs::remove_file`) are invisible: such a file stays in the images under its last name.
+//! `std::fs::remove_file`) are invisible: such a file stays in the images under its last name (until a
+//! create through the engine reuses the name, which logs the removal first). A create is recognised by
+//! the name not existing just before the `O_CREAT` open, so two tasks creating one name at once are not
+//! told apart.
 //!
 //! # The crash model
 //!
