@@ -10,10 +10,12 @@ pub mod test_support;
 pub use buf::{
     Alignment, ConstAlign, DefaultAlign, FullSlice, IoBuf, IoBufMut, IoBuffer, IoBufferMut, Slice,
 };
+#[cfg(feature = "testing")]
+pub use engine::power_loss;
 pub use engine::{
     DioAlign, EngineSelectError, EngineStartError, FileStat, IoEngine, IoEngineKind, IoFd,
     RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
 };
 #[cfg(feature = "testing")]
-pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine};
+pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, PowerLossEngine};
 pub use env::EnvSettingError;

@@ -44,7 +44,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use io_engine::{DefaultAlign, FullSlice, IoBufferMut};
+use io_engine::{DefaultAlign, FullSlice, IoBufferMut, RenameMode};
 use virtual_file::{IoContext, ShutdownMode, VirtualFile};
 
 use crate::blob_io::BlobWriter;
@@ -328,9 +328,14 @@ impl LayerFileWriter {
         file.sync_all()
             .await
             .map_err(|e| LayerError::io(&temp_path, e))?;
-        let mut file = file;
-        file.rename(&final_path)
-            .map_err(|e| LayerError::io(&temp_path, e))?;
+        // through the engine, so an engine that records durable-state ops sees the rename
+        ctx.engine()
+            .rename(&temp_path, &final_path, RenameMode::Replace)
+            .await
+            .map_err(|source| LayerError::StdIo {
+                path: temp_path.clone(),
+                source,
+            })?;
         temp.path = None;
         drop(file);
         ctx.sync_dir(&dir)

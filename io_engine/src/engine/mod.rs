@@ -27,6 +27,8 @@ mod faulty;
 mod fd;
 mod iovec;
 mod kind;
+#[cfg(feature = "testing")]
+pub mod power_loss;
 mod stat;
 mod std_fs;
 mod uring;
@@ -40,6 +42,8 @@ pub use error::{EngineSelectError, EngineStartError};
 pub use faulty::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine};
 pub use fd::IoFd;
 pub use kind::{IoEngineKind, IO_ENGINE_ENV};
+#[cfg(feature = "testing")]
+pub use power_loss::PowerLossEngine;
 pub use stat::{DioAlign, FileStat};
 pub use std_fs::StdFsEngine;
 pub use uring::{UringConfig, UringEngine, UringStats};
@@ -65,6 +69,10 @@ pub enum IoEngine {
     /// Another engine behind a fault injector (tests only, feature `testing`).
     #[cfg(feature = "testing")]
     Faulty(FaultyEngine),
+    /// Another engine behind a recorder of durable-state ops, for power-cut images (tests only, feature
+    /// `testing`).
+    #[cfg(feature = "testing")]
+    PowerLoss(PowerLossEngine),
 }
 
 /// The io_uring engine with the default configuration (the start function of the `launch*` methods).
@@ -97,6 +105,8 @@ impl IoEngine {
             Self::TokioEpollUring(_) => IoEngineKind::TokioEpollUring,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.inner().kind(),
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.inner().kind(),
         }
     }
 
@@ -170,6 +180,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.read_at(fd, offset, buf).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.read_at(fd, offset, buf).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.read_at(fd, offset, buf).await,
         }
     }
 
@@ -185,6 +197,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.write_at(fd, offset, buf).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.write_at(fd, offset, buf).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.write_at(fd, offset, buf).await,
         }
     }
 
@@ -200,6 +214,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.readv_at(fd, offset, bufs).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.readv_at(fd, offset, bufs).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.readv_at(fd, offset, bufs).await,
         }
     }
 
@@ -215,6 +231,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.writev_at(fd, offset, bufs).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.writev_at(fd, offset, bufs).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.writev_at(fd, offset, bufs).await,
         }
     }
 
@@ -225,6 +243,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.fsync(fd).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.fsync(fd).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.fsync(fd).await,
         }
     }
 
@@ -235,6 +255,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.fdatasync(fd).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.fdatasync(fd).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.fdatasync(fd).await,
         }
     }
 
@@ -250,6 +272,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.open(path, flags, mode).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.open(path, flags, mode).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.open(path, flags, mode).await,
         }
     }
 
@@ -260,6 +284,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.statx(fd).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.statx(fd).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.statx(fd).await,
         }
     }
 
@@ -270,6 +296,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.ftruncate(fd, len).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.ftruncate(fd, len).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.ftruncate(fd, len).await,
         }
     }
 
@@ -286,6 +314,8 @@ impl IoEngine {
             Self::TokioEpollUring(e) => e.fallocate(fd, mode, offset, len).await,
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.fallocate(fd, mode, offset, len).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.fallocate(fd, mode, offset, len).await,
         }
     }
 
@@ -297,6 +327,8 @@ impl IoEngine {
             Self::TokioEpollUring(_) => StdFsEngine.rename(from, to, mode),
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.rename(from, to, mode).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.rename(from, to, mode).await,
         }
     }
 
@@ -307,6 +339,8 @@ impl IoEngine {
             Self::TokioEpollUring(_) => StdFsEngine.unlink(path),
             #[cfg(feature = "testing")]
             Self::Faulty(e) => e.unlink(path).await,
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.unlink(path).await,
         }
     }
 }
