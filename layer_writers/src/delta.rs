@@ -236,7 +236,8 @@ impl DeltaLayerReader {
 
     /// Checks every byte of the file: the summary (at open), every index page, every value's CRC and
     /// decoding, that the values are exactly covered by the index, and the zero padding. Any flipped bit
-    /// anywhere in the file is an error.
+    /// anywhere in the file is an error. Walks the index first, keeping about 50 bytes per record, then
+    /// reads the values in reads of at most 128 KiB, one at a time, drawing on the read budget.
     pub async fn verify(&self) -> Result<VerifyReport, LayerError> {
         let (_, blobs) = self.all_blobs().await?;
         self.inner.verify(&blobs).await
