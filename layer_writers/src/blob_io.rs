@@ -1,21 +1,22 @@
 //! Blob IO: [`BlobWriter`] appends blobs (see [`crate::blob`] for the encoding) to a file through a
-//! [`BufferedWriter`] and returns each blob's file offset; [`decode_blob_exact`] and [`decode_blob_in`]
-//! decode a blob out of bytes read back from disk.
+//! [`BufferedWriter`] and returns each blob's file offset; [`check_blob_exact`], [`decode_blob_exact`] and
+//! [`decode_blob_in`] check (CRC) and decode a blob out of bytes read back from disk.
 //!
 //! Blobs are written back to back, so a blob's *extent* (its offset up to the next blob's offset, or up to
 //! the end of the values for the last one) is known from the index alone, before anything is read. That
 //! lets readers size each read exactly and merge neighbouring blobs into one read; the decoder then checks
 //! that the header describes exactly that extent, which catches an index pointing into the middle of a
-//! blob.
+//! blob. The CRC trailer is checked first, over the whole extent as the index gives it, so a flipped bit
+//! anywhere in a blob (header included) is reported as a checksum mismatch before any field is believed.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use virtual_file::{BufferedWriter, BufferedWriterOptions, ShutdownMode, VirtualFile};
 
-use crate::blob::{decode_blob_with_limit, decode_header, encode_blob_into, encode_header};
-use crate::blob::{Compression, MAX_VALUE_LEN};
-use crate::key::Key;
+use crate::blob::{blob_crc, decode_header, decode_payload, encode_blob_into, encode_header};
+use crate::blob::{CheckedBlob, Compression, CRC_LEN, MAX_VALUE_LEN, MIN_BLOB_EXTENT};
+use crate::key::{Key, Lsn};
 use crate::layer_error::LayerError;
 use crate::FormatError;
 
@@ -110,9 +111,12 @@ impl BlobWriter {
         } else {
             let header = encode_header(value.len(), Compression::None)
                 .map_err(|source| LayerError::format(&self.path, at, None, source))?;
-            // Header and value are appended separately: no copy of the value besides the buffer's own.
+            // Header, value and CRC are appended separately: no copy of the value besides the buffer's
+            // own; the CRC reads the value once.
+            let crc = blob_crc(header.as_slice(), value);
             self.write(header.as_slice()).await?;
             self.write(value).await?;
+            self.write(&crc.to_be_bytes()).await?;
         }
         self.busy = false;
         Ok(at)
@@ -161,28 +165,52 @@ impl BlobWriter {
     }
 }
 
-/// Decodes the blob that fills `bytes` exactly: the header must describe a blob of `bytes.len()` bytes.
-/// The decoded value is at most [`MAX_VALUE_LEN`] bytes; nothing is allocated from the header's length
-/// beyond what `bytes` holds.
-pub fn decode_blob_exact(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let header = decode_header(bytes)?;
+/// Checks the blob that fills `bytes` exactly: first the CRC trailer (the last [`CRC_LEN`] bytes) against
+/// everything before it, then that the header describes a blob of exactly `bytes.len()` bytes. Returns
+/// the header and the stored payload, borrowed; nothing is allocated.
+pub fn check_blob_exact(bytes: &[u8]) -> Result<CheckedBlob<'_>, FormatError> {
+    if bytes.len() < MIN_BLOB_EXTENT {
+        return Err(FormatError::Truncated {
+            what: "blob",
+            needed: MIN_BLOB_EXTENT,
+            available: bytes.len(),
+        });
+    }
+    let (checked, trailer) = bytes.split_at(bytes.len() - CRC_LEN);
+    let stored = u32::from_be_bytes(crate::raw::array_at(trailer, 0));
+    let computed = crc32c::crc32c(checked);
+    if stored != computed {
+        return Err(FormatError::BlobChecksumMismatch { stored, computed });
+    }
+    let header = decode_header(checked)?;
     if header.total_len() != bytes.len() {
         return Err(FormatError::BlobExtentMismatch {
             extent: bytes.len(),
             encoded: header.total_len(),
         });
     }
-    decode_blob_with_limit(bytes, MAX_VALUE_LEN)
+    Ok(CheckedBlob {
+        header,
+        payload: &checked[header.header_len..],
+    })
+}
+
+/// Decodes the blob that fills `bytes` exactly (checked as [`check_blob_exact`] does). The decoded value
+/// is at most [`MAX_VALUE_LEN`] bytes; nothing is allocated from the header's length beyond what `bytes`
+/// holds.
+pub fn decode_blob_exact(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
+    decode_payload(check_blob_exact(bytes)?, MAX_VALUE_LEN)
 }
 
 /// Decodes the blob whose file extent is `extent`, out of `buf`, which holds the file's bytes starting at
-/// file offset `buf_offset`. Errors name `path`, the blob's offset and `key`.
+/// file offset `buf_offset`. Errors name `path`, the blob's offset and the record (`key`, `lsn`).
 pub fn decode_blob_in(
     path: &Path,
     buf: &[u8],
     buf_offset: u64,
     extent: Range<u64>,
     key: Option<Key>,
+    lsn: Option<Lsn>,
 ) -> Result<Vec<u8>, LayerError> {
     let bytes = extent
         .start
@@ -200,7 +228,8 @@ pub fn decode_blob_in(
             ),
         ));
     };
-    decode_blob_exact(bytes).map_err(|source| LayerError::format(path, extent.start, key, source))
+    decode_blob_exact(bytes)
+        .map_err(|source| LayerError::format_record(path, extent.start, key, lsn, source))
 }
 
 #[cfg(test)]
@@ -222,12 +251,13 @@ mod tests {
         ] {
             let blob = encode_blob(&value, compress).unwrap();
             assert_eq!(decode_blob_exact(&blob).unwrap(), value);
-            // An extent one byte longer or shorter than the blob is refused.
+            // An extent one byte longer or shorter than the blob is refused (its last 4 bytes are not the
+            // CRC of the rest).
             let mut longer = blob.clone();
             longer.push(0);
             assert!(matches!(
                 decode_blob_exact(&longer),
-                Err(FormatError::BlobExtentMismatch { .. })
+                Err(FormatError::BlobChecksumMismatch { .. })
             ));
             if !blob.is_empty() {
                 assert!(decode_blob_exact(&blob[..blob.len() - 1]).is_err());
@@ -237,6 +267,20 @@ mod tests {
             decode_blob_exact(&[]),
             Err(FormatError::Truncated { .. })
         ));
+        // A CRC that matches but a header that describes another length: the extent check catches it.
+        let mut odd = vec![5u8, 1, 2, 3, 4, 5, 6];
+        let crc = crc32c::crc32c(&odd);
+        odd.extend_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            decode_blob_exact(&odd),
+            Err(FormatError::BlobExtentMismatch {
+                extent: 11,
+                encoded: 10
+            })
+        ));
+        let abc = encode_blob(b"abc", false).unwrap();
+        let checked = check_blob_exact(&abc).unwrap();
+        assert_eq!(checked.payload, b"abc");
     }
 
     #[test]
@@ -252,29 +296,45 @@ mod tests {
         let b_end = b_start + b.len() as u64;
         let p = Path::new("x");
         assert_eq!(
-            decode_blob_in(p, &buf, base, a_start..b_start, None).unwrap(),
+            decode_blob_in(p, &buf, base, a_start..b_start, None, None).unwrap(),
             b"hello"
         );
         assert_eq!(
-            decode_blob_in(p, &buf, base, b_start..b_end, None).unwrap(),
+            decode_blob_in(p, &buf, base, b_start..b_end, None, None).unwrap(),
             vec![3u8; 300]
         );
         // Outside the buffer, or misplaced: typed errors.
         assert!(matches!(
-            decode_blob_in(p, &buf, base, b_start..b_end + 1, None),
+            decode_blob_in(p, &buf, base, b_start..b_end + 1, None, None),
             Err(LayerError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode_blob_in(p, &buf, base, base - 1..b_end, None),
+            decode_blob_in(p, &buf, base, base - 1..b_end, None, None),
             Err(LayerError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode_blob_in(p, &buf, base, a_start..b_end, Some(Key::from_u128(1))),
+            decode_blob_in(p, &buf, base, a_start..b_end, Some(Key::from_u128(1)), Some(Lsn(9))),
             Err(LayerError::Format {
-                source: FormatError::BlobExtentMismatch { .. },
+                source: FormatError::BlobChecksumMismatch { .. },
                 key: Some(_),
+                lsn: Some(Lsn(9)),
+                offset,
                 ..
-            })
+            }) if offset == a_start
         ));
+        let err = decode_blob_in(
+            p,
+            &buf,
+            base,
+            a_start..b_end,
+            Some(Key::from_u128(1)),
+            Some(Lsn(9)),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("lsn 0/9") && err.contains("blob checksum mismatch"),
+            "{err}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Errors for the pure on-disk formats: blob headers, B-tree pages and the layer summary.
+//! Errors for the pure on-disk formats: blobs, B-tree pages, the layer summary and padding.
 //!
 //! Every variant says which structure was bad and where, so a person reading a log line can find the bytes.
 //! IO failures are not format errors: the B-tree reader wraps its page source's error next to these (see
@@ -30,6 +30,18 @@ pub enum FormatError {
     #[error("blob header says {encoded} bytes, its extent in the file is {extent} bytes")]
     BlobExtentMismatch { extent: usize, encoded: usize },
 
+    /// A blob's stored CRC32C does not match its header and payload.
+    #[error("blob checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    BlobChecksumMismatch { stored: u32, computed: u32 },
+
+    /// Bytes the format requires to be zero (the padding between the values and the index) are not.
+    #[error("non-zero byte {byte:#04x} in the {what} at offset {offset}")]
+    NonZeroPadding {
+        what: &'static str,
+        offset: u64,
+        byte: u8,
+    },
+
     /// The zstd payload of a blob is not a valid zstd stream.
     #[error("corrupt zstd payload in blob")]
     Decompress {
@@ -57,7 +69,7 @@ pub enum FormatError {
     BadMagic { found: u32 },
 
     /// The layer summary is of a format version this code cannot read.
-    #[error("unsupported layer format version {found} (supported: {supported})")]
+    #[error("unsupported layer format version {found} (this build reads {supported})")]
     UnsupportedVersion { found: u16, supported: u16 },
 
     /// The layer summary's stored CRC32C does not match its fields.

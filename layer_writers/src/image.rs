@@ -12,7 +12,7 @@ use virtual_file::IoContext;
 use crate::key::{image_index_key, Key, Lsn};
 use crate::layer_error::LayerError;
 use crate::layer_file::{LayerFileWriter, LayerInfo};
-use crate::layer_reader::{FoundBlob, LayerFileReader};
+use crate::layer_reader::{FoundBlob, LayerFileReader, VerifyReport};
 use crate::read_budget::ReadBudget;
 use crate::summary::{LayerKind, Summary};
 use crate::vectored::{MAX_VECTORED_READ, SCAN_READ};
@@ -142,7 +142,11 @@ impl ImageLayerReader {
         let mut owners: Vec<usize> = Vec::new();
         for (req, &key) in keys.iter().enumerate() {
             if let Some(extent) = self.lookup(key).await? {
-                blobs.push(FoundBlob { extent, key });
+                blobs.push(FoundBlob {
+                    extent,
+                    key,
+                    lsn: Some(self.lsn()),
+                });
                 owners.push(req);
             }
         }
@@ -183,6 +187,23 @@ impl ImageLayerReader {
     where
         F: FnMut(Key, Vec<u8>) -> ControlFlow<()>,
     {
+        let blobs = self.all_blobs().await?;
+        self.inner
+            .read_blobs(&blobs, SCAN_READ, |i, value| f(blobs[i].key, value))
+            .await
+    }
+
+    /// Checks every byte of the file: the summary (at open), every index page, every image's CRC and
+    /// decoding, that the values are exactly covered by the index, and the zero padding. Any flipped bit
+    /// anywhere in the file is an error. Walks the index first, keeping about 50 bytes per image, then
+    /// reads the values in reads of at most 128 KiB, one at a time, drawing on the read budget.
+    pub async fn verify(&self) -> Result<VerifyReport, LayerError> {
+        let blobs = self.all_blobs().await?;
+        self.inner.verify(&blobs).await
+    }
+
+    /// Every image's blob, in index (key) order.
+    async fn all_blobs(&self) -> Result<Vec<FoundBlob>, LayerError> {
         let mut entries: Vec<(Key, u64)> = Vec::new();
         let mut bad = None;
         self.inner
@@ -201,17 +222,16 @@ impl ImageLayerReader {
             return Err(self.bad_index(None, reason));
         }
         let end = self.summary().values_end;
-        let blobs: Vec<FoundBlob> = entries
+        let lsn = Some(self.lsn());
+        Ok(entries
             .iter()
             .enumerate()
             .map(|(i, &(key, offset))| FoundBlob {
                 extent: offset..entries.get(i + 1).map_or(end, |n| n.1),
                 key,
+                lsn,
             })
-            .collect();
-        self.inner
-            .read_blobs(&blobs, SCAN_READ, |i, value| f(entries[i].0, value))
-            .await
+            .collect())
     }
 
     /// The extent of `key`'s blob, if the index has the key.

@@ -44,13 +44,15 @@ pub enum LayerError {
         source: BufferedWriteError,
     },
 
-    /// The file's bytes violate the layer format: bad magic, checksum mismatch, truncation, a corrupt
-    /// index page or blob. `offset` is where the bad structure starts.
-    #[error("layer {} at offset {offset}{}: {source}", .path.display(), key_context(.key))]
+    /// The file's bytes violate the layer format: bad magic, checksum mismatch (summary, index page or
+    /// value blob), truncation, non-zero padding, a corrupt index page or blob. `offset` is where the bad
+    /// structure starts; `key` and `lsn` name the record whose blob it is, where known.
+    #[error("layer {} at offset {offset}{}: {source}", .path.display(), record_context(.key, .lsn))]
     Format {
         path: PathBuf,
         offset: u64,
         key: Option<Key>,
+        lsn: Option<Lsn>,
         #[source]
         source: FormatError,
     },
@@ -110,9 +112,15 @@ pub enum LayerError {
 }
 
 fn key_context(key: &Option<Key>) -> String {
-    match key {
-        Some(key) => format!(" (key {key})"),
-        None => String::new(),
+    record_context(key, &None)
+}
+
+fn record_context(key: &Option<Key>, lsn: &Option<Lsn>) -> String {
+    match (key, lsn) {
+        (Some(key), Some(lsn)) => format!(" (value of key {key}, lsn {lsn})"),
+        (Some(key), None) => format!(" (key {key})"),
+        (None, Some(lsn)) => format!(" (lsn {lsn})"),
+        (None, None) => String::new(),
     }
 }
 
@@ -130,10 +138,22 @@ impl LayerError {
         key: Option<Key>,
         source: FormatError,
     ) -> LayerError {
+        Self::format_record(path, offset, key, None, source)
+    }
+
+    /// A [`LayerError::Format`] in the blob of the record `(key, lsn)`.
+    pub(crate) fn format_record(
+        path: &Path,
+        offset: u64,
+        key: Option<Key>,
+        lsn: Option<Lsn>,
+        source: FormatError,
+    ) -> LayerError {
         LayerError::Format {
             path: path.to_owned(),
             offset,
             key,
+            lsn,
             source,
         }
     }

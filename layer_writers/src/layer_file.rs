@@ -3,11 +3,17 @@
 //! ```text
 //! offset                         size                      content
 //! 0                              8192                      summary block (summary::Summary), written last
-//! 8192                           values_end - 8192         blobs back to back (blob::encode_blob), in index order
-//! values_end                     pad                       zeros up to the next multiple of 8192
+//! 8192                           values_end - 8192         blobs back to back (blob::encode_blob), in index order,
+//!                                                          each header | payload | crc32c (4 bytes)
+//! values_end                     pad < 8192                zeros up to the next multiple of 8192
 //! index_start = page * 8192      index_page_count * 8192   B-tree pages (btree::page), children first, root last
 //! file_len = index_start + index_page_count * 8192         end of file, always a multiple of 8192
 //! ```
+//!
+//! Every byte is covered by a check: the summary block by its CRC and its zero tail, each blob by its
+//! own CRC32C trailer (header and stored bytes), the padding by being zero, each index page by its CRC
+//! and zero tail. Readers check the CRC of every blob they return; `verify` on the readers checks all of
+//! it (format version 2; see [`crate::summary`]).
 //!
 //! Every byte is determined by the entries put: padding is zeros, the summary and pages hold no
 //! timestamps, zstd runs single-threaded at a fixed level. So a layer is byte-identical whichever IO mode
@@ -37,9 +43,8 @@
 //! - The index is held in memory until `finish` (about 40 bytes per delta entry, 8 KiB pages); a layer of
 //!   tens of millions of entries holds hundreds of MiB. Writing the index to a second temp file, or
 //!   reserving its space ahead of the values, would avoid that.
-//! - Values are not checksummed: a flipped bit inside a blob's payload is returned as data (its header and
-//!   the index are checked: a blob must exactly fill its extent).
-//! - The summary block has a CRC of its own fields only; the index pages are covered by their own CRCs.
+//! - The padding after the values is only checked by a full `verify`, not by point reads or scans (they
+//!   never return it). A flipped bit there cannot change what a read returns.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -4,8 +4,16 @@
 //! Opening checks, before anything else is trusted: the file is at least one summary block long, the
 //! summary decodes (magic, version, CRC, consistent fields), it is of the expected kind, and the file is
 //! exactly as long as the summary says. Every offset taken from the index is then checked against the
-//! values region (`[8192, values_end)`) before it sizes a read, so no length read off disk is used
-//! unchecked: reads are bounded by the file's extent and blobs by the extent between index offsets.
+//! values region (`[8192, values_end)`) and against [`MAX_BLOB_EXTENT`] before it sizes a read, so no
+//! length read off disk is used unchecked: a read buffer is at most [`MAX_VECTORED_READ`] /
+//! [`SCAN_READ`](crate::SCAN_READ) for merged reads, or one blob's extent (at most [`MAX_BLOB_EXTENT`])
+//! plus alignment for a blob read alone, whatever size a crafted or sparse file claims. Index pages are
+//! read one 8 KiB page at a time, and the summary is one 8 KiB block.
+//!
+//! Every blob returned has had its CRC checked (see [`crate::blob_io::check_blob_exact`]).
+//! [`LayerFileReader::verify`] checks every byte of the file: the summary block (at open), every index
+//! page, every blob (the index must cover the values exactly, back to back), and the zero padding between
+//! the values and the index.
 
 use std::ops::{Bound, ControlFlow, Range};
 use std::path::{Path, PathBuf};
@@ -14,14 +22,17 @@ use std::sync::Arc;
 use io_engine::{DefaultAlign, IoBufferMut, Slice};
 use virtual_file::{IoContext, VirtualFile};
 
+use crate::blob::MAX_BLOB_EXTENT;
 use crate::blob_io::decode_blob_in;
-use crate::btree::BtreeReader;
-use crate::key::Key;
+use crate::btree::page::PageView;
+use crate::btree::{BtreeReader, PageSource, PAGE_SIZE};
+use crate::key::{Key, Lsn};
 use crate::layer_error::LayerError;
 use crate::page_source::FilePageSource;
+use crate::raw::all_zero;
 use crate::read_budget::ReadBudget;
 use crate::summary::{LayerKind, Summary, SUMMARY_SIZE};
-use crate::vectored::{plan_reads, BlobRead};
+use crate::vectored::{plan_reads, BlobRead, MAX_VECTORED_READ};
 use crate::FormatError;
 
 /// An open layer file of a known kind.
@@ -35,11 +46,25 @@ pub(crate) struct LayerFileReader {
     align: u64,
 }
 
-/// A blob found in the index: its extent, and the key for error context.
+/// A blob found in the index: its extent, and the record (key, LSN) for error context.
 #[derive(Debug, Clone)]
 pub(crate) struct FoundBlob {
     pub extent: Range<u64>,
     pub key: Key,
+    pub lsn: Option<Lsn>,
+}
+
+/// What a full verification of a layer file checked (see `verify` on the layer readers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Index entries, each with its blob checked and decoded.
+    pub entries: u64,
+    /// Bytes of the values region (`values_end - 8192`), all inside checked blobs.
+    pub value_bytes: u64,
+    /// Index pages checked (every page of the index, reachable or not).
+    pub index_pages: u32,
+    /// Zero padding bytes checked between the values and the index.
+    pub padding_bytes: u64,
 }
 
 impl LayerFileReader {
@@ -154,7 +179,9 @@ impl LayerFileReader {
             })
     }
 
-    /// Checks a blob extent taken from the index: inside the values, non-empty, in order.
+    /// Checks a blob extent taken from the index: inside the values, in order, and no shorter than the
+    /// smallest and no longer than the largest blob the format can hold ([`MAX_BLOB_EXTENT`]), so it can
+    /// size a read buffer.
     pub fn check_extent(&self, extent: &Range<u64>, key: Key) -> Result<(), LayerError> {
         let values = SUMMARY_SIZE as u64..self.summary.values_end;
         if extent.start < values.start || extent.start >= extent.end || extent.end > values.end {
@@ -167,11 +194,128 @@ impl LayerFileReader {
                 ),
             ));
         }
+        let len = extent.end - extent.start;
+        if len > MAX_BLOB_EXTENT as u64 {
+            return Err(LayerError::format(
+                &self.path,
+                extent.start,
+                Some(key),
+                FormatError::TooLarge {
+                    len,
+                    max: MAX_BLOB_EXTENT as u64,
+                },
+            ));
+        }
         Ok(())
     }
 
+    /// Checks every byte of the file, given every blob of the index in index order (the caller walked
+    /// the index, which checked the pages it reached): each index page's checksum and structure, that
+    /// the blobs cover the values region exactly and back to back, each blob's CRC and decoding, and
+    /// that the padding between the values and the index is zero. The summary block was checked at
+    /// open. Reads at most [`MAX_VECTORED_READ`] at a time (a larger blob alone).
+    pub async fn verify(&self, blobs: &[FoundBlob]) -> Result<VerifyReport, LayerError> {
+        let index_start = self.summary.index_start_offset();
+        for page_no in 0..self.summary.index_page_count {
+            let page = self
+                .index
+                .source()
+                .read_page(page_no)
+                .await
+                .map_err(|e| match e {
+                    crate::page_source::PageReadError::Io(e) => LayerError::io(&self.path, e),
+                    other => LayerError::corrupt(
+                        &self.path,
+                        index_start + u64::from(page_no) * PAGE_SIZE as u64,
+                        None,
+                        other.to_string(),
+                    ),
+                })?;
+            PageView::parse(page.as_ref(), page_no, self.summary.kind.index_key_len()).map_err(
+                |e| {
+                    LayerError::format(
+                        &self.path,
+                        index_start + u64::from(page_no) * PAGE_SIZE as u64,
+                        None,
+                        e,
+                    )
+                },
+            )?;
+        }
+        let values_end = self.summary.values_end;
+        let mut expected_start = SUMMARY_SIZE as u64;
+        for blob in blobs {
+            if blob.extent.start != expected_start {
+                return Err(LayerError::corrupt(
+                    &self.path,
+                    blob.extent.start,
+                    Some(blob.key),
+                    format!(
+                        "the index leaves the values {expected_start}..{} without a blob",
+                        blob.extent.start
+                    ),
+                ));
+            }
+            expected_start = blob.extent.end;
+        }
+        if expected_start != values_end {
+            return Err(LayerError::corrupt(
+                &self.path,
+                expected_start,
+                None,
+                format!(
+                    "the index leaves the values {expected_start}..{values_end} without a blob"
+                ),
+            ));
+        }
+        self.read_blobs(blobs, MAX_VECTORED_READ, |_, _| ControlFlow::Continue(()))
+            .await?;
+        let padding_bytes = self.verify_padding().await?;
+        Ok(VerifyReport {
+            entries: blobs.len() as u64,
+            value_bytes: values_end - SUMMARY_SIZE as u64,
+            index_pages: self.summary.index_page_count,
+            padding_bytes,
+        })
+    }
+
+    /// Checks that the bytes between the end of the values and the index are zero. They lie in the last
+    /// values page (the summary validates `index_start` as `values_end` rounded up to a page), so this is
+    /// one read of at most 8 KiB.
+    async fn verify_padding(&self) -> Result<u64, LayerError> {
+        let values_end = self.summary.values_end;
+        let index_start = self.summary.index_start_offset();
+        if values_end == index_start {
+            return Ok(0);
+        }
+        let read_start = index_start - PAGE_SIZE as u64;
+        let buf = IoBufferMut::<DefaultAlign>::with_capacity(PAGE_SIZE);
+        let (buf, res) = self
+            .file
+            .read_exact_at(Slice::new(buf, 0..PAGE_SIZE), read_start)
+            .await;
+        res.map_err(|e| LayerError::io(&self.path, e))?;
+        let page = buf.get_ref().as_slice();
+        let padding = &page[(values_end - read_start) as usize..];
+        if !all_zero(padding) {
+            let at = padding.iter().position(|&b| b != 0).unwrap_or(0);
+            return Err(LayerError::format(
+                &self.path,
+                values_end + at as u64,
+                None,
+                FormatError::NonZeroPadding {
+                    what: "padding between the values and the index",
+                    offset: values_end + at as u64,
+                    byte: padding[at],
+                },
+            ));
+        }
+        Ok(padding.len() as u64)
+    }
+
     /// Reads and decodes `blobs` with reads of at most `max_read` bytes (a larger single blob is read
-    /// alone), calling `sink(i, value)` with `i` the blob's index in `blobs`, in file order, until it
+    /// alone, in a read of its extent rounded out to the alignment, so at most [`MAX_BLOB_EXTENT`] plus
+    /// twice the alignment: extents were checked first), calling `sink(i, value)` with `i` the blob's index in `blobs`, in file order, until it
     /// breaks. Every read holds its size from the budget from before its buffer is allocated until its
     /// blobs are decoded; only one read is in flight at a time per call.
     pub async fn read_blobs<F>(
@@ -209,13 +353,14 @@ impl LayerFileReader {
             res.map_err(|e| LayerError::io(&self.path, e))?;
             let bytes = buf.get_ref().as_slice();
             for read in &reads[chunk.blobs] {
-                let key = blobs[read.tag].key;
+                let blob = &blobs[read.tag];
                 let value = decode_blob_in(
                     &self.path,
                     bytes,
                     chunk.range.start,
                     read.extent.clone(),
-                    Some(key),
+                    Some(blob.key),
+                    blob.lsn,
                 )?;
                 if sink(read.tag, value).is_break() {
                     return Ok(());

@@ -4,7 +4,8 @@
 //! The pure on-disk formats, with no file IO:
 //!
 //! - [`key`]: [`Key`] (16 bytes, big-endian order) and [`Lsn`], and the index keys built from them.
-//! - [`blob`]: the blob header (1 or 4 bytes, with compression bits) and zstd blob encoding.
+//! - [`blob`]: the blob header (1 or 4 bytes, with compression bits), zstd blob encoding, and the CRC32C
+//!   trailer of every blob.
 //! - [`btree`]: the 8 KiB-page B-tree index: streaming bottom-up builder, verifying reader.
 //! - [`summary`]: the 8 KiB summary block at offset 0 of a layer file.
 //! - [`FormatError`]: what decoding any of them reports.
@@ -25,7 +26,7 @@
 //!
 //! ```text
 //! offset 0        summary block (8 KiB)              summary::Summary
-//! offset 8192     values: blobs back to back         blob::encode_blob
+//! offset 8192     values: blobs back to back         blob::encode_blob (header, payload, CRC32C)
 //! values_end      zero padding to a multiple of 8 KiB
 //! index_start     B-tree pages, root last            btree::BtreeBuilder
 //! ```
@@ -55,5 +56,6 @@ pub use in_memory::{InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions, Put
 pub use key::{Key, Lsn};
 pub use layer_error::{BufferedWriteError, LayerError};
 pub use layer_file::{remove_temp_files, LayerInfo, TEMP_SUFFIX};
+pub use layer_reader::VerifyReport;
 pub use read_budget::{BudgetPermit, ReadBudget};
 pub use vectored::{MAX_MERGE_GAP, MAX_VECTORED_READ, SCAN_READ};

@@ -11,7 +11,7 @@
 //!     40     8  lsn_range.start    u64 BE, inclusive
 //!     48     8  lsn_range.end      u64 BE, exclusive
 //!     56     8  values_end         u64 BE, file offset just past the last blob (values start at 8192)
-//!     64     4  index_start_page   u32 BE, first index page; its byte offset is index_start_page * 8192
+//!     64     4  index_start_page   u32 BE, first index page: values_end rounded up to a page, / 8192
 //!     68     4  index_root         u32 BE, root page number, relative to index_start_page
 //!     72     4  index_page_count   u32 BE, number of index pages
 //!     76     4  crc32c             u32 BE, CRC32C of bytes [0, 76)
@@ -21,6 +21,10 @@
 //! Decoding checks, in order: size, magic, version (so a future version may move everything after it),
 //! checksum, then that the fields are consistent. The zero tail is checked too, so every byte of the block
 //! is covered by some check.
+//!
+//! Format versions: 1 had no checksum on values; 2 (this one) ends every blob with a CRC32C (see
+//! [`crate::blob`]) and requires the index to start at the first page boundary after the values. A file of
+//! any other version is refused with [`FormatError::UnsupportedVersion`].
 
 use std::ops::Range;
 
@@ -34,7 +38,7 @@ pub const SUMMARY_SIZE: usize = PAGE_SIZE;
 /// Magic at offset 0 of every layer file.
 pub const SUMMARY_MAGIC: [u8; 4] = *b"LWSM";
 /// The format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 const MAGIC_OFFSET: usize = 0;
 const VERSION_OFFSET: usize = MAGIC_OFFSET + SUMMARY_MAGIC.len();
@@ -134,6 +138,15 @@ impl Summary {
         if self.index_start_offset() < self.values_end {
             return invalid(format!(
                 "index starts at page {} (byte {}), before the values end at {}",
+                self.index_start_page,
+                self.index_start_offset(),
+                self.values_end
+            ));
+        }
+        if self.index_start_offset() - self.values_end >= PAGE_SIZE as u64 {
+            return invalid(format!(
+                "index starts at page {} (byte {}), not at the first page boundary after the values \
+                 end at {}",
                 self.index_start_page,
                 self.index_start_offset(),
                 self.values_end
@@ -276,7 +289,7 @@ mod tests {
         assert_eq!(SUMMARY_FIELDS_END, 80);
         let b = sample().encode();
         assert_eq!(&b[0..4], b"LWSM");
-        assert_eq!(b[4..6], [0, 1]);
+        assert_eq!(b[4..6], [0, 2]);
         assert_eq!(b[6], 1);
         assert_eq!(b[8..24], 0x1234u128.to_be_bytes());
         assert_eq!(b[40..48], 0x10u64.to_be_bytes());
@@ -346,6 +359,13 @@ mod tests {
                 },
             ),
             (
+                "gap between values and index",
+                Summary {
+                    index_start_page: 5,
+                    ..sample()
+                },
+            ),
+            (
                 "values end in summary",
                 Summary {
                     values_end: 100,
@@ -402,13 +422,19 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused() {
-        let b = with_fixed_crc(sample().encode(), |b| b[VERSION_OFFSET + 1] = 2);
-        assert!(matches!(
-            Summary::decode(&b),
-            Err(FormatError::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            })
-        ));
+        for version in [0u8, 1, 3, 0xff] {
+            let b = with_fixed_crc(sample().encode(), |b| b[VERSION_OFFSET + 1] = version);
+            let err = Summary::decode(&b).unwrap_err();
+            assert!(
+                matches!(err, FormatError::UnsupportedVersion { found, supported: 2 } if found == u16::from(version)),
+                "{err:?}"
+            );
+        }
+        // Version 1 (values without checksums) says what it is and what this build reads.
+        let b = with_fixed_crc(sample().encode(), |b| b[VERSION_OFFSET + 1] = 1);
+        assert_eq!(
+            Summary::decode(&b).unwrap_err().to_string(),
+            "unsupported layer format version 1 (this build reads 2)"
+        );
     }
 }

@@ -111,7 +111,8 @@ pub enum VerifyError {
 }
 
 /// The start-up routine of a process that owns `dir`: removes leftover temp files, then opens every
-/// final-named layer and checks every entry against the generator. `entries` is how many each layer has.
+/// final-named layer, verifies every byte of it (`DeltaLayerReader::verify`) and checks every entry
+/// against the generator. `entries` is how many each layer has.
 pub async fn verify_dir(
     ctx: &IoContext,
     dir: &Path,
@@ -139,6 +140,8 @@ pub async fn verify_dir(
             source,
         };
         let reader = DeltaLayerReader::open(ctx, &path).await.map_err(err)?;
+        // every byte: index pages, blob CRCs, padding (the summary was checked by open)
+        reader.verify().await.map_err(err)?;
         let all = reader.scan().await.map_err(err)?;
         if all.len() as u64 != entries {
             return Err(VerifyError::Content {

@@ -39,7 +39,7 @@ use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, OpenOptions
 
 pub use error::InMemoryLayerError;
 
-use crate::blob::{encode_header, Compression};
+use crate::blob::{blob_crc, encode_header, Compression, CRC_LEN};
 use crate::blob_io::decode_blob_exact;
 use crate::key::{Key, Lsn};
 use index::{Entry, Index};
@@ -239,7 +239,13 @@ impl InMemoryLayer {
                 .write_buffered(value)
                 .await
                 .map_err(write_err)?;
-            let len = (header.as_slice().len() + value.len()) as u32;
+            let crc = blob_crc(header.as_slice(), value);
+            inner
+                .writer
+                .write_buffered(&crc.to_be_bytes())
+                .await
+                .map_err(write_err)?;
+            let len = (header.as_slice().len() + value.len() + CRC_LEN) as u32;
             inner.index.insert(
                 key,
                 lsn,

@@ -19,8 +19,8 @@ use virtual_file::{BufferedWriter, IoContext, VirtualFile};
 
 use super::index::Entry;
 use super::{InMemoryLayer, InMemoryLayerError};
-use crate::blob::{decode_header, Compression};
-use crate::blob_io::decode_blob_exact;
+use crate::blob::{decode_payload, Compression, MAX_VALUE_LEN};
+use crate::blob_io::check_blob_exact;
 use crate::delta::DeltaLayerWriter;
 use crate::key::{Key, Lsn};
 use crate::layer_file::LayerInfo;
@@ -94,13 +94,13 @@ fn start_batch(
     })
 }
 
-/// The payload of a blob that must span exactly `bytes`.
+/// The value of the blob that must span exactly `bytes`, CRC checked; borrowed when stored uncompressed.
 fn payload(bytes: &[u8]) -> Result<Cow<'_, [u8]>, crate::error::FormatError> {
-    let header = decode_header(bytes)?;
-    if header.compression == Compression::None && header.total_len() == bytes.len() {
-        Ok(Cow::Borrowed(&bytes[header.header_len..]))
+    let blob = check_blob_exact(bytes)?;
+    if blob.header.compression == Compression::None {
+        Ok(Cow::Borrowed(blob.payload))
     } else {
-        decode_blob_exact(bytes).map(Cow::Owned)
+        decode_payload(blob, MAX_VALUE_LEN).map(Cow::Owned)
     }
 }
 
