@@ -27,9 +27,8 @@
 //! 4. `fsync`s the file,
 //! 5. renames the temp file to `<dir>/<name>` with `RENAME_NOREPLACE`: an existing layer of that name is
 //!    never replaced, unless the writer was told to (`replace_existing(true)` on the delta or image
-//!    writer); without it,
-//!    an existing name fails `finish` with [`virtual_file::Error::AlreadyExists`] (inside
-//!    [`LayerError::Io`], naming the final path) and the temp file is removed,
+//!    writer); without it, an existing name fails `finish` with [`virtual_file::Error::AlreadyExists`]
+//!    (inside [`LayerError::Io`], naming the final path) and the temp file is removed,
 //! 6. `fsync`s the directory.
 //!
 //! A crash before step 5 leaves only the temp file; after step 4 the content under either name is
