@@ -39,7 +39,8 @@ pub struct DeltaLayerWriter {
 }
 
 impl DeltaLayerWriter {
-    /// Starts writing the delta layer `<dir>/<file_name>` (as `<file_name>.___temp` until finished).
+    /// Starts writing the delta layer `<dir>/<file_name>` (as a uniquely named temp file
+    /// `<file_name>.<hex>.___temp` until finished).
     pub async fn new(ctx: &IoContext, dir: &Path, file_name: &str) -> Result<Self, LayerError> {
         Ok(DeltaLayerWriter {
             file: LayerFileWriter::create(ctx, dir, file_name, LayerKind::Delta).await?,
@@ -48,6 +49,13 @@ impl DeltaLayerWriter {
             min_lsn: Lsn::MAX,
             max_lsn: Lsn::MIN,
         })
+    }
+
+    /// Lets [`finish`](Self::finish) replace an existing layer of the same name; by default an existing
+    /// name fails `finish` with [`virtual_file::Error::AlreadyExists`] and leaves that layer untouched.
+    pub fn replace_existing(mut self, yes: bool) -> Self {
+        self.file.set_replace_existing(yes);
+        self
     }
 
     /// Entries put so far.

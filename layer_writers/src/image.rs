@@ -27,8 +27,8 @@ pub struct ImageLayerWriter {
 }
 
 impl ImageLayerWriter {
-    /// Starts writing the image layer `<dir>/<file_name>` of images at `lsn` (as `<file_name>.___temp`
-    /// until finished). [`Lsn::MAX`] is refused: the LSN range `lsn..lsn + 1` could not represent it.
+    /// Starts writing the image layer `<dir>/<file_name>` of images at `lsn` (as a uniquely named temp
+    /// file `<file_name>.<hex>.___temp` until finished). [`Lsn::MAX`] is refused: the LSN range `lsn..lsn + 1` could not represent it.
     pub async fn new(
         ctx: &IoContext,
         dir: &Path,
@@ -47,6 +47,13 @@ impl ImageLayerWriter {
             first_key: None,
             last_key: None,
         })
+    }
+
+    /// Lets [`finish`](Self::finish) replace an existing layer of the same name; by default an existing
+    /// name fails `finish` with [`virtual_file::Error::AlreadyExists`] and leaves that layer untouched.
+    pub fn replace_existing(mut self, yes: bool) -> Self {
+        self.file.set_replace_existing(yes);
+        self
     }
 
     /// Entries put so far.

@@ -21,9 +21,9 @@
 //!
 //! # Writing
 //!
-//! The writer creates `<dir>/<name>.___temp` and appends blobs from offset 8192 through one
-//! [`BufferedWriter`](virtual_file::BufferedWriter) (via [`BlobWriter`]), which only ever issues aligned
-//! writes of whole buffers, so `O_DIRECT` works. Index pages come out of the [`BtreeBuilder`] while values
+//! The writer creates a temp file `<dir>/<name>.<16 random hex digits>.___temp` and appends blobs from
+//! offset 8192 through one [`BufferedWriter`](virtual_file::BufferedWriter) (via [`BlobWriter`]), which
+//! only ever issues aligned writes of whole buffers, so `O_DIRECT` works. Index pages come out of the [`BtreeBuilder`] while values
 //! are still being written, but their place is after the values, so they are kept in memory until
 //! `finish`, which then:
 //!
@@ -31,12 +31,29 @@
 //! 2. appends the index pages through the same writer (they land page-aligned) and shuts it down,
 //! 3. writes the summary block at offset 0 from an aligned 8 KiB buffer,
 //! 4. `fsync`s the file,
-//! 5. renames the temp file to `<dir>/<name>`,
+//! 5. renames the temp file to `<dir>/<name>` with `RENAME_NOREPLACE`: an existing layer of that name is
+//!    never replaced, unless the writer was told to (`replace_existing(true)` on the delta or image
+//!    writer); without it, an existing name fails `finish` with [`virtual_file::Error::AlreadyExists`]
+//!    (inside [`LayerError::Io`], naming the final path) and the temp file is removed,
 //! 6. `fsync`s the directory.
 //!
 //! A crash before step 5 leaves only the temp file; after step 4 the content under either name is
 //! complete, so the final name never refers to a partial layer. [`remove_temp_files`] deletes leftovers at
-//! start-up. A writer dropped without `finish` (or whose `finish` failed) removes its temp file.
+//! start-up.
+//!
+//! # Temp and ephemeral files
+//!
+//! - Names are unique: a random part in every name, and the file is created exclusively (`O_CREAT |
+//!   O_EXCL`, [`VirtualFile::create_temp`]), so two writers of the same layer name, or two in-memory
+//!   layers with the same id, each get a file of their own and never truncate or write each other's.
+//! - A temp file is removed when its [`VirtualFile`] is dropped unless it was persisted. While values are
+//!   written, the file is owned by the buffered writer's flush task: a writer dropped without `finish` (or
+//!   whose `finish` failed) has its temp file removed by that task after its last write, never while a
+//!   write to it could still follow.
+//! - A reopen after the open-file cache evicted the descriptor checks the file's identity (device, inode),
+//!   so a reader never reads another file that took the path.
+//! - [`remove_temp_files`] recognizes every temp name, old and new: `<name>.___temp`,
+//!   `<name>.<hex>.___temp`, `ephemeral-<id>.<hex>.___temp` and the old ephemeral `ephemeral-<id>`.
 //!
 //! # Weaknesses
 //!
@@ -45,6 +62,8 @@
 //!   reserving its space ahead of the values, would avoid that.
 //! - The padding after the values is only checked by a full `verify`, not by point reads or scans (they
 //!   never return it). A flipped bit there cannot change what a read returns.
+//! - `remove_temp_files` trusts names: a file someone else named like a temp file in a layer directory is
+//!   removed too (layer names that look like temp or ephemeral names are refused for that reason).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -78,16 +97,28 @@ pub struct LayerInfo {
     pub lsn_range: Range<Lsn>,
 }
 
-/// The path of the temp file a layer named `path` is written as.
-pub fn temp_path_for(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(TEMP_SUFFIX);
-    PathBuf::from(name)
+/// Prefix of the ephemeral files of in-memory layers: `ephemeral-<id>.<hex>.___temp` (earlier versions:
+/// `ephemeral-<id>`).
+pub(crate) const EPHEMERAL_PREFIX: &str = "ephemeral-";
+
+/// The prefix of the temp file names of a layer named `file_name` (the random part and [`TEMP_SUFFIX`]
+/// follow).
+pub(crate) fn temp_prefix_for(file_name: &str) -> String {
+    format!("{file_name}.")
 }
 
-/// Removes the leftover temp files (names ending in [`TEMP_SUFFIX`]) in `dir`, then `fsync`s `dir` if any
-/// were removed. Returns how many. Blocking (plain `std::fs`): meant for start-up, before any writer runs
-/// in `dir`.
+/// True for the name of a temp or ephemeral file, in every pattern this crate has written: names ending
+/// in [`TEMP_SUFFIX`], and the old ephemeral name `ephemeral-<decimal id>`.
+pub fn is_temp_file_name(name: &str) -> bool {
+    name.ends_with(TEMP_SUFFIX)
+        || name
+            .strip_prefix(EPHEMERAL_PREFIX)
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the leftover temp and ephemeral files ([`is_temp_file_name`]) in `dir`, then `fsync`s `dir` if
+/// any were removed. Returns how many. Blocking (plain `std::fs`): meant for start-up, before any writer
+/// runs in `dir`.
 pub fn remove_temp_files(dir: &Path) -> Result<usize, LayerError> {
     let std_err = |path: &Path| {
         let path = path.to_owned();
@@ -96,10 +127,7 @@ pub fn remove_temp_files(dir: &Path) -> Result<usize, LayerError> {
     let mut removed = 0;
     for entry in std::fs::read_dir(dir).map_err(std_err(dir))? {
         let entry = entry.map_err(std_err(dir))?;
-        let is_temp = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.ends_with(TEMP_SUFFIX));
+        let is_temp = entry.file_name().to_str().is_some_and(is_temp_file_name);
         if !is_temp || !entry.file_type().map_err(std_err(dir))?.is_file() {
             continue;
         }
@@ -126,8 +154,8 @@ fn check_file_name(name: &str) -> Result<(), LayerError> {
         "empty"
     } else if name.contains('/') || name == "." || name == ".." {
         "not a plain file name"
-    } else if name.ends_with(TEMP_SUFFIX) {
-        "ends with the temp suffix"
+    } else if is_temp_file_name(name) {
+        "named like a temp or ephemeral file (removed at start-up)"
     } else {
         return Ok(());
     };
@@ -135,26 +163,6 @@ fn check_file_name(name: &str) -> Result<(), LayerError> {
         name: name.to_owned(),
         reason,
     })
-}
-
-/// Removes the temp file on drop unless disarmed.
-#[derive(Debug)]
-struct TempFileGuard {
-    path: Option<PathBuf>,
-}
-
-impl Drop for TempFileGuard {
-    fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            match std::fs::remove_file(&path) {
-                Ok(()) => tracing::debug!(path = %path.display(), "removed unfinished layer file"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove unfinished layer file")
-                }
-            }
-        }
-    }
 }
 
 /// The kind-independent part of a layer writer: values, index, the finish protocol.
@@ -169,11 +177,12 @@ pub(crate) struct LayerFileWriter {
     index_pages: Vec<BuiltPage>,
     /// Set when a write failed or was cancelled half-way.
     poisoned: bool,
-    temp: TempFileGuard,
+    /// `finish` may replace an existing layer of the same name.
+    replace_existing: bool,
 }
 
 impl LayerFileWriter {
-    /// Creates `<dir>/<file_name>.___temp` for a layer of `kind`.
+    /// Creates a new temp file `<dir>/<file_name>.<hex>.___temp` for a layer of `kind`.
     pub async fn create(
         ctx: &IoContext,
         dir: &Path,
@@ -182,13 +191,11 @@ impl LayerFileWriter {
     ) -> Result<LayerFileWriter, LayerError> {
         check_file_name(file_name)?;
         let final_path = dir.join(file_name);
-        let temp_path = temp_path_for(&final_path);
-        let file = VirtualFile::create(ctx, &temp_path)
+        let file = VirtualFile::create_temp(ctx, dir, &temp_prefix_for(file_name), TEMP_SUFFIX)
             .await
-            .map_err(|e| LayerError::io(&temp_path, e))?;
-        let temp = TempFileGuard {
-            path: Some(temp_path),
-        };
+            .map_err(|e| LayerError::io(&final_path, e))?;
+        // The flush task owns the temp file from here: dropped unfinished, the task removes it after
+        // its last write.
         let blobs = BlobWriter::new(file, SUMMARY_SIZE as u64)?;
         let index =
             BtreeBuilder::new(kind.index_key_len()).map_err(|source| LayerError::IndexBuild {
@@ -204,8 +211,13 @@ impl LayerFileWriter {
             index,
             index_pages: Vec::new(),
             poisoned: false,
-            temp,
+            replace_existing: false,
         })
+    }
+
+    /// Lets `finish` replace an existing layer of the same name (default: an existing name is an error).
+    pub fn set_replace_existing(&mut self, yes: bool) {
+        self.replace_existing = yes;
     }
 
     /// Path of the temp file being written.
@@ -264,7 +276,7 @@ impl LayerFileWriter {
             index,
             mut index_pages,
             poisoned,
-            mut temp,
+            replace_existing,
         } = self;
         let temp_path = blobs.path().to_owned();
         if poisoned {
@@ -333,15 +345,16 @@ impl LayerFileWriter {
         file.sync_all()
             .await
             .map_err(|e| LayerError::io(&temp_path, e))?;
-        // through the engine, so an engine that records durable-state ops sees the rename
-        ctx.engine()
-            .rename(&temp_path, &final_path, RenameMode::Replace)
+        let mut file = file;
+        let mode = if replace_existing {
+            RenameMode::Replace
+        } else {
+            RenameMode::NoReplace
+        };
+        // On error the temp file is dropped, and so removed, here.
+        file.persist(&final_path, mode)
             .await
-            .map_err(|source| LayerError::StdIo {
-                path: temp_path.clone(),
-                source,
-            })?;
-        temp.path = None;
+            .map_err(|e| LayerError::io(&final_path, e))?;
         drop(file);
         ctx.sync_dir(&dir)
             .await
@@ -369,7 +382,7 @@ mod tests {
     #[test]
     fn file_names() {
         assert!(check_file_name("000-abc").is_ok());
-        for bad in ["", "a/b", ".", "..", "x.___temp"] {
+        for bad in ["", "a/b", ".", "..", "x.___temp", "ephemeral-12"] {
             assert!(
                 matches!(
                     check_file_name(bad),
@@ -378,9 +391,18 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(
-            temp_path_for(Path::new("/d/layer")),
-            Path::new("/d/layer.___temp")
-        );
+        assert!(check_file_name("ephemeral-x").is_ok());
+        for temp in [
+            "layer.___temp",
+            "layer.0123456789abcdef.___temp",
+            "ephemeral-7.0123456789abcdef.___temp",
+            "ephemeral-7",
+        ] {
+            assert!(is_temp_file_name(temp), "{temp}");
+        }
+        for not_temp in ["layer", "ephemeral-", "ephemeral-7x", "x.___temp.y"] {
+            assert!(!is_temp_file_name(not_temp), "{not_temp}");
+        }
+        assert_eq!(temp_prefix_for("layer"), "layer.");
     }
 }

@@ -55,7 +55,7 @@ pub use image::{ImageLayerReader, ImageLayerWriter};
 pub use in_memory::{InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions, PutValue};
 pub use key::{Key, Lsn};
 pub use layer_error::{BufferedWriteError, LayerError};
-pub use layer_file::{remove_temp_files, LayerInfo, TEMP_SUFFIX};
+pub use layer_file::{is_temp_file_name, remove_temp_files, LayerInfo, TEMP_SUFFIX};
 pub use layer_reader::VerifyReport;
 pub use read_budget::{BudgetPermit, ReadBudget};
 pub use vectored::{MAX_MERGE_GAP, MAX_VECTORED_READ, SCAN_READ};

@@ -220,9 +220,75 @@ async fn misuse_is_a_typed_error_and_the_file_is_removed_on_drop() {
         .unwrap()
         .is_empty());
     assert!(path.exists());
+    layer.remove().await.unwrap();
+    assert!(!path.exists(), "remove() removes the ephemeral file");
+
+    // dropped: the writer's flush task removes the file once it has stopped
+    let layer = InMemoryLayer::create(&ctx, dir.path(), 3).await.unwrap();
+    let path = layer.path().to_owned();
+    layer
+        .put_value(Key::from_u128(1), Lsn(5), true, &[1; 5000])
+        .await
+        .unwrap();
     drop(layer);
-    assert!(
-        !path.exists(),
-        "the ephemeral file is removed with the layer"
-    );
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while path.exists() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the ephemeral file is removed after the layer is dropped");
+}
+
+/// The reproduction of issue 11: a second layer with a live layer's id, in the same directory, used to
+/// truncate and overwrite the first one's ephemeral file; the first then returned the second's bytes.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_layer_with_the_same_id_has_its_own_file(
+    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
+) {
+    let Some(ctx) = context(mode, engine) else {
+        return;
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InMemoryLayerOptions {
+            buffer_capacity: 4096,
+            ..InMemoryLayerOptions::default()
+        };
+        let value_of = |layer: u8, i: u64| vec![layer.wrapping_mul(31).wrapping_add(i as u8); 1000];
+        let a = InMemoryLayer::create_with_options(&ctx, dir.path(), 7, opts)
+            .await
+            .unwrap();
+        for i in 0..8u64 {
+            a.put_value(Key::from_u128(1), Lsn(i + 1), false, &value_of(1, i))
+                .await
+                .unwrap();
+        }
+        let b = InMemoryLayer::create_with_options(&ctx, dir.path(), 7, opts)
+            .await
+            .unwrap();
+        assert_ne!(a.path(), b.path(), "{mode}/{engine}: one file per layer");
+        for i in 0..8u64 {
+            b.put_value(Key::from_u128(1), Lsn(i + 1), false, &value_of(2, i))
+                .await
+                .unwrap();
+        }
+        for (layer, which) in [(&a, 1u8), (&b, 2)] {
+            let got = layer
+                .get(Key::from_u128(1), Lsn(0)..Lsn(100))
+                .await
+                .unwrap();
+            let want: Vec<_> = (0..8u64)
+                .map(|i| (Lsn(i + 1), false, value_of(which, i)))
+                .collect();
+            assert_eq!(
+                got, want,
+                "{mode}/{engine}: layer {which} reads its own bytes"
+            );
+        }
+    })
+    .await
+    .expect("test timed out");
 }

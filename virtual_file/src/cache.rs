@@ -7,7 +7,9 @@
 //! the IO reopens its file into a victim slot chosen by the clock. The clock skips slots used since its
 //! last pass and slots that are pinned (a failed `try_write`), so eviction never waits for IO. Files
 //! beyond the number of slots stay usable; they just reopen on next use, with the same flags minus
-//! create/truncate.
+//! create/truncate, and only if the path still names the same file (device and inode, checked by
+//! [`VirtualFile`](crate::VirtualFile) before the new descriptor is installed; otherwise
+//! [`Error::FileReplaced`](crate::Error::FileReplaced) and the slot stays empty).
 //!
 //! Weakness: two tasks that miss on the same file at the same moment both reopen it, and the older slot
 //! keeps a stale descriptor until the clock reuses it (still within the slot count).

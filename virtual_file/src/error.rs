@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use io_engine::{EngineSelectError, EnvSettingError, IoEngineKind};
 
+use crate::file::FileId;
 use crate::io_mode::IoMode;
 use crate::metrics::OpKind;
 
@@ -80,6 +81,38 @@ pub enum Error {
         align: usize,
         mode: IoMode,
     },
+    /// A reopen by path (after the open-file cache evicted the descriptor) found another file than the one
+    /// first opened: the path was renamed over, or removed and created again. Nothing was read or written.
+    #[error(
+        "reopen {path}: the path now names another file ({found}) than the one opened ({expected}); it was \
+         replaced (io mode {mode})"
+    )]
+    FileReplaced {
+        path: PathBuf,
+        expected: FileId,
+        found: FileId,
+        mode: IoMode,
+    },
+    /// A rename that must not replace anything found its target taken (`RENAME_NOREPLACE`, `EEXIST`).
+    /// Neither file was changed.
+    #[error("rename {from} to {to}: the target already exists and replacing it was not asked for")]
+    AlreadyExists {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Exclusive creation of a uniquely named file met an existing file at every name tried.
+    #[error(
+        "create a unique file {dir}/{prefix}*{suffix}: every one of {attempts} random names already \
+         existed"
+    )]
+    NameCollision {
+        dir: PathBuf,
+        prefix: String,
+        suffix: String,
+        attempts: u32,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -106,6 +139,10 @@ impl Error {
     pub fn kind(&self) -> io::ErrorKind {
         match self {
             Error::Io { source, .. } => source.kind(),
+            Error::AlreadyExists { .. } | Error::NameCollision { .. } => {
+                io::ErrorKind::AlreadyExists
+            }
+            Error::FileReplaced { .. } => io::ErrorKind::NotFound,
             Error::Misaligned { .. } | Error::Config(_) | Error::EnvSetting(_) => {
                 io::ErrorKind::InvalidInput
             }
@@ -118,7 +155,7 @@ impl Error {
     /// The raw OS error number of an [`Error::Io`] from the kernel.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io { source, .. } | Error::AlreadyExists { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

@@ -14,6 +14,6 @@ pub use buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
 pub use cache::DEFAULT_OPEN_FILES;
 pub use context::{IoContext, IoContextBuilder, DEFAULT_ALIGNMENT, OPEN_FILES_ENV};
 pub use error::{Error, MisalignedPart};
-pub use file::{OpenOptions, VirtualFile};
+pub use file::{FileId, OpenOptions, VirtualFile, TEMP_NAME_ATTEMPTS};
 pub use io_mode::{IoMode, IO_MODE_ENV};
 pub use metrics::{MetricsSnapshot, OpKind, OpMetricsSnapshot};

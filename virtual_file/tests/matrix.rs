@@ -268,7 +268,9 @@ async fn rename_then_reopen_and_remove(
     let data = IoBufferMut::<io_engine::DefaultAlign>::from_slice(&pattern(4096, 3));
     let (_, res) = file.write_all_at(FullSlice::new(data), 0).await;
     res.unwrap();
-    file.rename(dir.path().join("renamed")).unwrap();
+    file.rename(dir.path().join("renamed"), io_engine::RenameMode::NoReplace)
+        .await
+        .unwrap();
     assert!(!a.exists() && file.path().ends_with("renamed"));
     let other = VirtualFile::create(&ctx, &b).await.unwrap(); // evicts `file`
     let buf = IoBufferMut::<io_engine::DefaultAlign>::with_capacity(4096);
@@ -277,7 +279,7 @@ async fn rename_then_reopen_and_remove(
     assert_eq!(&s.into_inner()[..], &pattern(4096, 3)[..]);
     assert!(ctx.metrics().cache_evictions >= 2);
     let renamed = file.path().to_owned();
-    file.remove().unwrap();
+    file.remove().await.unwrap();
     assert!(!renamed.exists());
     drop(other);
 }

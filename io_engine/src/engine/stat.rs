@@ -10,6 +10,11 @@ pub struct FileStat {
     /// `O_DIRECT` alignment requirements (`STATX_DIOALIGN`), if the file system reported them. `None` when
     /// the kernel or file system does not report it, or reports that it does not support `O_DIRECT` here.
     pub dio: Option<DioAlign>,
+    /// The device the file lives on (`makedev(stx_dev_major, stx_dev_minor)`); with `ino`, the file's
+    /// identity.
+    pub dev: u64,
+    /// The inode number.
+    pub ino: u64,
 }
 
 /// `O_DIRECT` alignment requirements reported by `statx(STATX_DIOALIGN)`.
@@ -38,6 +43,8 @@ impl FileStat {
             size: stx.stx_size,
             blksize: stx.stx_blksize,
             dio,
+            dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+            ino: stx.stx_ino,
         }
     }
 }

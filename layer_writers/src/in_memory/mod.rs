@@ -3,6 +3,15 @@
 //! whatever mix of disk, in-flight buffer and mutable buffer holds the bytes; a frozen layer is written
 //! out as a delta layer with [`write_to_disk`](InMemoryLayer::write_to_disk).
 //!
+//! # The ephemeral file
+//!
+//! `dir/ephemeral-<id>.<16 random hex digits>.___temp`, created exclusively (`O_CREAT | O_EXCL`), so two
+//! layers never share a file, even with the same id in the same directory. The buffered writer's flush
+//! task owns it and removes it when the layer is dropped, after its last write; [`InMemoryLayer::remove`]
+//! does the same and waits for it. The reader is a second handle opened on the same file (checked by
+//! identity), and every reopen after eviction checks the identity again. Leftovers of a crash match
+//! [`remove_temp_files`](crate::remove_temp_files).
+//!
 //! # Lock discipline
 //!
 //! One `tokio::sync::RwLock` guards the writer and the index. Appends take it for writing; a read takes it
@@ -35,13 +44,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::RwLock;
-use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, OpenOptions, VirtualFile};
+use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, ShutdownMode, VirtualFile};
 
 pub use error::InMemoryLayerError;
 
 use crate::blob::{blob_crc, encode_header, Compression, CRC_LEN};
 use crate::blob_io::decode_blob_exact;
 use crate::key::{Key, Lsn};
+use crate::layer_file::{EPHEMERAL_PREFIX, TEMP_SUFFIX};
 use index::{Entry, Index};
 
 /// Settings of an [`InMemoryLayer`].
@@ -95,8 +105,8 @@ impl std::fmt::Debug for InMemoryLayer {
 pub type PutValue<'a> = (Key, Lsn, bool, &'a [u8]);
 
 impl InMemoryLayer {
-    /// A new layer whose ephemeral file is `dir/ephemeral-<id>`; that file must not exist yet (ids are
-    /// the caller's to keep unique; a leftover from a crash is for the caller's start-up to remove).
+    /// A new layer whose ephemeral file is a new, uniquely named file in `dir` (see the module docs). `id`
+    /// is part of the name for people reading a directory listing; it need not be unique.
     pub async fn create(ctx: &IoContext, dir: &Path, id: u64) -> Result<Self, InMemoryLayerError> {
         Self::create_with_options(ctx, dir, id, InMemoryLayerOptions::default()).await
     }
@@ -108,20 +118,20 @@ impl InMemoryLayer {
         id: u64,
         options: InMemoryLayerOptions,
     ) -> Result<Self, InMemoryLayerError> {
-        let path = dir.join(format!("ephemeral-{id}"));
+        let prefix = format!("{EPHEMERAL_PREFIX}{id}.");
+        // Removed when dropped: by the flush task once the writer owns it.
+        let file = VirtualFile::create_temp(ctx, dir, &prefix, TEMP_SUFFIX)
+            .await
+            .map_err(|source| InMemoryLayerError::Io {
+                path: dir.join(format!("{prefix}*{TEMP_SUFFIX}")),
+                source,
+            })?;
+        let path = file.path().to_owned();
         let io = |source| InMemoryLayerError::Io {
             path: path.clone(),
             source,
         };
-        let opts = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true);
-        let file = VirtualFile::open_with_options(ctx, &path, opts)
-            .await
-            .map_err(io)?;
-        let reader = VirtualFile::open(ctx, &path).await.map_err(io)?;
+        let reader = file.open_again_read_only().await.map_err(io)?;
         let wopts = BufferedWriterOptions::default().with_capacity(options.buffer_capacity);
         let mut writer =
             BufferedWriter::new(file, wopts).map_err(|source| InMemoryLayerError::Write {
@@ -323,6 +333,25 @@ impl InMemoryLayer {
         Ok(())
     }
 
+    /// Removes the ephemeral file and waits until it is gone: the writer is shut down (its tail
+    /// discarded), then the file is unlinked. Dropping the layer removes the file too, but in the
+    /// background once the writer's flush task has ended.
+    pub async fn remove(self) -> Result<(), InMemoryLayerError> {
+        let path = self.path.clone();
+        let Inner { writer, .. } = self.inner.into_inner();
+        // On a shutdown error the flush task has already ended and dropped (removed) the file.
+        let (_, file) = writer
+            .shutdown(ShutdownMode::DropTail)
+            .await
+            .map_err(|source| InMemoryLayerError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        file.remove()
+            .await
+            .map_err(|source| InMemoryLayerError::Io { path, source })
+    }
+
     /// True once [`freeze`](Self::freeze) was called.
     pub fn is_frozen(&self) -> bool {
         self.frozen.load(Ordering::Acquire)
@@ -345,16 +374,4 @@ fn duplicate_in(batch: &[PutValue<'_>]) -> Option<(Key, Lsn)> {
         .iter()
         .map(|&(k, l, _, _)| (k, l))
         .find(|kl| !seen.insert(*kl))
-}
-
-impl Drop for InMemoryLayer {
-    fn drop(&mut self) {
-        // The flush task may still hold the file open; unlinking it is fine, the space is freed when the
-        // last descriptor closes.
-        if let Err(e) = std::fs::remove_file(&self.path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the ephemeral file");
-            }
-        }
-    }
 }

@@ -11,7 +11,14 @@
 //! [`State`] under the mutex: the write leaves the in-flight list, and on success `flushed_end` moves past
 //! it. After the first error it writes nothing more (it never writes past a hole) but keeps answering
 //! requests and recycling buffers, so the writer never waits forever; the writer reports the error.
-//! The task ends when the request channel closes (the writer shut down or was dropped) and returns the file.
+//! The task ends when the request channel closes after a shutdown, and returns the file.
+//!
+//! A writer dropped without shutdown *abandons* the task ([`FlushHandle`]'s `Drop`): it sets a flag and
+//! closes the request channel. The task finishes the one write it may be in the middle of (a write is
+//! never cut short, so no kernel IO outlives the task), starts no other, drops the queued requests, and
+//! then drops the file itself, inside the task. So whatever the file's owner does when the file is dropped
+//! (a temp file removes itself) happens only after the task's last write, and nothing writes to the file
+//! afterwards.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +60,8 @@ pub(super) struct State<A: Alignment, E> {
 pub(super) struct Shared<A: Alignment, E> {
     /// Set (after `state.failure`) when a write failed: lets the writer's hot path skip the lock.
     failed: AtomicBool,
+    /// Set when the writer was dropped without shutdown: the task starts no further write.
+    abandoned: AtomicBool,
     state: Mutex<State<A, E>>,
 }
 
@@ -60,6 +69,7 @@ impl<A: Alignment, E> Shared<A, E> {
     fn new(start_offset: u64) -> Self {
         Self {
             failed: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             state: Mutex::new(State {
                 flushed_end: start_offset,
                 in_flight: VecDeque::new(),
@@ -102,7 +112,7 @@ pub(super) struct SendPermit<'a, A: Alignment>(mpsc::Permit<'a, Request<A>>);
 pub(super) struct FlushHandle<W: OwnedAsyncWriter, A: Alignment> {
     requests: Option<mpsc::Sender<Request<A>>>,
     recycled: mpsc::Receiver<IoBufferMut<A>>,
-    task: Option<JoinHandle<W>>,
+    task: Option<JoinHandle<Option<W>>>,
     shared: Arc<Shared<A, W::Error>>,
     /// Pool buffers allocated so far (at most `depth`).
     allocated: usize,
@@ -207,22 +217,42 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
     pub(super) async fn close(&mut self) -> Result<W, TaskGone> {
         self.requests = None;
         let task = self.task.take().ok_or(TaskGone)?;
-        task.await.map_err(|err| {
-            tracing::error!(%err, "buffered writer: flush task did not finish");
-            TaskGone
-        })
+        match task.await {
+            Ok(Some(writer)) => Ok(writer),
+            // Abandoned: only `Drop` sets that flag, and it runs after this.
+            Ok(None) => Err(TaskGone),
+            Err(err) => {
+                tracing::error!(%err, "buffered writer: flush task did not finish");
+                Err(TaskGone)
+            }
+        }
     }
 }
 
-/// The flush task: writes requests in order until the request channel closes, then returns the file.
+impl<W: OwnedAsyncWriter, A: Alignment> Drop for FlushHandle<W, A> {
+    /// Abandons the task if it still runs (see the module docs): it finishes the write under way, if any,
+    /// then drops the file; queued writes are not made.
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.shared.abandoned.store(true, Ordering::Release);
+            self.requests = None;
+        }
+    }
+}
+
+/// The flush task: writes requests in order until the request channel closes, then returns the file; or,
+/// abandoned, drops the file after the write under way and returns `None`.
 async fn run<W: OwnedAsyncWriter, A: Alignment>(
     writer: W,
     mut requests: mpsc::Receiver<Request<A>>,
     recycle: mpsc::Sender<IoBufferMut<A>>,
     shared: Arc<Shared<A, W::Error>>,
     capacity: usize,
-) -> W {
+) -> Option<W> {
     while let Some(request) = requests.recv().await {
+        if shared.abandoned.load(Ordering::Acquire) {
+            break;
+        }
         let (offset, buf, recycle_buf) = match request {
             Request::Barrier(done) => {
                 // The writer may have stopped waiting (its future was dropped): nothing to do then.
@@ -263,8 +293,15 @@ async fn run<W: OwnedAsyncWriter, A: Alignment>(
             let _ = recycle.try_send(buf);
         }
     }
+    if shared.abandoned.load(Ordering::Acquire) {
+        // The queued requests go first (their barriers answer "gone"), then the file, in this task.
+        drop(requests);
+        drop(writer);
+        tracing::debug!("buffered writer: abandoned; flush task stopped and dropped the file");
+        return None;
+    }
     tracing::debug!("buffered writer: flush task finished");
-    writer
+    Some(writer)
 }
 
 /// Records the end of the write at `offset`: it leaves the in-flight list; on success the flushed end

@@ -35,11 +35,24 @@ pub(super) struct MockState {
 }
 
 /// A cheaply clonable handle to one mock file; the test keeps one, the writer owns another.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct MockFile {
     state: Arc<Mutex<MockState>>,
     /// When set, each write takes (and consumes) one permit before it does anything.
     gate: Option<Arc<Semaphore>>,
+    /// One permit is added by each write as it starts (before the gate): a test waits here to know a write
+    /// is under way.
+    entered: Arc<Semaphore>,
+}
+
+impl Default for MockFile {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            gate: None,
+            entered: Arc::new(Semaphore::new(0)),
+        }
+    }
 }
 
 impl MockFile {
@@ -51,14 +64,23 @@ impl MockFile {
     pub(super) fn gated() -> (Self, Arc<Semaphore>) {
         let gate = Arc::new(Semaphore::new(0));
         let file = Self {
-            state: Arc::default(),
             gate: Some(Arc::clone(&gate)),
+            ..Self::default()
         };
         (file, gate)
     }
 
     pub(super) fn state(&self) -> MutexGuard<'_, MockState> {
         self.state.lock().expect("mock state lock")
+    }
+
+    /// Waits until `n` more writes have started (each is then under way or done).
+    pub(super) async fn wait_writes_started(&self, n: u32) {
+        self.entered
+            .acquire_many(n)
+            .await
+            .expect("the semaphore is never closed")
+            .forget();
     }
 
     /// Number of handles to this mock's state (the test's plus the flush task's while it runs).
@@ -84,6 +106,7 @@ impl OwnedAsyncWriter for MockFile {
         buf: FullSlice<B>,
         offset: u64,
     ) -> (FullSlice<B>, Result<(), io::Error>) {
+        self.entered.add_permits(1);
         if let Some(gate) = &self.gate {
             if let Ok(permit) = gate.acquire().await {
                 permit.forget();

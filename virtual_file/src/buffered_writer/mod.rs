@@ -72,8 +72,15 @@
 //! `shutdown` returns it as [`Error::Flush`] with the number of bytes known to be in the file, and every
 //! call after that returns [`Error::Poisoned`] with the same number. After a failure the task writes
 //! nothing more, so no byte beyond a hole is ever written; bytes acknowledged before it are untouched.
-//! No IO error panics. Dropping the writer without shutdown closes the request channel: the task writes
-//! what was already queued, then ends and drops the file.
+//! No IO error panics.
+//!
+//! # Dropping without shutdown
+//!
+//! Dropping the writer abandons its flush task: the task finishes the write it is in the middle of (if
+//! any), makes none of the queued ones, and then drops the file *inside the task*. Whatever dropping the
+//! file does (a temp [`VirtualFile`](crate::VirtualFile) removes itself) therefore happens after the last
+//! write, and nothing writes to the file after that: a removed temp file is never written again through
+//! a reopen of its path. The drop itself does not wait; the task ends on its own soon after.
 //!
 //! # Weaknesses
 //!
@@ -91,8 +98,8 @@
 //!   buffer and copied once more.
 //! - `ZeroPadToNextMultiple(n)` with `n` larger than `capacity` writes a tail longer than a buffer (still
 //!   aligned), allocating it for the occasion.
-//! - A writer dropped without shutdown loses its tail silently, and errors of the writes still queued
-//!   are only logged.
+//! - A writer dropped without shutdown loses its tail and its queued buffers, and an error of the write
+//!   under way at that moment is only logged.
 
 mod error;
 mod flush;
@@ -319,7 +326,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
 
 impl<W: OwnedAsyncWriter, A: Alignment> Drop for BufferedWriter<W, A> {
     fn drop(&mut self) {
-        // The flush task finishes the queued writes and ends by itself once the request channel closes.
+        // Dropping `self.flush` abandons the flush task (see the module docs).
         let tail = self.buffered_len();
         if tail > 0 && !self.disposable {
             tracing::warn!(

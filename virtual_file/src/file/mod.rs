@@ -6,9 +6,16 @@
 //!   alignment on every call, before any syscall ([`Error::Misaligned`]).
 //! - The descriptor lives in the context's open-file cache; an evicted file reopens transparently on its
 //!   next IO, with the same flags (and the same `O_DIRECT` decision) minus create/truncate.
+//! - A reopen checks the file's identity: the (device, inode) recorded at first open must be what the path
+//!   names now, else [`Error::FileReplaced`] and nothing is read or written ([`FileId`], `identity.rs`).
+//! - Temp files get unique names and are created exclusively (`O_CREAT | O_EXCL`); they are removed on
+//!   drop unless persisted, and persisting renames without replacing an existing file unless asked
+//!   (`RENAME_NOREPLACE`); see [`VirtualFile::create_temp`] and [`VirtualFile::persist`] (`temp.rs`).
 
+mod identity;
 mod open_options;
 mod owned_io;
+mod temp;
 #[cfg(test)]
 mod tests;
 
@@ -20,8 +27,10 @@ use std::time::Instant;
 use io_engine::{FileStat, FullSlice, IoBuf, IoBufMut, IoFd, Slice};
 use tokio::sync::{RwLockReadGuard, RwLockWriteGuard};
 
+pub use identity::FileId;
 use open_options::reopen_flags;
 pub use open_options::OpenOptions;
+pub use temp::TEMP_NAME_ATTEMPTS;
 
 use crate::cache::{SlotHandle, SlotInner};
 use crate::context::IoContext;
@@ -36,6 +45,10 @@ pub struct VirtualFile {
     /// Flags for reopening after eviction (includes `O_DIRECT` if the file uses it).
     reopen_flags: libc::c_int,
     direct: bool,
+    /// Device and inode at first open: every reopen by path must find the same.
+    id: FileId,
+    /// Remove the file from its directory on drop (a temp file not yet persisted, see `temp.rs`).
+    remove_on_drop: bool,
     handle: Mutex<SlotHandle>,
 }
 
@@ -44,6 +57,8 @@ impl std::fmt::Debug for VirtualFile {
         f.debug_struct("VirtualFile")
             .field("path", &self.path)
             .field("direct", &self.direct)
+            .field("id", &self.id)
+            .field("remove_on_drop", &self.remove_on_drop)
             .finish()
     }
 }
@@ -133,6 +148,19 @@ impl VirtualFile {
             }
         };
         let fd = Arc::new(fd);
+        // The identity (and the O_DIRECT alignment) from the descriptor just opened, before the cache
+        // can hand its slot to another file.
+        let stat = Self::timed_statx(ctx, &fd)
+            .await
+            .map_err(|source| Error::Io {
+                op: OpKind::Metadata,
+                path: path.clone(),
+                offset: None,
+                len: None,
+                mode,
+                engine: ctx.engine_kind(),
+                source,
+            })?;
         let flags = reopen_flags(base_flags) | if direct { libc::O_DIRECT } else { 0 };
         let handle = ctx.inner.cache.install(index, &mut guard, Arc::clone(&fd));
         drop(guard);
@@ -141,10 +169,12 @@ impl VirtualFile {
             path,
             reopen_flags: flags,
             direct,
+            id: FileId::of(&stat),
+            remove_on_drop: false,
             handle: Mutex::new(handle),
         };
         if direct {
-            file.check_dio_alignment().await?;
+            file.check_dio_alignment(&stat)?;
         }
         Ok(file)
     }
@@ -156,10 +186,16 @@ impl VirtualFile {
         res
     }
 
+    async fn timed_statx(ctx: &IoContext, fd: &Arc<IoFd>) -> io::Result<FileStat> {
+        let start = Instant::now();
+        let res = ctx.inner.engine.statx(fd).await;
+        ctx.inner.metrics.ops[OpKind::Metadata].record(start.elapsed(), 0, res.is_ok());
+        res
+    }
+
     /// `statx(STATX_DIOALIGN)`: a file system that needs more alignment than the context provides is an
     /// error at open, not at the first IO.
-    async fn check_dio_alignment(&self) -> Result<(), Error> {
-        let stat = self.metadata().await?;
+    fn check_dio_alignment(&self, stat: &FileStat) -> Result<(), Error> {
         let align = self.ctx.alignment();
         if let Some(dio) = stat.dio {
             if dio.mem_align as usize > align || dio.offset_align as usize > align {
@@ -178,6 +214,11 @@ impl VirtualFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's identity (device, inode), taken at first open and checked at every reopen.
+    pub fn id(&self) -> FileId {
+        self.id
     }
 
     /// True if the file uses `O_DIRECT`.
@@ -217,7 +258,10 @@ impl VirtualFile {
         let fd = Self::timed_open(&self.ctx, &self.path, self.reopen_flags)
             .await
             .map_err(|e| self.io_error(OpKind::Open, None, None, e))?;
-        let new_handle = cache.install(index, &mut guard, Arc::new(fd));
+        let fd = Arc::new(fd);
+        // Dropped unused (and the slot left empty) if the path now names another file.
+        self.check_identity(&fd).await?;
+        let new_handle = cache.install(index, &mut guard, fd);
         *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = new_handle;
         Ok(PinnedFd {
             guard: guard.downgrade(),
@@ -514,25 +558,14 @@ impl VirtualFile {
         )
         .await
     }
-
-    /// Renames the file to `to` (within one file system); later reopens use the new path. Not durable until
-    /// the directory is synced ([`IoContext::sync_dir`]).
-    pub fn rename(&mut self, to: impl AsRef<Path>) -> Result<(), Error> {
-        let to = to.as_ref();
-        std::fs::rename(&self.path, to).map_err(|e| self.io_error(OpKind::Open, None, None, e))?;
-        self.path = to.to_owned();
-        Ok(())
-    }
-
-    /// Closes the file and removes it from its directory.
-    pub fn remove(self) -> Result<(), Error> {
-        std::fs::remove_file(&self.path).map_err(|e| self.io_error(OpKind::Open, None, None, e))
-    }
 }
 
 impl Drop for VirtualFile {
     fn drop(&mut self) {
         let handle = *self.handle.lock().unwrap_or_else(|p| p.into_inner());
         self.ctx.inner.cache.close_if_idle(handle);
+        if self.remove_on_drop {
+            self.remove_now_if_same_file();
+        }
     }
 }

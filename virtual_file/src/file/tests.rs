@@ -117,3 +117,39 @@ async fn reopen_after_eviction_keeps_o_direct() {
         "reopened with O_DIRECT"
     );
 }
+
+#[tokio::test]
+async fn exclusive_creation_that_keeps_colliding_is_a_typed_error() {
+    let ctx = IoContext::builder().mode(IoMode::Buffered).build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join(format!("x.{:016x}.tmp", 42));
+    std::fs::write(&taken, b"someone else's").unwrap();
+    // every name tried is the taken one
+    let mut tries = 0;
+    let err = VirtualFile::create_temp_with_names(&ctx, dir.path(), "x.", ".tmp", || {
+        tries += 1;
+        42
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::NameCollision { attempts, .. } if *attempts == temp::TEMP_NAME_ATTEMPTS),
+        "{err:?}"
+    );
+    assert_eq!(tries, temp::TEMP_NAME_ATTEMPTS);
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+    assert_eq!(
+        std::fs::read(&taken).unwrap(),
+        b"someone else's",
+        "an existing file is never opened for writing"
+    );
+    // a collision followed by a free name: the free one is used
+    let mut names = [42u64, 43].into_iter();
+    let file = VirtualFile::create_temp_with_names(&ctx, dir.path(), "x.", ".tmp", || {
+        names.next().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(file.path().ends_with(format!("x.{:016x}.tmp", 43)));
+    assert!(file.is_temp());
+}

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::buffered_writer::{ConfigError, Error, DEFAULT_CAPACITY, DEFAULT_DEPTH};
+use crate::buffered_writer::{
+    ConfigError, Error, OwnedAsyncWriter, DEFAULT_CAPACITY, DEFAULT_DEPTH,
+};
 
 #[test]
 fn defaults() {
@@ -207,29 +209,100 @@ async fn a_writer_with_every_buffer_in_flight_waits() {
     assert_eq!(file.state().contents, data);
 }
 
-#[tokio::test]
-async fn dropping_the_writer_ends_the_flush_task() {
-    let cap = 512;
-    let file = MockFile::new();
-    let mut w = writer(&file, cap, 2, 0);
-    let data = pattern(4, 3 * cap + 10);
-    w.write_buffered(&data).await.unwrap();
-    assert_eq!(file.handles(), 2, "the flush task owns a handle");
-    drop(w);
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while file.handles() > 1 {
-            tokio::task::yield_now().await;
+/// The writer's file, wrapped so the test learns when the flush task drops it: the drop is where a temp
+/// file removes itself.
+struct SignalsDrop {
+    file: MockFile,
+    dropped: Option<tokio::sync::oneshot::Sender<usize>>,
+}
+
+impl OwnedAsyncWriter for SignalsDrop {
+    type Error = std::io::Error;
+
+    async fn write_all_at<B: io_engine::IoBuf>(
+        &self,
+        buf: io_engine::FullSlice<B>,
+        offset: u64,
+    ) -> (io_engine::FullSlice<B>, Result<(), std::io::Error>) {
+        self.file.write_all_at(buf, offset).await
+    }
+
+    async fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.file.set_len(len).await
+    }
+}
+
+impl Drop for SignalsDrop {
+    fn drop(&mut self) {
+        // Reports the writes made before the file is dropped.
+        let writes = self.file.state().writes.len();
+        if let Some(tx) = self.dropped.take() {
+            let _ = tx.send(writes);
         }
-    })
-    .await
-    .expect("the flush task ends and drops the file");
-    let state = file.state();
-    assert_eq!(
-        state.writes.len(),
-        3,
-        "queued full buffers were still written"
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_writer_stops_the_flush_task_before_the_file_is_dropped() {
+    let cap = 512;
+    let (file, gate) = MockFile::gated();
+    let (tx, dropped) = tokio::sync::oneshot::channel();
+    let signalling = SignalsDrop {
+        file: file.clone(),
+        dropped: Some(tx),
+    };
+    let mut w: BufferedWriter<SignalsDrop, TestAlign> =
+        BufferedWriter::new(signalling, options(cap, 2, 0)).unwrap();
+    let data = pattern(4, 2 * cap);
+    // two full buffers: the first is being written (held at the gate), the second queued behind it
+    let started = async {
+        w.write_buffered(&data).await.unwrap();
+        file.wait_writes_started(1).await;
+    };
+    tokio::time::timeout(Duration::from_secs(10), started)
+        .await
+        .expect("the first write starts");
+    drop(w);
+    // the task is stuck in the gated write, so it cannot have dropped the file yet
+    let mut dropped = dropped;
+    assert!(
+        matches!(
+            dropped.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        ),
+        "the file is dropped only after the write under way"
     );
-    assert_eq!(state.contents, data[..3 * cap]);
+    gate.add_permits(10);
+    let writes_before_drop = tokio::time::timeout(Duration::from_secs(10), dropped)
+        .await
+        .expect("the abandoned flush task ends")
+        .expect("the file is dropped, not leaked");
+    assert_eq!(writes_before_drop, 1, "the write under way completed");
+    let state = file.state();
+    assert_eq!(state.writes.len(), 1, "the queued buffer was not written");
+    assert_eq!(state.contents, data[..cap]);
+}
+
+#[tokio::test]
+async fn dropping_an_idle_writer_drops_the_file() {
+    let file = MockFile::new();
+    let (tx, dropped) = tokio::sync::oneshot::channel();
+    let mut w: BufferedWriter<SignalsDrop, TestAlign> = BufferedWriter::new(
+        SignalsDrop {
+            file: file.clone(),
+            dropped: Some(tx),
+        },
+        options(512, 2, 0),
+    )
+    .unwrap();
+    w.write_buffered(&pattern(5, 700)).await.unwrap();
+    w.flush().await.unwrap();
+    drop(w);
+    let writes = tokio::time::timeout(Duration::from_secs(10), dropped)
+        .await
+        .expect("the abandoned flush task ends")
+        .expect("the file is dropped, not leaked");
+    assert_eq!(writes, 1, "the flushed buffer; the tail is lost");
 }
 
 #[tokio::test]

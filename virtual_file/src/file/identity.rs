@@ -1,0 +1,91 @@
+//! [`FileId`]: which file a descriptor refers to, so that a reopen by path can tell the file it opened
+//! before from another one that took its path since.
+//!
+//! The identity is `(device, inode)` from `statx` of the open descriptor, taken once at first open. A
+//! reopen by the open-file cache compares the new descriptor's identity with it before the descriptor is
+//! used; a mismatch is [`Error::FileReplaced`](crate::Error::FileReplaced) and the new descriptor is closed
+//! unused. A rename of the file itself keeps its inode, so [`VirtualFile::rename`](super::VirtualFile::rename)
+//! does not change the identity.
+//!
+//! Weakness: an inode number can be reused once the old file is gone and its last descriptor closed; a
+//! file removed and a new one created that happens to get the same inode on the same device passes the
+//! check. Unique names ([`super::unique`]) make a new file at an old file's path unlikely to begin with.
+
+use std::sync::Arc;
+
+use io_engine::{FileStat, IoFd};
+
+use crate::error::Error;
+use crate::metrics::OpKind;
+
+/// A file's identity: device and inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    /// The device (`makedev(major, minor)`).
+    pub dev: u64,
+    /// The inode number.
+    pub ino: u64,
+}
+
+impl FileId {
+    /// The identity `statx` reported.
+    pub fn of(stat: &FileStat) -> Self {
+        Self {
+            dev: stat.dev,
+            ino: stat.ino,
+        }
+    }
+}
+
+impl std::fmt::Display for FileId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "device {}:{}, inode {}",
+            libc::major(self.dev),
+            libc::minor(self.dev),
+            self.ino
+        )
+    }
+}
+
+impl super::VirtualFile {
+    /// Checks that `fd`, just opened by path, is the file first opened: else [`Error::FileReplaced`].
+    pub(super) async fn check_identity(&self, fd: &Arc<IoFd>) -> Result<(), Error> {
+        let stat = Self::timed_statx(&self.ctx, fd)
+            .await
+            .map_err(|e| self.io_error(OpKind::Metadata, None, None, e))?;
+        let found = FileId::of(&stat);
+        if found == self.id {
+            return Ok(());
+        }
+        tracing::warn!(
+            path = %self.path.display(),
+            expected = %self.id,
+            %found,
+            "reopen found another file at the path; refusing to use it"
+        );
+        Err(Error::FileReplaced {
+            path: self.path.clone(),
+            expected: self.id,
+            found,
+            mode: self.mode(),
+        })
+    }
+
+    /// Opens the same file again, read-only, as a second independent handle (for example a reader next
+    /// to a writer): the path is opened anew and must still name this file, else
+    /// [`Error::FileReplaced`] and no handle.
+    pub async fn open_again_read_only(&self) -> Result<super::VirtualFile, Error> {
+        let other = Self::open(&self.ctx, &self.path).await?;
+        if other.id != self.id {
+            return Err(Error::FileReplaced {
+                path: self.path.clone(),
+                expected: self.id,
+                found: other.id,
+                mode: self.mode(),
+            });
+        }
+        Ok(other)
+    }
+}

@@ -1,0 +1,278 @@
+//! File identity and temp files in every IO mode x engine: a reopen by path after eviction reads the same
+//! file or fails typed (`FileReplaced`), never another file; temp files get unique names, are created
+//! exclusively, removed on drop, and persisted without replacing an existing file unless asked.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{engine, pattern};
+use io_engine::{DefaultAlign, FullSlice, IoBufferMut, IoEngineKind, RenameMode, Slice};
+use rstest::rstest;
+use virtual_file::{BufferedWriter, BufferedWriterOptions, Error, IoContext, IoMode, VirtualFile};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn one_slot_context(mode: IoMode, kind: IoEngineKind) -> IoContext {
+    IoContext::builder()
+        .engine(engine(kind))
+        .mode(mode)
+        .open_files(1)
+        .build()
+        .unwrap()
+}
+
+async fn read_4k(file: &VirtualFile) -> Result<Vec<u8>, Error> {
+    let buf = IoBufferMut::<DefaultAlign>::with_capacity(4096);
+    let (s, res) = file.read_exact_at(Slice::new(buf, ..), 0).await;
+    res.map(|()| s.into_inner().to_vec())
+}
+
+async fn write_4k(file: &VirtualFile, seed: u64) {
+    let buf = IoBufferMut::<DefaultAlign>::from_slice(&pattern(4096, seed));
+    let (_, res) = file.write_all_at(FullSlice::new(buf), 0).await;
+    res.unwrap();
+}
+
+#[rstest]
+#[tokio::test]
+async fn reopen_after_eviction_checks_identity(
+    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    tokio::time::timeout(TIMEOUT, async {
+        let ctx = one_slot_context(mode, kind);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, pattern(4096, 1)).unwrap();
+        let reader = VirtualFile::open(&ctx, &path).await.unwrap();
+        let other = VirtualFile::create(&ctx, dir.path().join("other"))
+            .await
+            .unwrap(); // evicts `reader`
+                       // happy path: evicted, reopened, the same file
+        assert_eq!(read_4k(&reader).await.unwrap(), pattern(4096, 1));
+        other.metadata().await.unwrap(); // evicts `reader` again
+        assert_eq!(read_4k(&reader).await.unwrap(), pattern(4096, 1));
+        let id = reader.id();
+        assert_ne!(id, other.id());
+
+        // another file renamed over the path while `reader`'s descriptor is evicted
+        other.metadata().await.unwrap();
+        let replacement = dir.path().join("replacement");
+        std::fs::write(&replacement, pattern(4096, 2)).unwrap();
+        std::fs::rename(&replacement, &path).unwrap();
+        let err = read_4k(&reader).await.unwrap_err();
+        match &err {
+            Error::FileReplaced {
+                path: p,
+                expected,
+                found,
+                ..
+            } => {
+                assert_eq!(p, &path);
+                assert_eq!(*expected, id);
+                assert_ne!(found, expected);
+            }
+            other => panic!("{mode}/{kind}: expected FileReplaced, got {other:?}"),
+        }
+        assert!(err.to_string().contains("replaced"), "{err}");
+        // still refused on every later IO, also for writes through a writable handle
+        assert!(matches!(
+            reader.metadata().await,
+            Err(Error::FileReplaced { .. })
+        ));
+        assert_eq!(
+            ctx.open_files(),
+            0,
+            "the wrong file's descriptor was closed unused"
+        );
+
+        // a writer whose file is replaced: its write is refused, the replacement keeps its bytes
+        let wpath = dir.path().join("w");
+        let writer = VirtualFile::create(&ctx, &wpath).await.unwrap();
+        other.metadata().await.unwrap(); // evicts `writer`
+        std::fs::write(&replacement, pattern(4096, 3)).unwrap();
+        std::fs::rename(&replacement, &wpath).unwrap();
+        let buf = IoBufferMut::<DefaultAlign>::from_slice(&pattern(4096, 4));
+        let (_, res) = writer.write_all_at(FullSlice::new(buf), 0).await;
+        assert!(matches!(res, Err(Error::FileReplaced { .. })), "{res:?}");
+        assert_eq!(std::fs::read(&wpath).unwrap(), pattern(4096, 3));
+
+        // a rename of the file itself keeps its identity
+        let mut moved = VirtualFile::create(&ctx, dir.path().join("m"))
+            .await
+            .unwrap();
+        write_4k(&moved, 5).await;
+        moved
+            .rename(dir.path().join("m2"), RenameMode::NoReplace)
+            .await
+            .unwrap();
+        other.metadata().await.unwrap(); // evicts `moved`
+        assert_eq!(read_4k(&moved).await.unwrap(), pattern(4096, 5));
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[rstest]
+#[tokio::test]
+async fn open_again_read_only_checks_identity(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    tokio::time::timeout(TIMEOUT, async {
+        let ctx = common::context(mode, kind);
+        let dir = tempfile::tempdir().unwrap();
+        let file = VirtualFile::create_temp(&ctx, dir.path(), "x.", ".tmp")
+            .await
+            .unwrap();
+        write_4k(&file, 6).await;
+        let again = file.open_again_read_only().await.unwrap();
+        assert_eq!(again.id(), file.id());
+        assert_eq!(read_4k(&again).await.unwrap(), pattern(4096, 6));
+        std::fs::write(dir.path().join("y"), b"y").unwrap();
+        std::fs::rename(dir.path().join("y"), file.path()).unwrap();
+        assert!(matches!(
+            file.open_again_read_only().await,
+            Err(Error::FileReplaced { .. })
+        ));
+    })
+    .await
+    .expect("test timed out");
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[rstest]
+#[tokio::test]
+async fn temp_files_are_unique_exclusive_and_persist_without_replacing(
+    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    tokio::time::timeout(TIMEOUT, async {
+        let ctx = common::context(mode, kind);
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = VirtualFile::create_temp(&ctx, dir.path(), "layer.", ".___temp")
+            .await
+            .unwrap();
+        let mut b = VirtualFile::create_temp(&ctx, dir.path(), "layer.", ".___temp")
+            .await
+            .unwrap();
+        assert_ne!(a.path(), b.path());
+        assert!(a.is_temp() && b.is_temp());
+        for f in [&a, &b] {
+            let name = f.path().file_name().unwrap().to_str().unwrap();
+            let hex = name
+                .strip_prefix("layer.")
+                .and_then(|n| n.strip_suffix(".___temp"))
+                .unwrap();
+            assert!(
+                hex.len() == 16 && hex.bytes().all(|c| c.is_ascii_hexdigit()),
+                "{name}"
+            );
+        }
+        write_4k(&a, 7).await;
+        write_4k(&b, 8).await;
+        let fin = dir.path().join("layer");
+        a.persist(&fin, RenameMode::NoReplace).await.unwrap();
+        assert!(!a.is_temp());
+        let err = b.persist(&fin, RenameMode::NoReplace).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::AlreadyExists { to, .. } if to == &fin),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(
+            b.is_temp() && b.path().exists(),
+            "a refused persist changes nothing"
+        );
+        assert_eq!(std::fs::read(&fin).unwrap(), pattern(4096, 7));
+        let b_temp = b.path().to_owned();
+        b.persist(&fin, RenameMode::Replace).await.unwrap();
+        assert!(!b_temp.exists());
+        assert_eq!(std::fs::read(&fin).unwrap(), pattern(4096, 8));
+        drop(a);
+        drop(b);
+        assert_eq!(
+            names(dir.path()),
+            ["layer"],
+            "persisted files are kept on drop"
+        );
+
+        // dropped temp files are removed; kept ones stay; `remove` removes
+        let t = VirtualFile::create_temp(&ctx, dir.path(), "t.", ".tmp")
+            .await
+            .unwrap();
+        let mut k = VirtualFile::create_temp(&ctx, dir.path(), "k.", ".tmp")
+            .await
+            .unwrap();
+        let r = VirtualFile::create_temp(&ctx, dir.path(), "r.", ".tmp")
+            .await
+            .unwrap();
+        k.keep();
+        let kept = k.path().to_owned();
+        let removed = r.path().to_owned();
+        drop(t);
+        drop(k);
+        r.remove().await.unwrap();
+        assert!(!removed.exists());
+        assert_eq!(
+            names(dir.path()),
+            [kept.file_name().unwrap().to_str().unwrap(), "layer"]
+        );
+
+        // a temp file whose path was taken by another file leaves that file alone when dropped
+        let t = VirtualFile::create_temp(&ctx, dir.path(), "t.", ".tmp")
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("z"), b"not yours").unwrap();
+        std::fs::rename(dir.path().join("z"), t.path()).unwrap();
+        let tpath = t.path().to_owned();
+        drop(t);
+        assert_eq!(std::fs::read(&tpath).unwrap(), b"not yours");
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[rstest]
+#[tokio::test]
+async fn a_dropped_writer_s_temp_file_is_removed_by_its_flush_task(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    tokio::time::timeout(TIMEOUT, async {
+        // one slot: the writer's descriptor is evicted by the reader, so its writes reopen by path
+        let ctx = one_slot_context(mode, kind);
+        let dir = tempfile::tempdir().unwrap();
+        let file = VirtualFile::create_temp(&ctx, dir.path(), "w.", ".tmp")
+            .await
+            .unwrap();
+        let path = file.path().to_owned();
+        let opts = BufferedWriterOptions::default().with_capacity(4096);
+        let mut w = BufferedWriter::<VirtualFile>::new(file, opts).unwrap();
+        let other = VirtualFile::create(&ctx, dir.path().join("other"))
+            .await
+            .unwrap();
+        for i in 0..8 {
+            w.write_buffered(&pattern(3000, i)).await.unwrap();
+            other.metadata().await.unwrap();
+        }
+        drop(w);
+        // the flush task ends after the write under way and drops (removes) the file itself
+        while path.exists() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(names(dir.path()), ["other"]);
+    })
+    .await
+    .expect("the abandoned flush task did not remove its temp file");
+}
