@@ -13,5 +13,5 @@ pub use engine::{
     RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
 };
 #[cfg(feature = "testing")]
-pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine};
+pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, RingFault};
 pub use env::EnvSettingError;

@@ -42,6 +42,8 @@ pub use fd::IoFd;
 pub use kind::{IoEngineKind, IO_ENGINE_ENV};
 pub use stat::{DioAlign, FileStat};
 pub use std_fs::StdFsEngine;
+#[cfg(feature = "testing")]
+pub use uring::RingFault;
 pub use uring::{UringConfig, UringEngine, UringStats};
 
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
