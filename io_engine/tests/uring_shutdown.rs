@@ -11,49 +11,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
-use io_engine::{
-    ConstAlign, FullSlice, IoBuf, IoBufMut, IoBufferMut, RingFault, Slice, UringConfig, UringEngine,
-};
+use io_engine::{FullSlice, IoBufferMut, RingFault, Slice, UringConfig, UringEngine};
 
 mod common;
-use common::{eventually, launch, open_fds, pipe, runtime, serial, HANG_GUARD};
-
-/// A buffer that counts its drops, to see when the engine frees a parked buffer.
-struct CountedBuf {
-    inner: IoBufferMut<ConstAlign<4096>>,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for CountedBuf {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-// SAFETY: delegates to `IoBufferMut`, which upholds the stable-pointer invariant; the wrapper neither
-// moves nor reallocates the memory.
-unsafe impl IoBuf for CountedBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.inner.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.inner.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.inner.bytes_total()
-    }
-}
-
-// SAFETY: as above.
-unsafe impl IoBufMut for CountedBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.inner.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller's guarantee is passed on unchanged.
-        unsafe { self.inner.set_init(pos) }
-    }
-}
+use common::{eventually, launch, open_fds, pipe, runtime, serial, CountedBuf, HANG_GUARD};
 
 /// Starts reads from `n` pipes (they stay in flight until something is written) and `O_DIRECT` writes
 /// of 4 MiB each, all with counted buffers; returns the tasks, the pipes' write ends and the count of

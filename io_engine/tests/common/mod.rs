@@ -19,7 +19,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use io_engine::{IoFd, UringConfig, UringEngine};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use io_engine::{ConstAlign, IoBuf, IoBufMut, IoBufferMut, IoFd, UringConfig, UringEngine};
 
 /// Set to `1` to make io_uring tests fail instead of skip when io_uring cannot start.
 pub const REQUIRE_URING_ENV: &str = "VIRTUAL_FILE_REQUIRE_URING";
@@ -103,4 +105,41 @@ pub fn pipe() -> (Arc<IoFd>, std::fs::File) {
     // SAFETY: `pipe2` succeeded; both descriptors are new and owned only here.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     (Arc::new(IoFd::new(r, false)), std::fs::File::from(w))
+}
+
+/// A buffer that counts its drops, to see when the engine frees a parked buffer.
+pub struct CountedBuf {
+    pub inner: IoBufferMut<ConstAlign<4096>>,
+    pub drops: Arc<AtomicUsize>,
+}
+
+impl Drop for CountedBuf {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: delegates to `IoBufferMut`, which upholds the stable-pointer invariant; the wrapper neither
+// moves nor reallocates the memory.
+unsafe impl IoBuf for CountedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.inner.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.inner.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.inner.bytes_total()
+    }
+}
+
+// SAFETY: as above.
+unsafe impl IoBufMut for CountedBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.inner.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: the caller's guarantee is passed on unchanged.
+        unsafe { self.inner.set_init(pos) }
+    }
 }
