@@ -261,8 +261,11 @@ fn cancellation_torture(
             models.extend(m);
             cancelled += c;
         }
+        // Every slot comes back: the parked ops complete (cancelled, or by themselves).
+        eventually("every slot is free again", || engine.stats().in_flight == 0).await;
         let stats = engine.stats();
         eprintln!("{tasks} tasks x {iters} ops, {cancelled} dropped early, {stats:?}");
+        assert_eq!(stats.parked_slots, 0, "{stats:?}");
         assert!(
             cancelled > tasks * iters / 20,
             "the torture must actually drop futures"

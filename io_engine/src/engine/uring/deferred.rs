@@ -169,9 +169,12 @@ impl<'a> Deferred<'a> {
     pub(super) fn run(mut self) {
         if let Some(panic) = self.run_all() {
             if std::thread::panicking() {
-                tracing::error!(
-                    "a waker or a buffer's Drop panicked while the thread was unwinding"
-                );
+                // A subscriber that panics now would abort: its panic is dropped too.
+                let _ = catch_unwind(|| {
+                    tracing::error!(
+                        "a waker or a buffer's Drop panicked while the thread was unwinding"
+                    )
+                });
             } else {
                 resume_unwind(panic);
             }
@@ -244,7 +247,9 @@ impl Drop for Deferred<'_> {
         // Normally already run (and empty). Run what is left rather than lose permits or wakeups; a
         // panic here is not resumed (this may be an unwinding drop).
         if self.run_all().is_some() {
-            tracing::error!("a waker or a buffer's Drop panicked in deferred engine work");
+            let _ = catch_unwind(|| {
+                tracing::error!("a waker or a buffer's Drop panicked in deferred engine work")
+            });
         }
     }
 }

@@ -3,10 +3,12 @@
 //! ## How an op runs
 //! 1. **Slot.** Each ring has `entries` slots, one per op it may have in flight. A submitter first takes
 //!    a permit from a FIFO, cancellation-safe `tokio::sync::Semaphore` (one permit per free slot). More
-//!    concurrent ops than slots is normal: the rest wait their turn, they never get an error. Since no
-//!    more than `entries` ops are ever in flight and the completion queue has `2 * entries` entries,
-//!    the completion queue cannot overflow (the one extra CQE, of the cancel-all at shutdown, fits too).
-//! 2. **Submit.** Under the ring's mutex: take a free slot, push the SQE (`user_data` = slot), call
+//!    concurrent ops than slots is normal: the rest wait their turn, they never get an error. The
+//!    submission queue has room for an op and a cancel request per slot (`2 * entries`), and the
+//!    completion queue for twice that: since no more than `entries` ops and `entries` cancel requests
+//!    are ever in flight, neither queue can overflow.
+//! 2. **Submit.** Under the ring's mutex: take a free slot, push the SQE (`user_data` = slot and its
+//!    generation), call
 //!    `io_uring_enter`, and drain the completion queue right away. Buffered IO that hits the page cache
 //!    completes *inside* that submit call: the submit hands the result straight back, so the op's
 //!    future returns on its first poll with no task hop and one lock. When nothing else is in flight,
