@@ -136,6 +136,7 @@ fn a_broken_ring_downgrades_live_with_one_warning_and_in_flight_ops_complete() {
             let stats = engine.stats();
             assert!(stats.downgraded, "{stats:?}");
             assert!(engine.is_downgraded());
+            assert!(io_engine::IoEngine::TokioEpollUring(engine.clone()).is_downgraded());
             assert_eq!(stats.broken_rings, 1, "{stats:?}");
             // The consumed read still completes through the ring.
             w.write_all(b"hello").unwrap();

@@ -102,6 +102,17 @@ impl IoEngine {
         }
     }
 
+    /// True if this is the io_uring engine and it downgraded itself to `std-fs` after a ring broke
+    /// (see [`UringEngine::is_downgraded`]); for metrics of the layers above.
+    pub fn is_downgraded(&self) -> bool {
+        match self {
+            Self::StdFs(_) => false,
+            Self::TokioEpollUring(e) => e.is_downgraded(),
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.inner().is_downgraded(),
+        }
+    }
+
     /// Starts the engine `kind`, explicitly: an io_uring engine that cannot start is an error naming the
     /// cause, never a fallback. The io_uring engine must be launched inside a tokio runtime.
     pub fn launch(kind: IoEngineKind) -> Result<Self, EngineStartError> {

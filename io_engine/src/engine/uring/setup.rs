@@ -62,15 +62,16 @@ struct RawCqOffsets {
 
 const _: () = assert!(std::mem::size_of::<RawParams>() == 120);
 const _: () = assert!(std::mem::size_of::<io_uring::Parameters>() == 120);
-const _: () = assert!(std::mem::align_of::<io_uring::Parameters>() >= 4);
+const _: () =
+    assert!(std::mem::align_of::<io_uring::Parameters>() >= std::mem::align_of::<RawParams>());
 
 /// The raw parameters the kernel returned for `ring`.
 fn raw_params(ring: &IoUring) -> &RawParams {
     let params: *const io_uring::Parameters = ring.params();
     // SAFETY: `io_uring::Parameters` is `#[repr(transparent)]` over the kernel's `io_uring_params`
     // (documented by the crate as laid out like the kernel's struct), which `RawParams` mirrors field for
-    // field (same size, checked above; only `u32`/`u64` fields, so every bit pattern is valid). The
-    // alignment of `RawParams` (8, for `user_addr`) is met: `Parameters` holds the same `u64` fields.
+    // field (same size, checked above; only `u32`/`u64` fields, so every bit pattern is valid), and is
+    // at least as aligned as `RawParams` (checked above).
     unsafe { &*params.cast::<RawParams>() }
 }
 
