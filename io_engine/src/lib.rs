@@ -17,5 +17,5 @@ pub use engine::{
     RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
 };
 #[cfg(feature = "testing")]
-pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, PowerLossEngine};
+pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, PowerLossEngine, RingFault};
 pub use env::EnvSettingError;

@@ -5,6 +5,8 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod common;
+
 use io_engine::{
     EngineSelectError, EngineStartError, IoEngine, IoEngineKind, UringConfig, UringEngine,
 };
@@ -137,7 +139,7 @@ fn invalid_config_is_rejected() {
 async fn launch_default_and_from_env_start_the_ring_here() {
     let engine = IoEngine::launch_default();
     if engine.kind() != IoEngineKind::TokioEpollUring {
-        eprintln!("skipped: io_uring cannot start on this machine");
+        common::skip_without_uring("the default engine fell back to std-fs");
         return;
     }
     match IoEngineKind::from_env() {

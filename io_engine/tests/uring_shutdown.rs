@@ -2,55 +2,19 @@
 //! completion; dropping the last handle, or the runtime (and with it the reaper task), cancels what the
 //! kernel can cancel and waits synchronously for the rest before anything is freed; no descriptor leaks.
 
+use std::future::Future;
 use std::io::Write;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Waker};
 
-use io_engine::{
-    ConstAlign, FullSlice, IoBuf, IoBufMut, IoBufferMut, Slice, UringConfig, UringEngine,
-};
+use io_engine::{FullSlice, IoBufferMut, RingFault, Slice, UringConfig, UringEngine};
 
 mod common;
-use common::{launch, open_fds, pipe, runtime, serial};
-
-/// A buffer that counts its drops, to see when the engine frees a parked buffer.
-struct CountedBuf {
-    inner: IoBufferMut<ConstAlign<4096>>,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for CountedBuf {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-// SAFETY: delegates to `IoBufferMut`, which upholds the stable-pointer invariant; the wrapper neither
-// moves nor reallocates the memory.
-unsafe impl IoBuf for CountedBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.inner.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.inner.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.inner.bytes_total()
-    }
-}
-
-// SAFETY: as above.
-unsafe impl IoBufMut for CountedBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.inner.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller's guarantee is passed on unchanged.
-        unsafe { self.inner.set_init(pos) }
-    }
-}
+use common::{eventually, launch, open_fds, pipe, runtime, serial, CountedBuf, HANG_GUARD};
 
 /// Starts reads from `n` pipes (they stay in flight until something is written) and `O_DIRECT` writes
 /// of 4 MiB each, all with counted buffers; returns the tasks, the pipes' write ends and the count of
@@ -64,6 +28,7 @@ async fn start_slow_ops(
     let mut tasks = Vec::new();
     let mut writers = Vec::new();
     let mut bufs = 0;
+    let submitted_before = engine.stats().submitted;
     for _ in 0..n {
         let (r, w) = pipe();
         writers.push(w);
@@ -82,7 +47,9 @@ async fn start_slow_ops(
     }
     let path = dir.join("slow-direct");
     let create = libc::O_RDWR | libc::O_CREAT | libc::O_DIRECT;
-    if let Ok(fd) = engine.open(&path, create, 0o644).await {
+    let opened = engine.open(&path, create, 0o644).await;
+    let submitted_before = submitted_before + 1; // the open
+    if let Ok(fd) = opened {
         let fd = Arc::new(fd);
         for i in 0..4u64 {
             let mut inner = IoBufferMut::with_capacity(4 << 20);
@@ -101,8 +68,9 @@ async fn start_slow_ops(
     } else {
         eprintln!("no O_DIRECT here: only pipe reads are in flight");
     }
-    // let every task submit
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Every op goes through the ring (`RWF_NOWAIT` on an empty pipe misses): wait until all are in.
+    let want = submitted_before + bufs as u64;
+    eventually("every op submitted", || engine.stats().submitted >= want).await;
     (tasks, writers, bufs)
 }
 
@@ -116,6 +84,8 @@ fn parked_buffers_live_until_completion_and_last_handle_drains() {
         let Some(engine) = launch(UringConfig::default()) else {
             return;
         };
+        // The pipe reads must stay parked (as ops the kernel cannot cancel would), for shutdown.
+        engine.keep_dropped_ops_uncancelled();
         let drops = Arc::new(AtomicUsize::new(0));
         let (tasks, mut writers, bufs) = start_slow_ops(&engine, dir.path(), 8, &drops).await;
         for t in &tasks {
@@ -136,14 +106,10 @@ fn parked_buffers_live_until_completion_and_last_handle_drains() {
         );
         // Completing one read frees its buffer (through the reaper), not before.
         writers[0].write_all(b"hello").unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while bufs - drops.load(Ordering::SeqCst) >= parked {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "parked op never completed"
-            );
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        eventually("the parked op completes", || {
+            bufs - drops.load(Ordering::SeqCst) < parked
+        })
+        .await;
         // Dropping the last handle cancels and drains the rest synchronously.
         drop(engine);
         assert_eq!(
@@ -166,6 +132,7 @@ fn runtime_drop_with_ops_in_flight_drains_and_shuts_down() {
     let rt = runtime(true);
     let started = rt.block_on(async {
         let engine = launch(UringConfig::default())?;
+        engine.keep_dropped_ops_uncancelled();
         let (tasks, writers, bufs) = start_slow_ops(&engine, dir.path(), 8, &drops).await;
         Some((engine, tasks, writers, bufs))
     });
@@ -193,4 +160,148 @@ fn runtime_drop_with_ops_in_flight_drains_and_shuts_down() {
     drop(engine);
     drop(rt2);
     assert_eq!(open_fds(), fds_before, "descriptors leaked");
+}
+
+#[test]
+fn dropped_ops_that_never_complete_are_cancelled_and_give_their_slots_back() {
+    let _serial = serial();
+    let fds_before = open_fds();
+    let rt = runtime(false);
+    rt.block_on(async {
+        let config = UringConfig {
+            entries: 4,
+            rings: 1,
+            nowait_fast_path: false,
+            ..Default::default()
+        };
+        let Some(engine) = launch(config) else { return };
+        let drops = Arc::new(AtomicUsize::new(0));
+        // Every slot taken by a read from an empty pipe, then every future dropped.
+        let mut writers = Vec::new();
+        for _ in 0..4 {
+            let (r, w) = pipe();
+            writers.push(w);
+            let buf = CountedBuf {
+                inner: IoBufferMut::with_capacity(64),
+                drops: drops.clone(),
+            };
+            let mut fut = Box::pin(engine.read_at(&r, 0, Slice::new(buf, ..)));
+            assert!(fut
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending());
+            drop(fut);
+        }
+        let stats = engine.stats();
+        assert_eq!(stats.cancels_submitted, 4, "{stats:?}");
+        eventually("the cancelled ops complete", || {
+            engine.stats().parked_slots == 0
+        })
+        .await;
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            4,
+            "buffers freed after their CQE"
+        );
+        // New ops get slots: they do not wait forever.
+        let reads = (0..8).map(|_| {
+            let (r, mut w) = pipe();
+            let engine = engine.clone();
+            async move {
+                let read = engine.read_at(&r, 0, Slice::new(vec![0u8; 8], ..));
+                let mut read = std::pin::pin!(read);
+                // in flight on the ring first, then the data comes
+                let first =
+                    std::future::poll_fn(|cx| std::task::Poll::Ready(read.as_mut().poll(cx)));
+                if let std::task::Poll::Ready((_, res)) = first.await {
+                    panic!("read from an empty pipe completed: {res:?}");
+                }
+                w.write_all(b"hello").unwrap();
+                let (_, res) = read.await;
+                assert_eq!(res.unwrap(), 5);
+            }
+        });
+        for read in reads {
+            common::guarded("a read after the cancels", read).await;
+        }
+        assert_eq!(engine.stats().in_flight, 0);
+        drop(writers);
+    });
+    drop(rt);
+    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+#[test]
+fn shutdown_waits_without_holding_the_ring_lock() {
+    let _serial = serial();
+    let rt = runtime(false);
+    let config = UringConfig {
+        entries: 4,
+        rings: 1,
+        nowait_fast_path: false,
+        ..Default::default()
+    };
+    let Some(engine) = rt.block_on(async { launch(config) }) else {
+        return;
+    };
+    let (r, mut w) = pipe();
+    let e = engine.clone();
+    let mut fut: BoxFut = Box::pin(async move {
+        let (buf, res) = e.read_at(&r, 0, Slice::new(vec![0u8; 8], ..)).await;
+        assert_eq!(res.unwrap(), 5);
+        assert_eq!(&buf.into_inner()[..5], b"hello");
+    });
+    assert!(fut
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_pending());
+    // A broken ring cannot send cancel requests: shutdown has to wait until the read completes (the
+    // pipe is written). The next submitting call breaks it.
+    engine.inject_ring_fault(RingFault::Broken { errno: libc::EBADF });
+    // Dropping the runtime drops the reaper, which shuts the ring down and waits for the read.
+    let shutdown = std::thread::spawn(move || drop(rt));
+    let probe = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (fd_probe, _w_probe) = pipe();
+    let started = std::time::Instant::now();
+    loop {
+        let res = probe.block_on(engine.fsync(&fd_probe));
+        if res
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("shut down"))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < HANG_GUARD,
+            "shutdown never started: {res:?}"
+        );
+        std::thread::yield_now();
+    }
+    // The shutdown thread is waiting for the read now. Polling the read takes the ring's lock: that
+    // must not block.
+    let (tx, rx) = mpsc::channel();
+    let poller = std::thread::spawn(move || {
+        let pending = fut
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending();
+        tx.send(pending).unwrap();
+        fut
+    });
+    let pending = rx
+        .recv_timeout(HANG_GUARD)
+        .expect("polling an op blocked while shutdown waits");
+    assert!(pending, "the read cannot have completed: the pipe is empty");
+    let mut fut = poller.join().unwrap();
+    w.write_all(b"hello").unwrap();
+    shutdown.join().unwrap();
+    // Shutdown drained the read's completion: the future gets its data.
+    assert!(fut
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_ready());
 }

@@ -46,6 +46,8 @@ pub use kind::{IoEngineKind, IO_ENGINE_ENV};
 pub use power_loss::PowerLossEngine;
 pub use stat::{DioAlign, FileStat};
 pub use std_fs::StdFsEngine;
+#[cfg(feature = "testing")]
+pub use uring::RingFault;
 pub use uring::{UringConfig, UringEngine, UringStats};
 
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
@@ -107,6 +109,19 @@ impl IoEngine {
             Self::Faulty(e) => e.inner().kind(),
             #[cfg(feature = "testing")]
             Self::PowerLoss(e) => e.inner().kind(),
+        }
+    }
+
+    /// True if this is the io_uring engine and it downgraded itself to `std-fs` after a ring broke
+    /// (see [`UringEngine::is_downgraded`]); for metrics of the layers above.
+    pub fn is_downgraded(&self) -> bool {
+        match self {
+            Self::StdFs(_) => false,
+            Self::TokioEpollUring(e) => e.is_downgraded(),
+            #[cfg(feature = "testing")]
+            Self::Faulty(e) => e.inner().is_downgraded(),
+            #[cfg(feature = "testing")]
+            Self::PowerLoss(e) => e.inner().is_downgraded(),
         }
     }
 

@@ -1,14 +1,36 @@
-//! Helpers shared by the io_uring test files.
+//! Helpers shared by the io_engine test files.
+//!
+//! ## Rules these tests follow
+//! - **io_uring that cannot start here.** Every io_uring test gets its engine through [`launch`] (or
+//!   calls [`skip_without_uring`]). When io_uring cannot start on this machine, the test prints
+//!   `skipped: ...` and returns early, *unless* the environment variable [`REQUIRE_URING_ENV`]
+//!   (`VIRTUAL_FILE_REQUIRE_URING=1`) is set: then it fails. libtest hides the output of passing tests,
+//!   so a skip is invisible; CI sets the variable so that a machine without io_uring fails loudly
+//!   instead of passing silently.
+//! - **Descriptor counts.** A test that counts `/proc/self/fd` takes [`serial`] *first*, before
+//!   anything that may open a descriptor (building a `UringConfig` reads cgroup files, tempdirs,
+//!   runtimes), and every test of such a binary takes it too.
+//! - **No timing assumptions.** Tests wait for a condition ([`eventually`]), never for a fixed time,
+//!   and every wait is bounded by [`HANG_GUARD`] so that a bug fails the test instead of hanging it.
 
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use io_engine::{IoFd, UringConfig, UringEngine};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use io_engine::{ConstAlign, IoBuf, IoBufMut, IoBufferMut, IoFd, UringConfig, UringEngine};
+
+/// Set to `1` to make io_uring tests fail instead of skip when io_uring cannot start.
+pub const REQUIRE_URING_ENV: &str = "VIRTUAL_FILE_REQUIRE_URING";
+
+/// The longest any wait in these tests may take before the test fails as hung.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
 
 /// The tests of one file run one at a time, so that counting `/proc/self/fd` is not disturbed by the
-/// other tests of the same binary.
+/// other tests of the same binary. Take it first.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -34,14 +56,45 @@ pub fn runtime(multi: bool) -> tokio::runtime::Runtime {
     }
 }
 
+/// io_uring cannot start here because of `reason`: fails the test if [`REQUIRE_URING_ENV`] is set,
+/// else prints the skip (the caller then returns).
+pub fn skip_without_uring(reason: impl std::fmt::Display) {
+    let required = std::env::var(REQUIRE_URING_ENV).is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{REQUIRE_URING_ENV}=1, but io_uring cannot start here: {reason}"
+    );
+    eprintln!("skipped: io_uring cannot start here: {reason}");
+}
+
+/// The engine, or `None` after [`skip_without_uring`].
 pub fn launch(config: UringConfig) -> Option<UringEngine> {
     match UringEngine::launch(config) {
         Ok(e) => Some(e),
         Err(e) => {
-            eprintln!("skipped: io_uring cannot start here: {e}");
+            skip_without_uring(e);
             None
         }
     }
+}
+
+/// Waits until `cond` holds, checking every millisecond; fails after [`HANG_GUARD`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let wait = async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, wait)
+        .await
+        .unwrap_or_else(|_| panic!("hung waiting for: {what}"));
+}
+
+/// `fut`, failing the test if it takes longer than [`HANG_GUARD`].
+pub async fn guarded<F: std::future::Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(HANG_GUARD, fut)
+        .await
+        .unwrap_or_else(|_| panic!("hung: {what}"))
 }
 
 /// A pipe: (read end as an `IoFd`, write end).
@@ -52,4 +105,41 @@ pub fn pipe() -> (Arc<IoFd>, std::fs::File) {
     // SAFETY: `pipe2` succeeded; both descriptors are new and owned only here.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     (Arc::new(IoFd::new(r, false)), std::fs::File::from(w))
+}
+
+/// A buffer that counts its drops, to see when the engine frees a parked buffer.
+pub struct CountedBuf {
+    pub inner: IoBufferMut<ConstAlign<4096>>,
+    pub drops: Arc<AtomicUsize>,
+}
+
+impl Drop for CountedBuf {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: delegates to `IoBufferMut`, which upholds the stable-pointer invariant; the wrapper neither
+// moves nor reallocates the memory.
+unsafe impl IoBuf for CountedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.inner.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.inner.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.inner.bytes_total()
+    }
+}
+
+// SAFETY: as above.
+unsafe impl IoBufMut for CountedBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.inner.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: the caller's guarantee is passed on unchanged.
+        unsafe { self.inner.set_init(pos) }
+    }
 }

@@ -4,9 +4,9 @@
 /// `RWF_NOWAIT` read fast path on and buffered writes done inline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UringConfig {
-    /// Submission queue entries per ring (rounded up to a power of two by the kernel). This is also the
-    /// number of slots, i.e. the most ops a ring has in flight; the completion queue is twice as large,
-    /// so it can never overflow.
+    /// Slots per ring, i.e. the most ops a ring has in flight (rounded up to a power of two by the
+    /// kernel). The ring's submission queue has twice as many entries (an op and a cancel request per
+    /// slot) and its completion queue four times as many, so neither can overflow.
     pub entries: u32,
     /// Number of rings. `1`: one ring shared by all threads behind a mutex. `N > 1`: `N` rings, each
     /// calling thread is assigned one (round robin, fixed for the thread's life).

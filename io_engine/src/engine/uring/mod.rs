@@ -3,14 +3,17 @@
 //! ## How an op runs
 //! 1. **Slot.** Each ring has `entries` slots, one per op it may have in flight. A submitter first takes
 //!    a permit from a FIFO, cancellation-safe `tokio::sync::Semaphore` (one permit per free slot). More
-//!    concurrent ops than slots is normal: the rest wait their turn, they never get an error. Since no
-//!    more than `entries` ops are ever in flight and the completion queue has `2 * entries` entries,
-//!    the completion queue cannot overflow (the one extra CQE, of the cancel-all at shutdown, fits too).
-//! 2. **Submit.** Under the ring's mutex: take a free slot, push the SQE (`user_data` = slot), call
+//!    concurrent ops than slots is normal: the rest wait their turn, they never get an error. The
+//!    submission queue has room for an op and a cancel request per slot (`2 * entries`), and the
+//!    completion queue for twice that: since no more than `entries` ops and `entries` cancel requests
+//!    are ever in flight, neither queue can overflow.
+//! 2. **Submit.** Under the ring's mutex: take a free slot, push the SQE (`user_data` = slot and its
+//!    generation), call
 //!    `io_uring_enter`, and drain the completion queue right away. Buffered IO that hits the page cache
 //!    completes *inside* that submit call: the submit hands the result straight back, so the op's
 //!    future returns on its first poll with no task hop and one lock. When nothing else is in flight,
-//!    the eventfd is disabled (`IORING_CQ_EVENTFD_DISABLED`) around a buffered op's push, enter and
+//!    the eventfd is disabled (`IORING_CQ_EVENTFD_DISABLED`, only where the kernel has `cq_off.flags`:
+//!    Linux 5.8+; elsewhere it stays on, see `setup.rs`) around a buffered op's push, enter and
 //!    drain, so such an inline completion costs no eventfd signal and no reaper wakeup either; it is
 //!    re-enabled and the queue drained again before the mutex is released (if the op did not complete,
 //!    the eventfd is signalled once by hand, since another thread's completion racing the re-enable
@@ -27,31 +30,37 @@
 //! the first `EOPNOTSUPP` (a file system without `RWF_NOWAIT`), the engine stops trying, for all files.
 //!
 //! ## Foreign code
-//! Wakers and the `Drop` of users' buffers (of ops whose futures were dropped) never run under the
-//! ring's mutex, and never while an op is half-way through a transition: each call into the ring
+//! Wakers (wake, clone, drop), `tracing` calls and the `Drop` of users' buffers (of ops whose futures were
+//! dropped) never run under the ring's mutex, and never while an op is half-way through a transition: each call into the ring
 //! returns this work and the op runs it once it is safe (see `deferred.rs`). A waker may therefore
 //! poll or drop its task inside `wake()`, and a panicking waker or `Drop` cannot free a buffer the
 //! kernel still owns; the panic reaches the op future that ran it (or is logged by the reaper).
 //!
 //! ## Failures of `io_uring_enter`
-//! `EAGAIN`/`EBUSY` leave the SQEs queued; the reaper retries them on a timer with backoff and the
-//! warning is rate-limited. Any other errno makes the ring unusable: the SQEs not yet consumed complete
-//! with that error (and are never submitted), new ops fail (see `ring_core.rs`).
+//! `EAGAIN`/`EBUSY`/`ENOMEM` leave the SQEs queued; the reaper retries them on a timer with backoff and
+//! the warning is rate-limited; `EINTR` is retried at once. Any other errno breaks the ring: it never
+//! submits again, and the engine downgrades itself to `std-fs` live: the SQEs not yet consumed, the ops
+//! waiting for a slot and all new ops run on `std-fs`; ops the kernel consumed complete through the ring
+//! (see `ring_core.rs`, `health.rs`). With the `testing` feature these failures can be injected
+//! ([`UringEngine::inject_ring_fault`]).
 //!
 //! ## Ownership and cancellation
 //! An op owns everything the kernel reads or writes: the buffer (stable-pointer invariant of
 //! [`IoBuf`](crate::IoBuf)), an `Arc<IoFd>` clone, the `iovec` array, the path `CString`, the `statx`
 //! output. If its future is dropped after submission, `Drop` moves the op into its slot ("parked"); it is
 //! completed and freed when the CQE arrives (a descriptor opened by a cancelled `openat` is closed
-//! then). Nothing is freed or reused before the kernel's CQE for it.
+//! then), and an `IORING_OP_ASYNC_CANCEL` matching its `user_data` asks the kernel to end it early, so
+//! that ops which never complete by themselves (a read from an empty pipe) give their slot back. Nothing
+//! is freed or reused before the kernel's CQE for it. [`UringStats`] shows the parked slots and the
+//! cancel requests sent.
 //!
 //! ## Shutdown
 //! When the last [`UringEngine`] handle is dropped, or the reaper task is dropped with its tokio
-//! runtime, the ring is shut down: new ops fail with an error, an `IORING_OP_ASYNC_CANCEL` (any) asks
-//! the kernel to cancel what it can, and the thread doing the shutdown then blocks in
-//! `io_uring_enter(min_complete = 1)` until every in-flight op has completed. Only then are parked
-//! buffers, descriptors and the ring freed. If waiting fails (it should not), ring and buffers are leaked
-//! rather than freed under the kernel. The ring is set up `dontfork`, so a forked child never sees it.
+//! runtime, the ring is shut down: new ops fail with an error, an `IORING_OP_ASYNC_CANCEL` per op in
+//! flight asks the kernel to cancel what it can, and the thread doing the shutdown then blocks, with the
+//! ring's mutex released, in `poll(2)` on the ring until every in-flight op has completed. Only then are
+//! parked buffers, descriptors and the ring freed. If waiting fails (it should not), ring and buffers are
+//! leaked rather than freed under the kernel. The ring is set up `dontfork`, so a forked child never sees it.
 //!
 //! ## One shared ring or several
 //! `rings = 1`: one ring shared by all threads behind a mutex. Simple, and all completions
@@ -91,16 +100,19 @@
 //!   the submitter drained inline; such a reaper wakeup finds an empty queue. (`register_eventfd_async`
 //!   is no fix: it skips completions posted by task work, e.g. of `O_DIRECT` IO, which would then never
 //!   be reaped.)
-//! - Shutdown blocks the thread that drops the last handle (or the runtime) until the kernel is done.
-//!   The cancel-all (`IORING_ASYNC_CANCEL_ANY`) needs Linux 5.19; on older kernels it fails, and an op
-//!   that never completes by itself (a read from a FIFO or socket nobody writes to) then blocks
-//!   shutdown **forever**. Even with it, an op the kernel cannot cancel (e.g. a regular file read
+//! - Shutdown blocks the thread that drops the last handle (or the runtime) until the kernel is done
+//!   (without holding the ring's mutex). An op the kernel cannot cancel (e.g. a regular file read
 //!   already issued to a hung device) blocks shutdown until it completes.
+//! - A broken ring cannot send cancel requests: a parked op on it that never completes by itself keeps
+//!   its slot (and, at shutdown, is leaked after a bounded wait; see `health.rs`).
 //! - A shut-down engine stays shut down: a handle used after its runtime ended returns errors.
 //! - The `RWF_NOWAIT` fast path is switched off per engine, not per file system.
 
 mod config;
 mod deferred;
+#[cfg(feature = "testing")]
+mod faults;
+mod health;
 mod nowait;
 mod op;
 mod ops;
@@ -119,9 +131,12 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 pub use config::UringConfig;
+#[cfg(feature = "testing")]
+pub use faults::RingFault;
 
+use self::health::EngineHealth;
 use self::op::execute;
-use self::system::System;
+use self::system::{RingSetup, System};
 use super::error::EngineStartError;
 use super::iovec::{iov_count, mark_filled, read_iovecs, to_off_t, write_iovecs};
 use super::std_fs::{path_to_cstring, StdFsEngine};
@@ -140,6 +155,7 @@ struct Inner {
     config: UringConfig,
     /// Cleared when an `RWF_NOWAIT` read returned `EOPNOTSUPP`: the fast path is skipped from then on.
     nowait_supported: AtomicBool,
+    health: Arc<EngineHealth>,
 }
 
 impl Drop for Inner {
@@ -166,14 +182,27 @@ impl fmt::Debug for UringEngine {
 pub struct UringStats {
     /// Number of rings.
     pub rings: usize,
-    /// Slots (submission entries) per ring.
+    /// Slots per ring: the most ops a ring has in flight at once.
     pub slots_per_ring: usize,
     /// The most ops that were ever in flight at once on any one ring.
     pub max_in_flight: usize,
+    /// Ops in flight now (their CQE not processed yet), on all rings; includes `parked_slots`.
+    pub in_flight: usize,
+    /// Slots held now by ops whose future was dropped before their completion.
+    pub parked_slots: usize,
+    /// `IORING_OP_ASYNC_CANCEL` requests sent so far (for dropped futures and at shutdown).
+    pub cancels_submitted: u64,
     /// Ops submitted to the rings so far (reads served by the `RWF_NOWAIT` fast path do not count).
     pub submitted: u64,
     /// Whether `ftruncate` goes through the ring (`IORING_OP_FTRUNCATE`, Linux 6.9) or `ftruncate(2)`.
     pub ftruncate_op: bool,
+    /// Whether the eventfd is switched off around inline-likely submits (the kernel has
+    /// `cq_off.flags`, Linux 5.8+).
+    pub eventfd_window: bool,
+    /// A ring broke (permanent `io_uring_enter` error): new ops run on `std-fs`.
+    pub downgraded: bool,
+    /// How many rings broke.
+    pub broken_rings: usize,
 }
 
 /// Which ring a thread uses when there are several: assigned round robin at the thread's first op.
@@ -198,6 +227,7 @@ impl UringEngine {
             reapers: Vec::with_capacity(config.rings),
             config,
             nowait_supported: AtomicBool::new(true),
+            health: Arc::new(EngineHealth::default()),
         };
         for _ in 0..inner.config.rings {
             let ring = setup::new_ring(inner.config.entries)?;
@@ -205,7 +235,13 @@ impl UringEngine {
                 .eventfd
                 .try_clone()
                 .map_err(EngineStartError::Eventfd)?;
-            let system = Arc::new(System::new(ring.ring, eventfd, ring.ftruncate_op));
+            let setup = RingSetup {
+                ring: ring.ring,
+                eventfd,
+                ftruncate_op: ring.ftruncate_op,
+                eventfd_window: ring.eventfd_window,
+            };
+            let system = Arc::new(System::new(setup, inner.health.clone()));
             inner.systems.push(system.clone());
             inner.reapers.push(reaper::spawn(system, ring.eventfd)?);
         }
@@ -223,13 +259,51 @@ impl UringEngine {
     /// Counters (see [`UringStats`]).
     pub fn stats(&self) -> UringStats {
         let systems = &self.inner.systems;
-        let counters: Vec<(usize, u64)> = systems.iter().map(|s| s.counters()).collect();
+        let counters: Vec<_> = systems.iter().map(|s| s.counters()).collect();
         UringStats {
             rings: systems.len(),
             slots_per_ring: systems[0].slots(),
-            max_in_flight: counters.iter().map(|c| c.0).max().unwrap_or(0),
-            submitted: counters.iter().map(|c| c.1).sum(),
+            max_in_flight: counters.iter().map(|c| c.max_in_flight).max().unwrap_or(0),
+            in_flight: counters.iter().map(|c| c.in_flight).sum(),
+            parked_slots: counters.iter().map(|c| c.parked).sum(),
+            cancels_submitted: counters.iter().map(|c| c.cancels_submitted).sum(),
+            submitted: counters.iter().map(|c| c.submitted).sum(),
             ftruncate_op: systems[0].has_ftruncate_op(),
+            eventfd_window: systems.iter().all(|s| s.has_eventfd_window()),
+            downgraded: self.is_downgraded(),
+            broken_rings: self.inner.health.broken_rings(),
+        }
+    }
+
+    /// True once a ring broke and the engine runs new ops on `std-fs` (see "Failures of
+    /// `io_uring_enter`" above). For metrics of the layers above.
+    pub fn is_downgraded(&self) -> bool {
+        self.inner.health.is_downgraded()
+    }
+
+    /// Injects a failure of `io_uring_enter` into the next submitting calls of every ring of this engine
+    /// (tests only, feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn inject_ring_fault(&self, fault: RingFault) {
+        self.inner.health.faults.inject(fault);
+    }
+
+    /// From now on, ops whose future is dropped get no cancel request: they stay parked until they
+    /// complete by themselves (or until shutdown cancels them), as ops the kernel cannot cancel do
+    /// (tests only, feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn keep_dropped_ops_uncancelled(&self) {
+        self.inner
+            .health
+            .no_cancel_on_drop
+            .store(true, Ordering::Relaxed);
+    }
+
+    /// Keeps the eventfd always on, as on kernels before 5.8 (tests only, feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn disable_eventfd_window(&self) {
+        for system in &self.inner.systems {
+            system.disable_eventfd_window();
         }
     }
 

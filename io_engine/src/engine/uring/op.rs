@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 
 use io_uring::squeue;
 
-use super::slots::Parked;
-use super::system::{Submitted, System};
+use super::slots::{Completion, Parked};
+use super::system::{shut_down_error, NoSlot, Submitted, System};
 
 /// One io_uring operation together with everything the kernel reads or writes while it is in flight.
 ///
@@ -32,6 +32,19 @@ pub(super) unsafe trait Op: Send + 'static {
 
     /// Turns the CQE result (or an error before submission) into the output, handing back the resources.
     fn complete(self, res: io::Result<u32>) -> Self::Output;
+
+    /// Does the op with the `std-fs` engine on the calling thread instead (the ring is broken or never
+    /// saw the op).
+    fn run_inline(self) -> Self::Output;
+}
+
+/// Where a completion leaves an op whose future still waits: the CQE's result, or (never submitted)
+/// the op done on `std-fs`.
+fn output<O: Op>(op: O, completion: Completion) -> O::Output {
+    match completion {
+        Completion::Cqe(res) => op.complete(cqe_result(res)),
+        Completion::NotSubmitted(_) => op.run_inline(),
+    }
 }
 
 /// A CQE's `res`: negative is `-errno`.
@@ -40,10 +53,14 @@ pub(super) fn cqe_result(res: i32) -> io::Result<u32> {
 }
 
 impl<O: Op> Parked for O {
-    fn finish(self: Box<Self>, res: i32) {
+    fn finish(self: Box<Self>, completion: Completion) {
         // Complete as usual and drop the output: a descriptor opened for a dropped future is closed,
-        // buffers are freed.
-        drop((*self).complete(cqe_result(res)));
+        // buffers are freed. An op never submitted is not done at all: its future is gone.
+        let res = match completion {
+            Completion::Cqe(res) => cqe_result(res),
+            Completion::NotSubmitted(errno) => Err(io::Error::from_raw_os_error(errno)),
+        };
+        drop((*self).complete(res));
     }
 }
 
@@ -59,13 +76,13 @@ impl<O: Op> InFlight<'_, O> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<O::Output> {
         let (poll, deferred) = self.system.poll_slot(self.slot, cx);
         match poll {
-            Poll::Ready(res) => {
+            Poll::Ready(completion) => {
                 // The slot is free (maybe reused) from here: take the op out of the guard before any
                 // foreign code runs. If that code panics, `op` is dropped, which is safe: the kernel is
                 // done with it.
                 let op = self.op.take().expect("polled again after completion");
                 deferred.run();
-                Poll::Ready(op.complete(cqe_result(res)))
+                Poll::Ready(output(op, completion))
             }
             Poll::Pending => {
                 deferred.run();
@@ -88,15 +105,22 @@ impl<O: Op> Drop for InFlight<'_, O> {
 /// the ring's mutex once.
 ///
 /// Cancellation: dropped while waiting for a slot, nothing was submitted. Dropped after submission, the
-/// op is parked in its slot and completed (its resources freed) when the kernel is done.
+/// op is parked in its slot, a cancel request is sent for it, and it is completed (its resources freed)
+/// when the kernel is done.
+///
+/// Downgrade: once a ring of the engine broke, the op runs on `std-fs` (see [`super::health`]).
 ///
 /// Panics in foreign code (a waker, a buffer's `Drop`) that the submit or a poll had to run are resumed
 /// here, after this op's own state is safe: it is either in its `InFlight` guard (and then parked) or
 /// already complete.
 pub(super) async fn execute<O: Op>(system: &System, mut op: O) -> O::Output {
+    if system.health().is_downgraded() && !system.is_shut_down() {
+        return op.run_inline();
+    }
     let reservation = match system.reserve_slot().await {
         Ok(r) => r,
-        Err(e) => return op.complete(Err(e)),
+        Err(NoSlot::ShutDown) => return op.complete(Err(shut_down_error())),
+        Err(NoSlot::Broken) => return op.run_inline(),
     };
     let inline_likely = op.inline_likely();
     // A panic here drops `reservation`, which gives the permit back.
@@ -107,13 +131,15 @@ pub(super) async fn execute<O: Op>(system: &System, mut op: O) -> O::Output {
     // the slot. Nothing between here and that move can panic.
     let (submitted, deferred) = match unsafe { system.submit(reservation, sqe, inline_likely) } {
         Ok(s) => s,
-        Err(e) => return op.complete(Err(e)),
+        Err(NoSlot::ShutDown) => return op.complete(Err(shut_down_error())),
+        Err(NoSlot::Broken) => return op.run_inline(),
     };
     match submitted {
-        Submitted::Done(res) => {
-            // The kernel is done with `op`: a panic in the deferred work just drops it.
+        Submitted::Done(completion) => {
+            // The kernel is done with `op` (or never saw it): a panic in the deferred work just drops
+            // it.
             deferred.run();
-            op.complete(cqe_result(res))
+            output(op, completion)
         }
         Submitted::InFlight(slot) => {
             let mut in_flight = InFlight {

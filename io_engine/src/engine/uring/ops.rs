@@ -4,6 +4,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types};
@@ -12,7 +14,7 @@ use super::op::Op;
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 use crate::engine::iovec::mark_filled;
 use crate::engine::stat::{FileStat, STATX_MASK};
-use crate::engine::IoFd;
+use crate::engine::{IoFd, StdFsEngine};
 
 /// The most bytes Linux transfers in one read or write (`MAX_RW_COUNT`); a longer request is a short
 /// transfer, as with `pread(2)`.
@@ -63,6 +65,10 @@ unsafe impl<B: IoBufMut> Op for Read<B> {
         }
         (self.buf, res)
     }
+
+    fn run_inline(self) -> Self::Output {
+        StdFsEngine.read_at(&self.fd, self.offset, self.buf)
+    }
 }
 
 /// `IORING_OP_WRITE`, as `pwrite(2)`.
@@ -89,6 +95,10 @@ unsafe impl<B: IoBuf> Op for Write<B> {
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (self.buf, res.map(|n| n as usize))
+    }
+
+    fn run_inline(self) -> Self::Output {
+        StdFsEngine.write_at(&self.fd, self.offset, self.buf)
     }
 }
 
@@ -125,6 +135,10 @@ unsafe impl<B: IoBufMut> Op for Readv<B> {
         }
         (self.bufs, res)
     }
+
+    fn run_inline(self) -> Self::Output {
+        StdFsEngine.readv_at(&self.fd, self.offset, self.bufs)
+    }
 }
 
 /// `IORING_OP_WRITEV`, as `pwritev2(2)`.
@@ -154,6 +168,10 @@ unsafe impl<B: IoBuf> Op for Writev<B> {
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         (self.bufs, res.map(|n| n as usize))
     }
+
+    fn run_inline(self) -> Self::Output {
+        StdFsEngine.writev_at(&self.fd, self.offset, self.bufs)
+    }
 }
 
 /// `IORING_OP_FSYNC`, as `fsync(2)` or, with `datasync`, `fdatasync(2)`.
@@ -177,6 +195,14 @@ unsafe impl Op for Fsync {
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         res.map(drop)
+    }
+
+    fn run_inline(self) -> Self::Output {
+        if self.datasync {
+            StdFsEngine.fdatasync(&self.fd)
+        } else {
+            StdFsEngine.fsync(&self.fd)
+        }
     }
 }
 
@@ -205,6 +231,11 @@ unsafe impl Op for OpenAt {
         // was dropped, this `IoFd` is dropped right away, closing it.
         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
         Ok(IoFd::new(owned, self.flags & libc::O_DIRECT != 0))
+    }
+
+    fn run_inline(self) -> Self::Output {
+        let path = Path::new(std::ffi::OsStr::from_bytes(self.path.as_bytes()));
+        StdFsEngine.open(path, self.flags, self.mode)
     }
 }
 
@@ -254,6 +285,10 @@ unsafe impl Op for Statx {
         // until `self` is dropped at the end of this function.
         Ok(FileStat::from_statx(unsafe { &*self.out }))
     }
+
+    fn run_inline(self) -> Self::Output {
+        StdFsEngine.statx(&self.fd)
+    }
 }
 
 /// `IORING_OP_FTRUNCATE` (Linux 6.9), as `ftruncate(2)`.
@@ -272,6 +307,10 @@ unsafe impl Op for Ftruncate {
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         res.map(drop)
+    }
+
+    fn run_inline(self) -> Self::Output {
+        StdFsEngine.ftruncate(&self.fd, self.len)
     }
 }
 
@@ -296,5 +335,9 @@ unsafe impl Op for Fallocate {
 
     fn complete(self, res: io::Result<u32>) -> Self::Output {
         res.map(drop)
+    }
+
+    fn run_inline(self) -> Self::Output {
+        StdFsEngine.fallocate(&self.fd, self.mode, self.offset, self.len)
     }
 }

@@ -72,11 +72,13 @@ pub(super) fn spawn(
             "the tokio runtime has timers disabled (build it with enable_time, or enable_all)",
         )));
     }
-    Ok(handle.spawn(reap(system, afd)))
+    // The guard is made here, not inside the task: a task dropped before its first poll (a runtime
+    // dropped right after the launch) drops its arguments, and so still shuts the ring down.
+    let shutdown = ShutdownOnDrop(system.clone());
+    Ok(handle.spawn(reap(shutdown, system, afd)))
 }
 
-async fn reap(system: Arc<System>, afd: AsyncFd<OwnedFd>) {
-    let _shutdown = ShutdownOnDrop(system.clone());
+async fn reap(_shutdown: ShutdownOnDrop, system: Arc<System>, afd: AsyncFd<OwnedFd>) {
     // `Some` while SQEs wait for a retry: the pause before the next one.
     let mut retry: Option<Duration> = None;
     loop {

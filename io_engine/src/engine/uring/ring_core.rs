@@ -1,55 +1,61 @@
 //! [`Core`]: what the ring's mutex protects: the ring, its slot table, and which SQEs the kernel has not
-//! consumed yet. Pushing, `io_uring_enter` and draining the completion queue happen here.
+//! consumed yet. Pushing, `io_uring_enter` and draining the completion queue happen here. Nothing here
+//! runs foreign code, logging included: records go to [`Deferred`] as [`LogEvent`]s.
 //!
 //! ## When `io_uring_enter` fails
 //! The kernel consumes SQEs in order; whatever is left in the submission queue after a call was not
 //! consumed, and `unsubmitted` names those SQEs (their `user_data`), oldest first.
 //! - `EINTR`: retried at once.
-//! - `EAGAIN` / `EBUSY` (a transient shortage): the SQEs stay queued; the caller asks the reaper to retry
-//!   with backoff. The warning is logged at most once per [`WARN_EVERY`], with the number suppressed.
+//! - `EAGAIN` / `EBUSY` / `ENOMEM` (a transient shortage): the SQEs stay queued; the caller asks the
+//!   reaper to retry with backoff. The warning is logged at most once per [`WARN_EVERY`], with the number
+//!   suppressed.
 //! - Anything else means the ring itself is unusable (bad descriptor, fault, torn down, ...). The ring is
-//!   marked broken: the unconsumed SQEs are completed with that error *and never submitted*, since no
-//!   `io_uring_enter` with a non-zero `to_submit` is made again (their memory may be freed now); ops
-//!   the kernel did consume still complete normally; new ops fail.
+//!   marked broken: the unconsumed SQEs are completed as [`Completion::NotSubmitted`] *and never
+//!   submitted*, since no `io_uring_enter` with a non-zero `to_submit` is made again (their memory may be
+//!   reused now); ops the kernel did consume still complete normally; the engine downgrades to `std-fs`
+//!   (see [`super::health`]).
+//!
+//! ## Cancel requests
+//! An op whose future was dropped gets an `IORING_OP_ASYNC_CANCEL` matching its `user_data` (see
+//! [`Slots`]), and so do all ops in flight at shutdown. At most one cancel per slot is in flight, and at
+//! most as many cancels as there are slots, so that the ops' CQEs and the cancels' CQEs together never
+//! exceed the completion queue (twice the slots).
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{opcode, squeue, IoUring};
 
-use super::deferred::Deferred;
-use super::slots::Slots;
+use super::deferred::{Deferred, LogEvent};
+#[cfg(feature = "testing")]
+use super::health::EngineHealth;
+use super::slots::{Completion, Slots, CANCEL_BIT};
 
-/// `user_data` of the cancel-all SQE pushed at shutdown (slot indexes are `u32`).
-const CANCEL_TAG: u64 = u64::MAX;
-
-/// `io_uring_enter(2)` flag: wait for completions.
+/// `io_uring_enter(2)` flag: wait for completions (with `min_complete = 0`: run pending task work).
 const IORING_ENTER_GETEVENTS: u32 = 1;
 
 /// The most often the "cannot submit for now" warning is logged.
 const WARN_EVERY: Duration = Duration::from_secs(1);
 
-/// How often shutdown retries an `EAGAIN`/`EBUSY` from its wait, and the first pause (doubling, at most
-/// [`SHUTDOWN_MAX_PAUSE`]): about 10 s in all before the ring is leaked.
-const SHUTDOWN_RETRIES: u32 = 110;
-const SHUTDOWN_FIRST_PAUSE: Duration = Duration::from_micros(100);
-const SHUTDOWN_MAX_PAUSE: Duration = Duration::from_millis(100);
-
 /// What an `io_uring_enter` error means for the SQEs it did not consume.
 fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EAGAIN | libc::EBUSY | libc::EINTR)
+        Some(libc::EAGAIN | libc::EBUSY | libc::EINTR | libc::ENOMEM)
     )
 }
 
 pub(super) struct Core {
-    /// `None` only after a failed shutdown drain, when the ring was leaked on purpose.
+    /// `None` only after a failed shutdown, when the ring was leaked on purpose.
     pub(super) ring: Option<IoUring>,
     pub(super) slots: Slots,
+    /// Number of slots: the most cancel requests in flight at once.
+    max_cancels: usize,
     /// Cancel SQEs pushed whose CQE has not arrived.
     cancels_in_flight: usize,
+    /// Cancel SQEs ever pushed (a statistic).
+    cancels_submitted: u64,
     /// `user_data` of the SQEs in the submission queue that the kernel has not consumed, oldest first.
     unsubmitted: VecDeque<u64>,
     /// The errno of a permanent `io_uring_enter` failure: nothing is submitted any more.
@@ -59,20 +65,40 @@ pub(super) struct Core {
     /// Shutdown could not wait for every completion: the ring and the parked resources must be leaked,
     /// never freed, since the kernel may still use them.
     pub(super) must_leak: bool,
+    /// Faults to inject into `io_uring_enter`.
+    #[cfg(feature = "testing")]
+    health: std::sync::Arc<EngineHealth>,
 }
 
 impl Core {
-    pub(super) fn new(ring: IoUring, slots: Slots) -> Self {
+    pub(super) fn new(
+        ring: IoUring,
+        slots: u32,
+        #[cfg(feature = "testing")] health: std::sync::Arc<EngineHealth>,
+    ) -> Self {
         Self {
             ring: Some(ring),
-            slots,
+            slots: Slots::new(slots),
+            max_cancels: slots as usize,
             cancels_in_flight: 0,
+            cancels_submitted: 0,
             unsubmitted: VecDeque::new(),
             broken: None,
             last_warning: None,
             warnings_suppressed: 0,
             must_leak: false,
+            #[cfg(feature = "testing")]
+            health,
         }
+    }
+
+    pub(super) fn cancels_submitted(&self) -> u64 {
+        self.cancels_submitted
+    }
+
+    /// Ops and cancel requests whose CQE has not been processed.
+    pub(super) fn outstanding(&self) -> usize {
+        self.slots.in_flight() + self.cancels_in_flight
     }
 
     /// True if nothing but the op of the slot just taken is in flight or queued: then no other thread
@@ -102,6 +128,25 @@ impl Core {
         true
     }
 
+    /// Pushes the queued cancel requests (dropped futures, shutdown), as many as may be in flight.
+    fn push_cancels(&mut self) {
+        while self.broken.is_none() && self.cancels_in_flight < self.max_cancels {
+            let Some(target) = self.slots.next_cancel() else {
+                return;
+            };
+            let cancel = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(CANCEL_BIT | target);
+            // SAFETY: a cancel SQE points to no memory.
+            if !unsafe { self.push(&cancel) } {
+                return; // the submission queue is full: pushed at a later call
+            }
+            self.slots.cancel_pushed();
+            self.cancels_in_flight += 1;
+            self.cancels_submitted += 1;
+        }
+    }
+
     /// Forgets the SQEs the kernel consumed: those no longer in the submission queue.
     fn note_consumed(&mut self) {
         let Some(ring) = self.ring.as_mut() else {
@@ -113,40 +158,51 @@ impl Core {
         }
     }
 
-    /// Submits every SQE still in the submission queue (see the module docs for failures).
+    /// `io_uring_enter` submitting every queued SQE (or an injected failure).
+    fn enter_submit(&mut self) -> io::Result<usize> {
+        #[cfg(feature = "testing")]
+        if let Some(e) = self.health.faults.next() {
+            return Err(e);
+        }
+        match self.ring.as_mut() {
+            Some(ring) => ring.submit(),
+            None => Ok(0),
+        }
+    }
+
+    /// Pushes queued cancel requests and submits every SQE still in the submission queue (see the
+    /// module docs for failures).
     pub(super) fn submit_pending(&mut self, deferred: &mut Deferred<'_>) {
+        self.push_cancels();
         if self.unsubmitted.is_empty() || self.broken.is_some() {
             return;
         }
         loop {
-            let Some(ring) = self.ring.as_mut() else {
-                return;
-            };
-            let res = ring.submit();
+            let res = self.enter_submit();
             self.note_consumed();
             match res {
                 _ if self.unsubmitted.is_empty() => return,
                 Ok(n) if n > 0 => {}
                 Ok(_) => {
-                    self.warn_transient(&io::Error::from_raw_os_error(libc::EAGAIN));
+                    self.warn_transient(libc::EAGAIN, deferred);
                     deferred.retry_submit();
                     return;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if is_transient(&e) => {
-                    self.warn_transient(&e);
+                    self.warn_transient(e.raw_os_error().unwrap_or(libc::EAGAIN), deferred);
                     deferred.retry_submit();
                     return;
                 }
                 Err(e) => {
-                    self.fail_unsubmitted(&e, deferred);
+                    self.fail_unsubmitted(e.raw_os_error().unwrap_or(libc::EIO), deferred);
                     return;
                 }
             }
         }
     }
 
-    fn warn_transient(&mut self, e: &io::Error) {
+    fn warn_transient(&mut self, errno: i32, deferred: &mut Deferred<'_>) {
         let now = Instant::now();
         if self
             .last_warning
@@ -155,32 +211,30 @@ impl Core {
             self.warnings_suppressed += 1;
             return;
         }
-        tracing::warn!(
-            error = %e,
-            unsubmitted = self.unsubmitted.len(),
-            suppressed = self.warnings_suppressed,
-            "io_uring_enter failed for now; the SQEs stay queued and are retried with backoff"
-        );
+        deferred.log(LogEvent::TransientEnter {
+            errno,
+            unsubmitted: self.unsubmitted.len(),
+            suppressed: self.warnings_suppressed,
+        });
         self.last_warning = Some(now);
         self.warnings_suppressed = 0;
     }
 
-    /// A permanent `io_uring_enter` error: completes every unconsumed SQE with it and marks the ring
-    /// broken, so that they are never submitted.
-    fn fail_unsubmitted(&mut self, e: &io::Error, deferred: &mut Deferred<'_>) {
-        let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        tracing::error!(
-            error = %e,
-            unsubmitted = self.unsubmitted.len(),
-            "io_uring_enter failed permanently; the queued ops fail with this error and the ring \
-             takes no new ops"
-        );
+    /// A permanent `io_uring_enter` error: marks the ring broken (so that nothing is submitted again)
+    /// and completes every unconsumed SQE as [`Completion::NotSubmitted`].
+    fn fail_unsubmitted(&mut self, errno: i32, deferred: &mut Deferred<'_>) {
+        deferred.log(LogEvent::RingBroken {
+            errno,
+            not_submitted: self.unsubmitted.len(),
+        });
+        deferred.ring_broken(errno);
         self.broken = Some(errno);
         for user_data in std::mem::take(&mut self.unsubmitted) {
-            if user_data == CANCEL_TAG {
-                self.cancels_in_flight = self.cancels_in_flight.saturating_sub(1);
+            if user_data & CANCEL_BIT != 0 {
+                self.cancels_in_flight -= 1;
             } else {
-                self.slots.complete(user_data, -errno, deferred);
+                self.slots
+                    .complete(user_data, Completion::NotSubmitted(errno), deferred);
             }
         }
     }
@@ -191,73 +245,47 @@ impl Core {
             return;
         };
         for cqe in ring.completion() {
-            if cqe.user_data() == CANCEL_TAG {
+            if cqe.user_data() & CANCEL_BIT != 0 {
+                // 0, ENOENT (already done) or EALREADY (running; it completes by itself): all fine.
                 self.cancels_in_flight = self.cancels_in_flight.saturating_sub(1);
                 continue;
             }
-            self.slots.complete(cqe.user_data(), cqe.result(), deferred);
+            self.slots
+                .complete(cqe.user_data(), Completion::Cqe(cqe.result()), deferred);
         }
     }
 
-    /// Cancels what the kernel can and waits, blocking the thread, until no op is in flight. On a
-    /// permanent failure to wait, sets `must_leak`.
-    pub(super) fn shutdown_drain(&mut self, deferred: &mut Deferred<'_>) {
+    /// One step of shutdown, without waiting: on the `first` call, queues a cancel request for every op
+    /// in flight; then submits what is queued, runs this thread's pending task work and drains. Returns
+    /// how many CQEs are still to come. An error means the ring cannot even be entered any more.
+    pub(super) fn shutdown_step(
+        &mut self,
+        first: bool,
+        deferred: &mut Deferred<'_>,
+    ) -> io::Result<usize> {
+        if first && self.slots.in_flight() > 0 {
+            deferred.log(LogEvent::ShutdownCancelling {
+                in_flight: self.slots.in_flight(),
+            });
+            self.slots.cancel_all();
+        }
         self.submit_pending(deferred);
-        self.drain(deferred);
-        let in_flight = self.slots.in_flight();
-        if in_flight > 0 && self.broken.is_none() {
-            tracing::debug!(
-                in_flight,
-                "io_uring shutdown: cancelling and draining in-flight ops"
-            );
-            let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                .build()
-                .user_data(CANCEL_TAG);
-            // SAFETY: a cancel SQE points to no memory. A full SQ only means no cancel: we still wait.
-            if unsafe { self.push(&cancel) } {
-                self.cancels_in_flight += 1;
-            }
-        }
-        let mut retries = 0;
-        let mut pause = SHUTDOWN_FIRST_PAUSE;
-        while self.slots.in_flight() > 0 || self.cancels_in_flight > 0 {
-            let Some(ring) = self.ring.as_mut() else {
-                return;
-            };
-            let res = if self.broken.is_some() {
-                // SAFETY: `to_submit = 0` consumes no SQE (the unsubmitted ones were failed and their
-                // memory may be gone); this only waits for one completion. No argument is passed.
-                unsafe {
+        if self.broken.is_none() {
+            if let Some(ring) = self.ring.as_mut() {
+                // SAFETY: `to_submit = 0` consumes no SQE and no argument is passed; with
+                // `min_complete = 0` this only runs the task work that posts completions.
+                let res = unsafe {
                     ring.submitter()
-                        .enter::<libc::sigset_t>(0, 1, IORING_ENTER_GETEVENTS, None)
-                }
-            } else {
-                ring.submit_and_wait(1)
-            };
-            self.note_consumed();
-            match res {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) if is_transient(&e) && retries < SHUTDOWN_RETRIES => {
-                    retries += 1;
-                    // EBUSY can mean completions to reap first; drain before pausing.
-                    self.drain(deferred);
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(SHUTDOWN_MAX_PAUSE);
-                }
-                Err(e) => {
-                    tracing::error!(
-                        error = %e,
-                        retries,
-                        in_flight = self.slots.in_flight(),
-                        "io_uring shutdown cannot wait for completions; leaking the ring and the \
-                         in-flight buffers rather than freeing memory the kernel may still use"
-                    );
-                    self.must_leak = true;
-                    break;
+                        .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+                };
+                match res {
+                    Ok(_) => {}
+                    Err(e) if is_transient(&e) => {}
+                    Err(e) => return Err(e),
                 }
             }
-            self.drain(deferred);
         }
+        self.drain(deferred);
+        Ok(self.outstanding())
     }
 }

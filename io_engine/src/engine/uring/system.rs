@@ -3,77 +3,109 @@
 //! Everything that touches the ring's queues happens under one mutex (the [`Core`]): pushing an SQE,
 //! `io_uring_enter`, and draining the completion queue. The slot permits (a FIFO
 //! `tokio::sync::Semaphore`) are acquired *before* the mutex, so a submitter never waits for a slot while
-//! holding it. No foreign code (wakers, buffers' `Drop`, the semaphore waking a waiter) runs under the
-//! mutex: each call returns its [`Deferred`] work, which the caller runs once its own op is safe.
+//! holding it. No foreign code (wakers, buffers' `Drop`, the semaphore waking a waiter, `tracing`) runs
+//! under the mutex: each call returns its [`Deferred`] work, which the caller runs once its own op is safe.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use io_uring::{squeue, IoUring};
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
-use super::deferred::Deferred;
+use super::deferred::{Deferred, LogEvent};
+use super::health::{EngineHealth, BROKEN_SHUTDOWN_WAIT};
 use super::ring_core::Core;
-use super::slots::{Parked, Slots};
+use super::slots::{Completion, Parked, SlotPoll, Slots};
+
+/// How long shutdown sleeps in `poll(2)` on the ring's descriptor before it looks again (a completion
+/// drained by another thread meanwhile would otherwise leave it waiting for a wakeup that never comes).
+const SHUTDOWN_POLL_MS: libc::c_int = 10;
 
 /// One ring with its slots. Shared (`Arc`) by the engine handle, the op futures and the reaper task.
 pub(super) struct System {
     core: Mutex<Core>,
-    /// One permit per free slot; waiters are served in FIFO order.
+    /// One permit per free slot; waiters are served in FIFO order. Closed at shutdown and when the ring
+    /// breaks.
     permits: Semaphore,
     /// Wakes the reaper when SQEs could not be submitted and must be retried.
     reaper: Notify,
     /// A `dup` of the eventfd registered with the ring, to signal it ourselves (see `submit`).
     eventfd: OwnedFd,
+    /// The ring's own descriptor (owned by the ring in `core`), polled by shutdown without the mutex.
+    ring_fd: RawFd,
     slots: usize,
     shut_down: AtomicBool,
     ftruncate_op: bool,
+    /// The kernel has `cq_off.flags` (Linux 5.8+), so `IORING_CQ_EVENTFD_DISABLED` can be set.
+    eventfd_window: AtomicBool,
+    health: Arc<EngineHealth>,
 }
 
 /// A reserved slot (a permit of the semaphore). Dropped unused, for example when preparing the SQE
 /// panics or the submit fails, it gives the permit back.
 pub(super) struct Reservation<'a>(SemaphorePermit<'a>);
 
+/// Why no slot could be reserved.
+pub(super) enum NoSlot {
+    /// The engine shut down.
+    ShutDown,
+    /// The ring broke: run the op elsewhere (the engine is downgraded).
+    Broken,
+}
+
 /// Where an op stands right after its submit.
 pub(super) enum Submitted {
     /// In flight in this slot: wait for its completion.
     InFlight(u32),
-    /// Completed inside the submit (a page-cache hit); the slot is already free again.
-    Done(i32),
+    /// Completed inside the submit (a page-cache hit, or the ring broke before the kernel consumed the
+    /// SQE); the slot is already free again.
+    Done(Completion),
 }
 
-fn shut_down_error() -> io::Error {
+pub(super) fn shut_down_error() -> io::Error {
     io::Error::other(
         "the io_uring engine has shut down (its last handle was dropped or its tokio runtime ended)",
     )
 }
 
-fn broken_error(errno: i32) -> io::Error {
-    let cause = io::Error::from_raw_os_error(errno);
-    io::Error::new(
-        cause.kind(),
-        format!("the io_uring ring is unusable: io_uring_enter failed: {cause}"),
-    )
+/// The ring's configuration, as set up.
+pub(super) struct RingSetup {
+    pub(super) ring: IoUring,
+    /// A `dup` of the eventfd registered with the ring.
+    pub(super) eventfd: OwnedFd,
+    pub(super) ftruncate_op: bool,
+    pub(super) eventfd_window: bool,
 }
 
 impl System {
-    /// Wraps a ring whose completion queue holds at least twice its submission queue; `eventfd` is a
-    /// `dup` of the eventfd registered with it.
-    pub(super) fn new(ring: IoUring, eventfd: OwnedFd, ftruncate_op: bool) -> Self {
-        let slots = ring.params().sq_entries();
-        debug_assert!(ring.params().cq_entries() >= 2 * slots);
+    /// Wraps a ring whose completion queue holds at least twice its submission queue.
+    pub(super) fn new(setup: RingSetup, health: Arc<EngineHealth>) -> Self {
+        let ring = setup.ring;
+        // Room in the SQ for an op and a cancel request per slot; the CQ holds twice that.
+        let slots = ring.params().sq_entries() / 2;
+        debug_assert!(ring.params().cq_entries() >= 4 * slots);
+        let ring_fd = ring.as_raw_fd();
         Self {
-            core: Mutex::new(Core::new(ring, Slots::new(slots))),
+            core: Mutex::new(Core::new(
+                ring,
+                slots,
+                #[cfg(feature = "testing")]
+                health.clone(),
+            )),
             permits: Semaphore::new(slots as usize),
             reaper: Notify::new(),
-            eventfd,
+            eventfd: setup.eventfd,
+            ring_fd,
             slots: slots as usize,
             shut_down: AtomicBool::new(false),
-            ftruncate_op,
+            ftruncate_op: setup.ftruncate_op,
+            eventfd_window: AtomicBool::new(setup.eventfd_window),
+            health,
         }
     }
 
@@ -82,15 +114,37 @@ impl System {
         self.slots
     }
 
-    /// The most slots that were ever in flight at once, and how many ops were submitted.
-    pub(super) fn counters(&self) -> (usize, u64) {
+    /// Counters of this ring.
+    pub(super) fn counters(&self) -> RingCounters {
         let core = self.lock();
-        (core.slots.max_in_flight(), core.slots.submitted())
+        RingCounters {
+            max_in_flight: core.slots.max_in_flight(),
+            in_flight: core.slots.in_flight(),
+            parked: core.slots.parked(),
+            submitted: core.slots.submitted(),
+            cancels_submitted: core.cancels_submitted(),
+        }
     }
 
     /// Whether the kernel supports `IORING_OP_FTRUNCATE`.
     pub(super) fn has_ftruncate_op(&self) -> bool {
         self.ftruncate_op
+    }
+
+    /// Whether the eventfd is switched off around inline-likely submits.
+    pub(super) fn has_eventfd_window(&self) -> bool {
+        self.eventfd_window.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the eventfd always on (tests of the path taken on kernels before 5.8).
+    #[cfg(feature = "testing")]
+    pub(super) fn disable_eventfd_window(&self) {
+        self.eventfd_window.store(false, Ordering::Relaxed);
+    }
+
+    /// The engine's shared state (downgrade, faults).
+    pub(super) fn health(&self) -> &EngineHealth {
+        &self.health
     }
 
     pub(super) fn is_shut_down(&self) -> bool {
@@ -104,7 +158,12 @@ impl System {
     }
 
     fn deferred(&self) -> Deferred<'_> {
-        Deferred::new(&self.permits, &self.reaper, self.eventfd.as_fd())
+        Deferred::new(
+            &self.permits,
+            &self.reaper,
+            self.eventfd.as_fd(),
+            &self.health,
+        )
     }
 
     /// Completes when the reaper should retry SQEs that could not be submitted.
@@ -113,10 +172,11 @@ impl System {
     }
 
     /// Waits (FIFO, cancellation-safe) until a slot is free and reserves it, for [`System::submit`].
-    pub(super) async fn reserve_slot(&self) -> io::Result<Reservation<'_>> {
+    pub(super) async fn reserve_slot(&self) -> Result<Reservation<'_>, NoSlot> {
         match self.permits.acquire().await {
             Ok(permit) => Ok(Reservation(permit)),
-            Err(_closed) => Err(shut_down_error()),
+            Err(_closed) if self.is_shut_down() => Err(NoSlot::ShutDown),
+            Err(_closed) => Err(NoSlot::Broken),
         }
     }
 
@@ -126,8 +186,8 @@ impl System {
     /// op is safe: guarded by its `InFlight` (or, if `Done`, no longer needed by the kernel).
     ///
     /// `inline_likely`: the op often completes inside `io_uring_enter` (buffered IO). If nothing else is
-    /// in flight, the eventfd is then disabled around push, enter and drain: an inline completion
-    /// costs no eventfd signal and no reaper wakeup.
+    /// in flight and the kernel has `cq_off.flags`, the eventfd is then disabled around push, enter and
+    /// drain: an inline completion costs no eventfd signal and no reaper wakeup.
     ///
     /// # Safety
     /// The memory `sqe` points to must stay valid, at the same address, until the slot's completion has
@@ -137,28 +197,30 @@ impl System {
         reservation: Reservation<'a>,
         sqe: squeue::Entry,
         inline_likely: bool,
-    ) -> io::Result<(Submitted, Deferred<'a>)> {
+    ) -> Result<(Submitted, Deferred<'a>), NoSlot> {
         let mut deferred = self.deferred();
         let mut core = self.lock();
         if self.is_shut_down() || core.ring.is_none() {
             drop(core);
             drop(reservation);
-            return Err(shut_down_error());
+            return Err(NoSlot::ShutDown);
         }
-        if let Some(errno) = core.broken {
+        if core.broken.is_some() {
             drop(core);
             drop(reservation);
-            return Err(broken_error(errno));
+            return Err(NoSlot::Broken);
         }
-        let slot = core
+        let (slot, user_data) = core
             .slots
             .take_free()
             .expect("a reserved permit guarantees a free slot");
-        let sqe = sqe.user_data(u64::from(slot));
+        let sqe = sqe.user_data(user_data);
         // Only when no other thread can post a CQE meanwhile: a completion posted by another thread
         // while the eventfd is disabled could be missed both by the eventfd and by our drain below
-        // (the kernel does not order its CQ tail store before its read of the flag).
-        let window = inline_likely && core.only_one_in_flight();
+        // (the kernel does not order its CQ tail store before its read of the flag). And only where
+        // the kernel has the flag at all: before 5.8 `cq_off.flags` is 0, and the write would land in
+        // the completion queue's head.
+        let window = inline_likely && self.has_eventfd_window() && core.only_one_in_flight();
         let set_eventfd = |core: &mut Core, disabled: bool| {
             if let Some(ring) = core.ring.as_mut() {
                 if disabled {
@@ -173,15 +235,17 @@ impl System {
         }
         // SAFETY: the caller keeps the SQE's memory valid until the slot's CQE is processed.
         if !unsafe { core.push(&sqe) } {
-            // Cannot happen while the SQ has as many entries as there are slots, but is not assumed.
+            // Cannot happen: the SQ has room for an op and a cancel request per slot. Not assumed
+            // either: the kernel never saw the op, so it runs on std-fs.
             core.slots.release_unsubmitted(slot);
             if window {
                 set_eventfd(&mut core, false);
             }
             drop(core);
             drop(reservation);
-            return Err(io::Error::other(
-                "the io_uring submission queue is full (SQEs are waiting for a retry)",
+            return Ok((
+                Submitted::Done(Completion::NotSubmitted(libc::EAGAIN)),
+                deferred,
             ));
         }
         // The permit now belongs to the slot; it is returned when the slot is freed.
@@ -195,9 +259,9 @@ impl System {
             core.drain(&mut deferred);
         }
         let submitted = match core.slots.take_done(slot) {
-            Some(res) => {
+            Some(c) => {
                 deferred.free_slot();
-                Submitted::Done(res)
+                Submitted::Done(c)
             }
             None => {
                 if window {
@@ -212,30 +276,58 @@ impl System {
         Ok((submitted, deferred))
     }
 
-    /// The result of `slot` once its CQE arrived (the slot is then freed), else registers the waker.
+    /// The completion of `slot` once it arrived (the slot is then freed), else registers the waker.
     /// Retries unsubmitted SQEs and drains the completion queue first (no syscall if nothing is queued).
+    /// The waker is cloned, and a replaced one dropped, outside the mutex.
     /// Run the returned [`Deferred`] after taking the op out of its `InFlight` guard when `Ready`.
-    pub(super) fn poll_slot(&self, slot: u32, cx: &mut Context<'_>) -> (Poll<i32>, Deferred<'_>) {
+    pub(super) fn poll_slot(
+        &self,
+        slot: u32,
+        cx: &mut Context<'_>,
+    ) -> (Poll<Completion>, Deferred<'_>) {
         let mut deferred = self.deferred();
         let mut core = self.lock();
         core.submit_pending(&mut deferred);
         core.drain(&mut deferred);
-        let poll = core.slots.poll(slot, cx);
-        if poll.is_ready() {
-            deferred.free_slot();
+        let mut poll = core.slots.poll(slot, cx.waker());
+        if let SlotPoll::NeedsWaker = poll {
+            drop(core);
+            // Foreign code: a panic here leaves the slot in flight with its old waker, and the op in
+            // its guard (which parks it).
+            let waker = cx.waker().clone();
+            let (p, unused) = self.lock().slots.register_waker(slot, waker);
+            deferred.drop_waker(unused);
+            poll = p;
         }
+        let poll = match poll {
+            SlotPoll::Ready(c) => {
+                deferred.free_slot();
+                Poll::Ready(c)
+            }
+            SlotPoll::Pending | SlotPoll::NeedsWaker => Poll::Pending,
+        };
         (poll, deferred)
     }
 
     /// The future of `slot` was dropped before it took its result: keep `op` (its buffer, fd, ...) in
-    /// the slot until the CQE arrives, or finish it now if the CQE is already there.
+    /// the slot until the CQE arrives (a cancel request is sent for it), or finish it now if the CQE is
+    /// already there.
     pub(super) fn park(&self, slot: u32, op: Box<dyn Parked>) {
         let mut deferred = self.deferred();
-        let done = self.lock().slots.park(slot, op);
-        if let Some(finished) = done {
-            deferred.free_slot();
-            deferred.finish(finished);
+        let mut core = self.lock();
+        let cancel = self.health.cancel_dropped_ops();
+        match core.slots.park(slot, op, cancel) {
+            Ok(finished) => {
+                deferred.free_slot();
+                deferred.finish(finished);
+            }
+            Err(waker) => {
+                deferred.drop_waker(waker);
+                core.submit_pending(&mut deferred);
+                core.drain(&mut deferred);
+            }
         }
+        drop(core);
         deferred.run();
     }
 
@@ -252,22 +344,67 @@ impl System {
         pending
     }
 
-    /// Stops the system: no new ops; in-flight ops are cancelled where the kernel can, and then waited
-    /// for *synchronously* (`io_uring_enter` with `min_complete`), so that no buffer, descriptor or
-    /// ring memory is freed while the kernel may still use it. Idempotent; blocks the calling thread.
+    /// Stops the system: no new ops; every op in flight gets a cancel request, and then they are
+    /// waited for *synchronously* (the calling thread blocks), so that no buffer, descriptor or ring
+    /// memory is freed while the kernel may still use it. The wait is a `poll(2)` on the ring's
+    /// descriptor with the mutex released: other threads' ops keep draining meanwhile. A ring that
+    /// cannot be entered any more, or a broken ring whose ops do not complete within
+    /// [`BROKEN_SHUTDOWN_WAIT`], is leaked instead. Idempotent.
     pub(super) fn shutdown(&self) {
         if self.shut_down.swap(true, Ordering::AcqRel) {
             return;
         }
         self.permits.close();
-        let mut deferred = self.deferred();
-        let mut core = self.lock();
-        if core.ring.is_some() {
-            core.shutdown_drain(&mut deferred);
+        let started = Instant::now();
+        let mut first = true;
+        loop {
+            let mut deferred = self.deferred();
+            let mut core = self.lock();
+            if core.ring.is_none() {
+                return;
+            }
+            let step = core.shutdown_step(std::mem::take(&mut first), &mut deferred);
+            let leak = match &step {
+                Ok(0) => None,
+                Ok(_) if core.broken.is_some() && started.elapsed() > BROKEN_SHUTDOWN_WAIT => Some(
+                    format!("the ring is broken and its ops did not complete within {BROKEN_SHUTDOWN_WAIT:?}"),
+                ),
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(error) = leak {
+                core.must_leak = true;
+                deferred.log(LogEvent::ShutdownLeaks {
+                    error,
+                    in_flight: core.slots.in_flight(),
+                });
+            }
+            let done = core.must_leak || matches!(step, Ok(0));
+            drop(core);
+            deferred.run();
+            if done {
+                return;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.ring_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one `pollfd` on the stack, valid for the call; `ring_fd` stays open while `self`
+            // lives (the ring is owned by `core`, and only freed or leaked in `Drop`).
+            // Any result (ready, timeout, EINTR) just leads to the next step.
+            let _ = unsafe { libc::poll(&mut pfd, 1, SHUTDOWN_POLL_MS) };
         }
-        drop(core);
-        deferred.run();
     }
+}
+
+/// Counters of one ring.
+pub(super) struct RingCounters {
+    pub(super) max_in_flight: usize,
+    pub(super) in_flight: usize,
+    pub(super) parked: usize,
+    pub(super) submitted: u64,
+    pub(super) cancels_submitted: u64,
 }
 
 impl Drop for System {
