@@ -69,21 +69,3 @@ pub fn open_descriptor_count() -> io::Result<usize> {
         .count()
         .saturating_sub(1))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restores_on_panic() {
-        // one below the current limit: other tests of this binary run in parallel and must not notice
-        let before = current().unwrap().rlim_cur;
-        let res = std::panic::catch_unwind(|| {
-            let _lim = NofileLimit::set(before - 1).unwrap();
-            assert_eq!(current().unwrap().rlim_cur, before - 1);
-            panic!("a failing assertion");
-        });
-        assert!(res.is_err());
-        assert_eq!(current().unwrap().rlim_cur, before, "restored by Drop");
-    }
-}

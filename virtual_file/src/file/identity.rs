@@ -9,7 +9,8 @@
 //!
 //! Weakness: an inode number can be reused once the old file is gone and its last descriptor closed; a
 //! file removed and a new one created that happens to get the same inode on the same device passes the
-//! check. Unique names ([`super::unique`]) make a new file at an old file's path unlikely to begin with.
+//! check. Unique temp names (`temp.rs`, [`VirtualFile::create_temp`](super::VirtualFile::create_temp))
+//! make a new file at an old file's path unlikely to begin with.
 
 use std::sync::Arc;
 
