@@ -276,3 +276,53 @@ async fn a_dropped_writer_s_temp_file_is_removed_by_its_flush_task(
     .await
     .expect("the abandoned flush task did not remove its temp file");
 }
+
+/// An exclusive create whose open fails after the file was made (here the `statx` that records its
+/// identity) removes the file again: a failed create leaves nothing behind, and a plain open that
+/// fails the same way removes nothing.
+#[rstest]
+#[tokio::test]
+async fn a_create_that_fails_after_the_open_leaves_no_file(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, IoEngine};
+    tokio::time::timeout(TIMEOUT, async {
+        let plan = FaultPlan::new([]);
+        let ctx = IoContext::builder()
+            .engine(IoEngine::Faulty(FaultyEngine::new(
+                engine(kind),
+                plan.clone(),
+            )))
+            .mode(mode)
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        plan.add(FaultRule {
+            op: FaultOp::Stat,
+            nth: plan.count(FaultOp::Stat) + 1,
+            fault: Fault::Errno(libc::EIO),
+            repeat: true,
+        });
+        let err = VirtualFile::create_temp(&ctx, dir.path(), "layer.", ".___temp")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.raw_os_error() == Some(libc::EIO)),
+            "{err:?}"
+        );
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+
+        // an existing file opened without create_new is not ours to remove
+        let existing = dir.path().join("existing");
+        std::fs::write(&existing, b"keep").unwrap();
+        let opts = virtual_file::OpenOptions::new().read(true);
+        assert!(VirtualFile::open_with_options(&ctx, &existing, opts)
+            .await
+            .is_err());
+        assert_eq!(std::fs::read(&existing).unwrap(), b"keep");
+        assert!(plan.injected() >= 2);
+    })
+    .await
+    .expect("timed out");
+}

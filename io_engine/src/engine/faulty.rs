@@ -25,9 +25,11 @@ pub enum FaultOp {
     Open,
     /// `ftruncate`, `fallocate`.
     Truncate,
+    /// `statx`.
+    Stat,
 }
 
-const OP_CLASSES: usize = 5;
+const OP_CLASSES: usize = 6;
 
 impl FaultOp {
     fn index(self) -> usize {
@@ -276,6 +278,7 @@ impl FaultyEngine {
     }
 
     pub(crate) async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {
+        self.errno_of(FaultOp::Stat)?;
         Box::pin(self.inner.statx(fd)).await
     }
 

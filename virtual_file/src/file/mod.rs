@@ -149,33 +149,45 @@ impl VirtualFile {
         };
         let fd = Arc::new(fd);
         // The identity (and the O_DIRECT alignment) from the descriptor just opened, before the cache
-        // can hand its slot to another file.
-        let stat = Self::timed_statx(ctx, &fd)
-            .await
-            .map_err(|source| Error::Io {
-                op: OpKind::Metadata,
-                path: path.clone(),
-                offset: None,
-                len: None,
-                mode,
-                engine: ctx.engine_kind(),
-                source,
-            })?;
+        // can hand its slot to another file. A file this open created exclusively is ours alone: if the
+        // open fails from here on, it is removed again, so a failed create leaves nothing behind.
+        let created = opts.is_create_new();
+        let stat = match Self::timed_statx(ctx, &fd).await {
+            Ok(stat) => stat,
+            Err(source) => {
+                drop(guard);
+                drop(fd);
+                if created {
+                    let _ = ctx.inner.engine.unlink(&path).await;
+                }
+                return Err(Error::Io {
+                    op: OpKind::Metadata,
+                    path,
+                    offset: None,
+                    len: None,
+                    mode,
+                    engine: ctx.engine_kind(),
+                    source,
+                });
+            }
+        };
         let flags = reopen_flags(base_flags) | if direct { libc::O_DIRECT } else { 0 };
         let handle = ctx.inner.cache.install(index, &mut guard, Arc::clone(&fd));
         drop(guard);
-        let file = VirtualFile {
+        let mut file = VirtualFile {
             ctx: ctx.clone(),
             path,
             reopen_flags: flags,
             direct,
             id: FileId::of(&stat),
-            remove_on_drop: false,
+            // until the open has succeeded: dropping the file on an error below removes what we created
+            remove_on_drop: created,
             handle: Mutex::new(handle),
         };
         if direct {
             file.check_dio_alignment(&stat)?;
         }
+        file.remove_on_drop = false;
         Ok(file)
     }
 

@@ -48,6 +48,11 @@ impl OpenOptions {
         self.write
     }
 
+    /// Whether the open creates the file exclusively (`O_CREAT | O_EXCL`).
+    pub fn is_create_new(&self) -> bool {
+        self.create_new
+    }
+
     /// The `open(2)` flags without `O_DIRECT`, or an error message for a combination that makes no sense.
     pub(crate) fn flags(&self) -> Result<libc::c_int, &'static str> {
         let access = match (self.read, self.write) {
