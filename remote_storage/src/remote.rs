@@ -228,24 +228,20 @@ impl RemoteStorage {
         .await
     }
 
-    /// Read-modify-write of the index under the in-process lock; `change` returns false for no change
-    /// (nothing is written). Returns the index as stored afterwards.
+    /// Read-modify-write of the index under the in-process lock. `change` gets the index and the
+    /// generation this write will have, and returns false for no change (nothing is written then).
+    /// Returns the index as stored afterwards.
     pub(crate) async fn update_index(
         &self,
-        change: impl FnOnce(&mut RemoteIndex) -> bool,
+        change: impl FnOnce(&mut RemoteIndex, u64) -> bool,
     ) -> Result<RemoteIndex, RemoteError> {
         let _guard = self.index_lock.lock().await;
         let mut index = self.load_index().await?;
-        if !change(&mut index) {
+        let generation = index.generation + 1;
+        if !change(&mut index, generation) {
             return Ok(index);
         }
-        index.generation += 1;
-        let generation = index.generation;
-        for entry in index.layers.values_mut() {
-            if entry.generation == u64::MAX {
-                entry.generation = generation;
-            }
-        }
+        index.generation = generation;
         let key = self.index_key();
         let bytes = bytes::Bytes::from(index.encode());
         with_retries(&self.options.retry, "store index", |_| {
@@ -275,14 +271,13 @@ impl RemoteStorage {
         validate_layer_name(name)?;
         let uploaded = crate::upload::upload_file(self, ctx, path, name).await?;
         let index = self
-            .update_index(|index| {
+            .update_index(|index, generation| {
                 index.layers.insert(
                     name.to_owned(),
                     IndexEntry {
                         size: uploaded.size,
                         crc32c: uploaded.crc32c,
-                        // Replaced by the generation of this write.
-                        generation: u64::MAX,
+                        generation,
                     },
                 );
                 true
@@ -307,7 +302,7 @@ impl RemoteStorage {
     /// Removes layer `name` from the index, then deletes its object.
     pub async fn delete_layer(&self, name: &str) -> Result<(), RemoteError> {
         validate_layer_name(name)?;
-        self.update_index(|index| index.layers.remove(name).is_some())
+        self.update_index(|index, _| index.layers.remove(name).is_some())
             .await?;
         let key = self.layer_key(name);
         match self.store.delete(&key).await {

@@ -28,6 +28,11 @@ use crate::error::RemoteError;
 use crate::index::{validate_layer_name, IndexEntry};
 use crate::remote::RemoteStorage;
 
+mod resident;
+
+use resident::Reservation;
+pub use resident::ResidentLayer;
+
 /// What is known about one layer.
 #[derive(Debug)]
 struct LayerState {
@@ -93,53 +98,6 @@ impl std::fmt::Debug for TieredLayers {
             .field("budget", &self.inner.budget)
             .field("remote", &self.inner.remote)
             .finish()
-    }
-}
-
-/// An open handle on a resident layer: while it lives the layer is not evicted.
-pub struct ResidentLayer {
-    inner: Arc<Inner>,
-    name: String,
-    path: PathBuf,
-}
-
-impl std::fmt::Debug for ResidentLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResidentLayer")
-            .field("name", &self.name)
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-impl ResidentLayer {
-    /// The layer's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The local file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Opens the file as a delta layer.
-    pub async fn open_delta(&self) -> Result<DeltaLayerReader, RemoteError> {
-        Ok(DeltaLayerReader::open(&self.inner.ctx, &self.path).await?)
-    }
-
-    /// Opens the file as an image layer.
-    pub async fn open_image(&self) -> Result<ImageLayerReader, RemoteError> {
-        Ok(ImageLayerReader::open(&self.inner.ctx, &self.path).await?)
-    }
-}
-
-impl Drop for ResidentLayer {
-    fn drop(&mut self) {
-        let mut state = self.inner.lock();
-        if let Some(layer) = state.layers.get_mut(&self.name) {
-            layer.pins = layer.pins.saturating_sub(1);
-        }
     }
 }
 
@@ -227,11 +185,7 @@ impl Inner {
         let layer = state.layers.get_mut(name).expect("caller checked");
         layer.pins += 1;
         layer.last_used = tick;
-        ResidentLayer {
-            inner: Arc::clone(self),
-            name: name.to_owned(),
-            path: self.dir.join(name),
-        }
+        ResidentLayer::new(Arc::clone(self), name.to_owned(), self.dir.join(name))
     }
 }
 
@@ -535,6 +489,8 @@ impl TieredLayers {
             state.used += entry.size;
             (entry, evicted)
         };
+        // Released if the download fails or this future is dropped.
+        let reservation = Reservation::new(inner, entry.size);
         let result = async {
             if evicted {
                 inner.sync_dir().await?;
@@ -545,11 +501,10 @@ impl TieredLayers {
                 .await
         }
         .await;
+        let path = result?;
+        debug_assert_eq!(path, inner.dir.join(name));
+        reservation.commit();
         let mut state = inner.lock();
-        if let Err(e) = result {
-            state.used -= entry.size;
-            return Err(e);
-        }
         inner.downloads.fetch_add(1, Ordering::Relaxed);
         state
             .layers
