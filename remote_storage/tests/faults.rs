@@ -235,3 +235,53 @@ async fn object_of_the_wrong_size_is_refused_before_writing() {
 fn s3_from_env() -> bool {
     std::env::var_os(remote_storage::config::S3_ENDPOINT_ENV).is_some_and(|v| !v.is_empty())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_download_gives_its_budget_back() {
+    if s3_from_env() {
+        eprintln!("skipped: the server given by REMOTE_STORAGE_S3_ENDPOINT cannot hold requests");
+        return;
+    }
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let ctx = common::default_context();
+        let store = TestStore::embedded(common::unique_prefix("cancel-dl")).await;
+        let server = store.server.as_ref().unwrap();
+        let remote = store.connect().await;
+        let dir = tempfile::tempdir().unwrap();
+        common::write_layer(&ctx, dir.path(), "layer-d", 11, 400).await;
+        let size = std::fs::metadata(dir.path().join("layer-d")).unwrap().len();
+        let tier = TieredLayers::open(&ctx, dir.path(), remote, size)
+            .await
+            .unwrap();
+        tier.upload("layer-d").await.unwrap();
+        tier.evict("layer-d").await.unwrap();
+
+        let mut held = server.hold_next_object_get();
+        let download = tokio::spawn({
+            let tier = tier.clone();
+            async move { tier.get("layer-d").await.map(drop) }
+        });
+        assert!(held.arrived().await);
+        assert_eq!(
+            tier.stats().resident_bytes,
+            size,
+            "reserved while downloading"
+        );
+        download.abort();
+        assert!(download.await.unwrap_err().is_cancelled());
+        assert_eq!(
+            tier.stats().resident_bytes,
+            0,
+            "the reservation is given back"
+        );
+        assert!(common::files_in(dir.path()).is_empty());
+        held.release();
+
+        let (_h, reader) = tier.open_delta("layer-d").await.unwrap();
+        common::verify_layer(&reader, 11, 400).await;
+        assert_eq!(tier.stats().downloads, 1);
+        assert_eq!(tier.stats().resident_bytes, size);
+    })
+    .await
+    .expect("test timed out");
+}

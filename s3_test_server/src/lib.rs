@@ -11,6 +11,7 @@
 //! - [`S3TestServer::restart`] serves again on the same port and data directory.
 //! - [`S3TestServer::kill_at_upload_part`] arms a fault: the `n`th `UploadPart` request kills the server
 //!   before it is served, and the returned [`KillSignal`] fires so the test can restart it.
+//! - [`S3TestServer::hold_next_object_get`] holds the next object read until the test releases it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -81,6 +82,8 @@ struct Faults {
     kill_now: Notify,
     /// Sent by the accept loop once the server the fault killed is down.
     fired: Mutex<Option<oneshot::Sender<()>>>,
+    /// Holds the next object `GET`: signals its arrival, then waits for the release.
+    hold_get: Mutex<Option<(oneshot::Sender<()>, Arc<Notify>)>>,
 }
 
 /// The S3 service with request counting and the fault hook in front of it.
@@ -116,7 +119,49 @@ impl hyper::service::Service<hyper::Request<Incoming>> for FaultService {
                 return Box::pin(std::future::pending());
             }
         }
+        if is_object_get(&req) {
+            let held = self
+                .faults
+                .hold_get
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some((arrived, release)) = held {
+                let _ = arrived.send(());
+                let inner = self.inner.clone();
+                return Box::pin(async move {
+                    release.notified().await;
+                    hyper::service::Service::call(&inner, req).await
+                });
+            }
+        }
         hyper::service::Service::call(&self.inner, req)
+    }
+}
+
+/// `GET /bucket/key` without a query (an object read, not a listing).
+fn is_object_get<B>(req: &hyper::Request<B>) -> bool {
+    req.method() == hyper::Method::GET
+        && req.uri().query().is_none_or(str::is_empty)
+        && req.uri().path().trim_matches('/').contains('/')
+}
+
+/// A held object `GET`: [`arrived`](Self::arrived) fires when it reaches the server, which answers it
+/// only after [`release`](Self::release).
+pub struct HeldGet {
+    arrived: oneshot::Receiver<()>,
+    release: Arc<Notify>,
+}
+
+impl HeldGet {
+    /// Waits until the held request arrived. Returns `false` if the server was dropped first.
+    pub async fn arrived(&mut self) -> bool {
+        (&mut self.arrived).await.is_ok()
+    }
+
+    /// Lets the server answer the held request.
+    pub fn release(&self) {
+        self.release.notify_one();
     }
 }
 
@@ -221,6 +266,21 @@ impl S3TestServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((base + n.max(1), tx));
         KillSignal(rx)
+    }
+
+    /// Holds the next object `GET` (not a listing) until [`HeldGet::release`].
+    pub fn hold_next_object_get(&self) -> HeldGet {
+        let (tx, rx) = oneshot::channel();
+        let release = Arc::new(Notify::new());
+        *self
+            .faults
+            .hold_get
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((tx, Arc::clone(&release)));
+        HeldGet {
+            arrived: rx,
+            release,
+        }
     }
 
     /// Kills the server: the listener and every connection are dropped at once. Waits until the port
