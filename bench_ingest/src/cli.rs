@@ -256,6 +256,7 @@ fn summarize_remote(runs: &[CaseRun], remote_name: &str) -> Option<RemoteFigures
     };
     let upload = rate(&|t| t.upload);
     let put = rate(&|t| t.reference_put);
+    let multipart = rate(&|t| t.reference_multipart);
     let download = rate(&|t| t.download);
     let get = rate(&|t| t.reference_get);
     let growth: Option<Vec<f64>> = trips
@@ -271,6 +272,8 @@ fn summarize_remote(runs: &[CaseRun], remote_name: &str) -> Option<RemoteFigures
         upload_mib_per_s: upload,
         put_reference_mib_per_s: put,
         upload_ratio: upload / put,
+        multipart_reference_mib_per_s: multipart,
+        upload_multipart_ratio: upload / multipart,
         download_mib_per_s: download,
         get_reference_mib_per_s: get,
         download_ratio: download / get,

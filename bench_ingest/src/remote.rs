@@ -1,6 +1,7 @@
 //! `--remote local|s3`: after a case writes its delta layer, the layer is uploaded, evicted, downloaded
 //! again and the case's sample is read back from the downloaded copy. The reference is `object_store`'s
-//! own plain `put` and `get` of the same bytes to the same store in the same run.
+//! own plain `put` and `get` of the same bytes to the same store in the same run; a second reference
+//! for the upload is `object_store`'s own multipart upload of the same bytes from memory.
 //!
 //! `s3` uses the endpoint in `REMOTE_STORAGE_S3_*` if set, else starts the embedded S3 server
 //! (`s3_test_server`: s3s-fs, signed requests) on 127.0.0.1 with its data under the bench's directory.
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use layer_writers::{DeltaLayerReader, Key, Lsn};
 use object_store::path::Path as ObjectPath;
-use object_store::ObjectStoreExt;
+use object_store::{ObjectStoreExt, WriteMultipart};
 use remote_storage::{
     RemoteError, RemoteOptions, RemoteStorage, ResidentLayer, S3Config, StoreConfig, TieredLayers,
 };
@@ -103,6 +104,9 @@ pub struct RemoteRun {
     pub reference_put: Duration,
     /// `object_store`'s plain `get` of the same bytes.
     pub reference_get: Duration,
+    /// `object_store`'s own multipart upload (`WriteMultipart`) of the same bytes from memory, with the
+    /// part size and concurrency of our upload.
+    pub reference_multipart: Duration,
 }
 
 /// The downloaded layer, open, for the case to read its sample from; [`finish`](Self::finish) removes
@@ -201,6 +205,28 @@ pub async fn round_trip(
     if got != data {
         return Err("reference get returned other bytes than were put".into());
     }
+    let options = bench.remote.options();
+    let start = Instant::now();
+    let multipart = store
+        .put_multipart(&key)
+        .await
+        .map_err(|e| format!("reference multipart upload: {e}"))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(multipart, options.part_size);
+    let mut at = 0;
+    while at < data.len() {
+        writer
+            .wait_for_capacity(options.part_concurrency)
+            .await
+            .map_err(|e| format!("reference multipart upload: {e}"))?;
+        let end = (at + options.part_size).min(data.len());
+        writer.put(data.slice(at..end));
+        at = end;
+    }
+    writer
+        .finish()
+        .await
+        .map_err(|e| format!("reference multipart upload: {e}"))?;
+    let reference_multipart = start.elapsed();
     store
         .delete(&key)
         .await
@@ -215,6 +241,7 @@ pub async fn round_trip(
             download_page_cache_growth,
             reference_put,
             reference_get,
+            reference_multipart,
         },
         reader,
         _layer: layer,

@@ -56,6 +56,10 @@ pub struct RemoteFigures {
     pub put_reference_mib_per_s: f64,
     /// `upload_mib_per_s / put_reference_mib_per_s`.
     pub upload_ratio: f64,
+    /// `object_store`'s own multipart upload of the same bytes from memory (same part size), MiB/s.
+    pub multipart_reference_mib_per_s: f64,
+    /// `upload_mib_per_s / multipart_reference_mib_per_s`.
+    pub upload_multipart_ratio: f64,
     /// Download of the evicted layer (temp file, writes, fsync, checksum, rename, dir fsync), MiB/s.
     pub download_mib_per_s: f64,
     /// `object_store`'s plain `get` of the same bytes into memory, MiB/s.
@@ -87,8 +91,17 @@ pub fn header(remote: bool) -> String {
         return base;
     }
     format!(
-        "{base} {:>8} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9}",
-        "up MiB/s", "put MiB/s", "up/put", "dl MiB/s", "get MiB/s", "dl/get", "dl cch%", "ev+dl+rd"
+        "{base} {:>8} {:>9} {:>6} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9}",
+        "up MiB/s",
+        "put MiB/s",
+        "up/put",
+        "mpu MiB/s",
+        "up/mpu",
+        "dl MiB/s",
+        "get MiB/s",
+        "dl/get",
+        "dl cch%",
+        "ev+dl+rd"
     )
 }
 
@@ -109,10 +122,12 @@ pub fn line(r: &Row) -> String {
         r.ratio_to_reference
     ) + &r.remote.as_ref().map_or(String::new(), |m| {
         format!(
-            " {:>8.1} {:>9.1} {:>5.2}x {:>9.1} {:>9.1} {:>7.2}x {:>8} {:>7.0}ms",
+            " {:>8.1} {:>9.1} {:>5.2}x {:>9.1} {:>5.2}x {:>9.1} {:>9.1} {:>7.2}x {:>8} {:>7.0}ms",
             m.upload_mib_per_s,
             m.put_reference_mib_per_s,
             m.upload_ratio,
+            m.multipart_reference_mib_per_s,
+            m.upload_multipart_ratio,
             m.download_mib_per_s,
             m.get_reference_mib_per_s,
             m.download_ratio,
@@ -176,6 +191,8 @@ mod tests {
                 upload_mib_per_s: 400.0,
                 put_reference_mib_per_s: 450.0,
                 upload_ratio: 0.89,
+                multipart_reference_mib_per_s: 420.0,
+                upload_multipart_ratio: 0.95,
                 download_mib_per_s: 500.0,
                 get_reference_mib_per_s: 520.0,
                 download_ratio: 0.96,

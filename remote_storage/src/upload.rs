@@ -3,8 +3,10 @@
 //! threshold, a multipart upload above it with parts in flight in parallel.
 //!
 //! The whole-file CRC32C goes into the object's metadata, which S3 takes only when the upload starts; so
-//! a multipart upload reads the file twice: once for the checksum, once for the parts (whose checksum
-//! is computed again and must match, or the file changed underneath and the upload is aborted).
+//! a multipart upload to S3 reads the file twice: once for the checksum, once for the parts (whose
+//! checksum is computed again and must match, or the file changed underneath and the upload is
+//! aborted). A store without metadata (the local file system) gets one pass. Each part is sent by a task
+//! of its own, so the next part is read from disk while the previous ones are on the wire.
 //!
 //! Cancellation: a multipart upload is held by an [`AbortOnDrop`] guard until it completes; a failed or
 //! dropped upload is aborted (in the background when dropped), so it leaves no parts behind where the
@@ -13,14 +15,13 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use io_engine::{DefaultAlign, IoBufferMut, Slice};
 use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, AttributeValue, Attributes, MultipartUpload, PutMultipartOptions, PutOptions,
     PutPayload,
 };
+use tokio::task::JoinSet;
 use virtual_file::{IoContext, VirtualFile};
 
 use crate::error::RemoteError;
@@ -202,20 +203,28 @@ pub(crate) async fn upload_file(
         });
     }
 
-    let mut reader = ChunkReader::open(ctx, path, name, opts.part_size).await?;
-    let mut crc = 0;
-    while let Some(chunk) = reader.next().await? {
-        crc = crc32c::crc32c_append(crc, &chunk);
-    }
-    with_retries(&opts.retry, "upload layer", |_| {
-        upload_parts(remote, ctx, path, name, &key, size, crc)
+    // The checksum goes into the metadata at the start of the upload: a pass of its own where the
+    // store keeps metadata; else it is computed from the parts as they are sent.
+    let first_pass = if remote.supports_metadata {
+        let mut reader = ChunkReader::open(ctx, path, name, opts.part_size).await?;
+        let mut crc = 0;
+        while let Some(chunk) = reader.next().await? {
+            crc = crc32c::crc32c_append(crc, &chunk);
+        }
+        Some(crc)
+    } else {
+        None
+    };
+    let crc = with_retries(&opts.retry, "upload layer", |_| {
+        upload_parts(remote, ctx, path, name, &key, size, first_pass)
     })
     .await?;
     Ok(Uploaded { size, crc32c: crc })
 }
 
-/// One attempt of a multipart upload: start it, send the parts (up to `part_concurrency` in flight),
-/// complete it. Aborted on failure.
+/// One attempt of a multipart upload: start it, send the parts (each a task, up to `part_concurrency`
+/// in flight while the next part is read), complete it. Aborted on failure. Returns the CRC32C of the
+/// parts sent, which must equal `first_pass` if given.
 async fn upload_parts(
     remote: &RemoteStorage,
     ctx: &IoContext,
@@ -223,11 +232,11 @@ async fn upload_parts(
     name: &str,
     key: &ObjectPath,
     size: u64,
-    crc: u32,
-) -> Result<(), RemoteError> {
+    first_pass: Option<u32>,
+) -> Result<u32, RemoteError> {
     let opts = &remote.options;
     let start = PutMultipartOptions {
-        attributes: crc_attributes(remote, crc),
+        attributes: first_pass.map_or_else(Attributes::new, |crc| crc_attributes(remote, crc)),
         ..PutMultipartOptions::default()
     };
     let upload = remote
@@ -245,13 +254,19 @@ async fn upload_parts(
                 what: format!("{} bytes, {size} before", reader.size()),
             });
         }
-        let mut again = 0;
-        let mut in_flight = FuturesUnordered::new();
+        let part_done = |joined: Result<object_store::Result<_>, tokio::task::JoinError>| {
+            joined
+                .map_err(object_store::Error::from)
+                .and_then(|r| r)
+                .map(drop)
+                .map_err(|e| remote.store_error("upload part", key.as_ref(), e))
+        };
+        let mut crc = 0;
+        // Dropping the set (a failure, or this future dropped) aborts the parts still in flight.
+        let mut in_flight = JoinSet::new();
         loop {
             if in_flight.len() >= opts.part_concurrency {
-                let done: Result<(), RemoteError> =
-                    in_flight.next().await.expect("in_flight is not empty");
-                done?;
+                part_done(in_flight.join_next().await.expect("in_flight is not empty"))?;
                 continue;
             }
             let permit = remote
@@ -263,35 +278,36 @@ async fn upload_parts(
             let Some(chunk) = reader.next().await? else {
                 break;
             };
-            again = crc32c::crc32c_append(again, &chunk);
+            crc = crc32c::crc32c_append(crc, &chunk);
             let part = guard.upload().put_part(PutPayload::from(chunk));
-            in_flight.push(async move {
+            in_flight.spawn(async move {
                 let res = part.await;
                 drop(permit);
-                res.map_err(|e| remote.store_error("upload part", key.as_ref(), e))
+                res
             });
         }
-        while let Some(done) = in_flight.next().await {
-            done?;
+        while let Some(joined) = in_flight.join_next().await {
+            part_done(joined)?;
         }
-        if again != crc {
+        if let Some(first) = first_pass.filter(|&first| first != crc) {
             return Err(RemoteError::ChangedDuringUpload {
                 layer: name.to_owned(),
                 path: path.to_owned(),
-                what: format!("CRC32C {again:#010x}, {crc:#010x} in the first pass"),
+                what: format!("CRC32C {crc:#010x}, {first:#010x} in the first pass"),
             });
         }
         guard
             .upload()
             .complete()
             .await
-            .map_err(|e| remote.store_error("complete multipart upload", key.as_ref(), e))
+            .map_err(|e| remote.store_error("complete multipart upload", key.as_ref(), e))?;
+        Ok(crc)
     }
     .await;
     match result {
-        Ok(_) => {
+        Ok(crc) => {
             guard.disarm();
-            Ok(())
+            Ok(crc)
         }
         Err(e) => {
             guard.abort(key).await;
