@@ -16,9 +16,15 @@
 
 use std::path::{Path, PathBuf};
 
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use io_engine::RenameMode;
-use object_store::{Attribute, GetOptions};
+use object_store::{Attribute, GetOptions, GetResultPayload};
 use rand::Rng;
 use virtual_file::{
     BufferedWriter, BufferedWriterOptions, IoContext, OpenOptions, ShutdownMode, VirtualFile,
@@ -59,6 +65,38 @@ impl Drop for TempFile {
             }
         }
     }
+}
+
+/// The bytes of `range` of a file the local file system backend handed out, in chunks of `chunk` bytes
+/// read on the blocking pool (`object_store`'s own stream of such a file reads 8 KiB at a time).
+fn file_chunks(
+    file: File,
+    path: PathBuf,
+    range: Range<u64>,
+    chunk: usize,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    let file = std::sync::Arc::new(file);
+    futures::stream::try_unfold(range.start, move |pos| {
+        let (file, path) = (file.clone(), path.clone());
+        let end = range.end;
+        async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let n = (end - pos).min(chunk as u64) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, pos).map(|()| buf)
+            })
+            .await?;
+            let buf = read.map_err(|e| object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: format!("read {} at {pos}: {e}", path.display()).into(),
+            })?;
+            Ok(Some((Bytes::from(buf), pos + n as u64)))
+        }
+    })
+    .boxed()
 }
 
 /// Downloads layer `name` into `dir/name`, with retries on transient store errors.
@@ -138,7 +176,12 @@ async fn download_once(
         BufferedWriter::new(file, options).map_err(|e| write_err(e.to_string()))?;
     let mut crc = 0u32;
     let mut received = 0u64;
-    let mut body = got.into_stream();
+    let mut body = match got.payload {
+        GetResultPayload::File(file, path) => {
+            file_chunks(file, path, got.range, remote.options.download_buffer)
+        }
+        GetResultPayload::Stream(stream) => stream,
+    };
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| remote.store_error("get", key.as_ref(), e))?;
         received += chunk.len() as u64;
