@@ -198,3 +198,62 @@ async fn budget_too_small_for_one_layer_is_an_error() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_the_tier_removes_leftover_downloads_and_keeps_state() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let ctx = common::default_context();
+        let store = TestStore::new(Backend::Local, "reopen").await;
+        let remote = store.connect().await;
+        let dir = tempfile::tempdir().unwrap();
+        common::write_layer(&ctx, dir.path(), "layer-up", 1, 100).await;
+        common::write_layer(&ctx, dir.path(), "layer-local", 2, 100).await;
+        let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 64 << 20)
+            .await
+            .unwrap();
+        tier.upload("layer-up").await.unwrap();
+        tier.evict("layer-up").await.unwrap();
+        drop(tier);
+        // What a crash in the middle of a download leaves.
+        std::fs::write(
+            dir.path().join(".layer-up.download-00000000deadbeef"),
+            b"partial",
+        )
+        .unwrap();
+
+        let tier = TieredLayers::open(&ctx, dir.path(), remote, 64 << 20)
+            .await
+            .unwrap();
+        assert_eq!(common::files_in(dir.path()), vec!["layer-local"]);
+        assert!(tier.is_uploaded("layer-up") && !tier.is_resident("layer-up"));
+        assert!(tier.is_resident("layer-local") && !tier.is_uploaded("layer-local"));
+        let (_h, reader) = tier.open_delta("layer-up").await.unwrap();
+        common::verify_layer(&reader, 1, 100).await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_index_is_refused() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let store = TestStore::new(Backend::S3, "tamper").await;
+        let remote = store.connect().await;
+        let evil = br#"{"format":1,"generation":1,"layers":{"../../etc/passwd":{"size":1,"crc32c":1,"generation":1}}}"#;
+        object_store::ObjectStoreExt::put(
+            &**remote.object_store(),
+            &remote.index_key(),
+            evil.to_vec().into(),
+        )
+        .await
+        .unwrap();
+        let err = remote.load_index().await.unwrap_err();
+        assert!(matches!(err, RemoteError::BadIndex { .. }), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = common::default_context();
+        assert!(TieredLayers::open(&ctx, dir.path(), remote, 1 << 20).await.is_err());
+        assert!(common::files_in(dir.path()).is_empty());
+    })
+    .await
+    .expect("test timed out");
+}
