@@ -14,8 +14,10 @@
 //!
 //! # Weaknesses
 //!
-//! - A multipart upload reads the local file twice (checksum first, since S3 takes metadata only when the
-//!   upload starts).
+//! - A multipart upload to S3 reads the local file twice (checksum first, since S3 takes metadata only
+//!   when the upload starts).
+//! - The index is one object: every upload reads and rewrites it (fine for thousands of layers, not for
+//!   millions).
 //! - The index is read-modify-written under an in-process lock: two processes uploading to one prefix at
 //!   once can lose each other's entries (no conditional put here).
 //! - A multipart upload that could not be aborted because the store was unreachable is left to the
