@@ -11,7 +11,7 @@
 //! 4. Rename to `<name>` with `RENAME_NOREPLACE` (an existing layer is never replaced), `fsync` the
 //!    directory.
 //!
-//! On any failure the temporary file is removed (also when the future is dropped: [`TempFile`]'s `Drop`)
+//! On any failure the temporary file is removed (also when the future is dropped: a guard's `Drop`)
 //! and nothing is renamed. A transient store error starts the download over with a new temporary file.
 
 use std::path::{Path, PathBuf};

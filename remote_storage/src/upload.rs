@@ -8,7 +8,7 @@
 //! aborted). A store without metadata (the local file system) gets one pass. Each part is sent by a task
 //! of its own, so the next part is read from disk while the previous ones are on the wire.
 //!
-//! Cancellation: a multipart upload is held by an [`AbortOnDrop`] guard until it completes; a failed or
+//! Cancellation: a multipart upload is held by an `AbortOnDrop` guard until it completes; a failed or
 //! dropped upload is aborted (in the background when dropped), so it leaves no parts behind where the
 //! store is reachable. Nothing here touches the index.
 
