@@ -43,6 +43,18 @@ pub enum EngineArg {
     All,
 }
 
+/// Where `--remote` uploads each case's delta layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
+pub enum RemoteArg {
+    /// No remote tier.
+    None,
+    /// `object_store`'s local file system backend in the bench's temporary directory.
+    Local,
+    /// S3: the endpoint in `REMOTE_STORAGE_S3_*`, else the embedded S3 server on 127.0.0.1.
+    S3,
+}
+
 /// yes / no.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum YesNo {
@@ -81,6 +93,10 @@ pub struct Args {
     /// Measured runs per case (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: u32,
+    /// Also upload each delta layer to object storage, evict it, download it and read the sample back
+    /// from the download; adds upload / download MiB/s against object_store's plain put / get.
+    #[arg(long, value_enum, default_value_t = RemoteArg::None)]
+    pub remote: RemoteArg,
     /// One JSON object per row on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -156,6 +172,10 @@ mod tests {
             vec![IoEngineKind::StdFs]
         );
         assert_eq!(a.repeat, 1);
+        assert_eq!(a.remote, RemoteArg::None);
+        let a = Args::parse_from(["bench_ingest", "--remote", "s3"]);
+        assert_eq!(a.remote, RemoteArg::S3);
+        assert!(Args::try_parse_from(["bench_ingest", "--remote", "gcs"]).is_err());
     }
 
     #[test]

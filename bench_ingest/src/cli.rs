@@ -9,11 +9,12 @@ use clap::Parser;
 use io_engine::{IoEngine, IoEngineKind};
 use virtual_file::IoMode;
 
-use crate::args::{Args, YesNo};
+use crate::args::{Args, RemoteArg, YesNo};
 use crate::measure::evict_from_page_cache;
 use crate::reference::pwrite_fsync;
-use crate::report::{header, json, line, median, Row};
-use crate::workload::{run_case, CaseRun, CaseSpec};
+use crate::remote::RemoteBench;
+use crate::report::{header, json, line, median, RemoteFigures, Row};
+use crate::workload::{run_case_with_remote, CaseRun, CaseSpec};
 
 /// Block size of the reference pwrite loop.
 pub const REFERENCE_BLOCK: usize = 64 * 1024;
@@ -133,16 +134,29 @@ pub fn run(args: Args) -> Result<(), String> {
         );
         pb
     });
+    if args.remote != RemoteArg::None && args.write_delta == YesNo::No {
+        return Err(
+            "--remote needs --write-delta yes (the delta layer is what is uploaded)".into(),
+        );
+    }
+    let remote = rt.block_on(RemoteBench::start(args.remote, tmp.path()))?;
+    if let Some(r) = &remote {
+        note(&format!(
+            "bench_ingest: remote {}: {}; reference: object_store's plain put/get of the same bytes",
+            args.remote, r.label
+        ));
+    }
     if !args.json {
-        print_line(&header())?;
+        print_line(&header(remote.is_some()))?;
     }
     let dir: PathBuf = tmp.path().to_owned();
+    let remote_name = args.remote.to_string();
     rt.block_on(async {
         // warm-up: the first writes after boot fault memory in lazily
         if let Some((spec, engine)) = cases.first() {
             let mut warm = spec.clone();
             warm.volume_mib = warm.volume_mib.min(32);
-            run_case(engine, &warm, &dir)
+            run_case_with_remote(engine, &warm, &dir, remote.as_ref())
                 .await
                 .map_err(|e| format!("warm-up: {e}"))?;
         }
@@ -161,7 +175,7 @@ pub fn run(args: Args) -> Result<(), String> {
             let mut runs: Vec<CaseRun> = Vec::new();
             let mut refs: Vec<Duration> = Vec::new();
             for _ in 0..args.repeat {
-                let run = run_case(engine, spec, &dir)
+                let run = run_case_with_remote(engine, spec, &dir, remote.as_ref())
                     .await
                     .map_err(|e| format!("case {what}: {e}"))?;
                 let ref_path = dir.join("reference.dat");
@@ -171,7 +185,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 refs.push(r);
                 runs.push(run);
             }
-            let row = summarize(spec, engine.kind(), &runs, &refs);
+            let row = summarize(spec, engine.kind(), &runs, &refs, &remote_name);
             if let Some(pb) = &progress {
                 pb.inc(1);
             }
@@ -189,7 +203,13 @@ pub fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn summarize(spec: &CaseSpec, kind: IoEngineKind, runs: &[CaseRun], refs: &[Duration]) -> Row {
+fn summarize(
+    spec: &CaseSpec,
+    kind: IoEngineKind,
+    runs: &[CaseRun],
+    refs: &[Duration],
+    remote_name: &str,
+) -> Row {
     let mib = spec.volume_mib as f64;
     let gib = mib / 1024.0;
     let mib_per_s = median(runs.iter().map(|r| mib / r.wall.as_secs_f64()).collect());
@@ -217,5 +237,52 @@ fn summarize(spec: &CaseSpec, kind: IoEngineKind, runs: &[CaseRun], refs: &[Dura
         ratio_to_reference: mib_per_s / reference_mib_per_s,
         runs: runs.len() as u32,
         verified_keys: runs.iter().map(|r| r.verified_keys).min().unwrap_or(0),
+        remote: summarize_remote(runs, remote_name),
     }
+}
+
+/// Medians of the remote round trips, if every run made one.
+fn summarize_remote(runs: &[CaseRun], remote_name: &str) -> Option<RemoteFigures> {
+    let trips: Option<Vec<_>> = runs.iter().map(|r| r.remote.clone()).collect();
+    let trips = trips.filter(|t| !t.is_empty())?;
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let rate = |f: &dyn Fn(&crate::remote::RemoteRun) -> Duration| {
+        median(
+            trips
+                .iter()
+                .map(|t| mib(t.bytes) / f(t).as_secs_f64())
+                .collect(),
+        )
+    };
+    let upload = rate(&|t| t.upload);
+    let put = rate(&|t| t.reference_put);
+    let multipart = rate(&|t| t.reference_multipart);
+    let download = rate(&|t| t.download);
+    let get = rate(&|t| t.reference_get);
+    let growth: Option<Vec<f64>> = trips
+        .iter()
+        .map(|t| {
+            t.download_page_cache_growth
+                .map(|g| 100.0 * g as f64 / t.bytes as f64)
+        })
+        .collect();
+    Some(RemoteFigures {
+        remote: remote_name.to_owned(),
+        layer_mib: median(trips.iter().map(|t| mib(t.bytes)).collect()),
+        upload_mib_per_s: upload,
+        put_reference_mib_per_s: put,
+        upload_ratio: upload / put,
+        multipart_reference_mib_per_s: multipart,
+        upload_multipart_ratio: upload / multipart,
+        download_mib_per_s: download,
+        get_reference_mib_per_s: get,
+        download_ratio: download / get,
+        download_page_cache_growth_pct: growth.map(median),
+        evict_download_first_read_ms: median(
+            trips
+                .iter()
+                .map(|t| t.evict_download_first_read.as_secs_f64() * 1000.0)
+                .collect(),
+        ),
+    })
 }

@@ -37,11 +37,44 @@ pub struct Row {
     pub runs: u32,
     /// Sampled keys read back and checked.
     pub verified_keys: usize,
+    /// With `--remote`: the delta layer's round trip through object storage.
+    #[serde(flatten)]
+    pub remote: Option<RemoteFigures>,
 }
 
-/// The table header.
-pub fn header() -> String {
-    format!(
+/// The remote round trip of a case's delta layer (medians of the measured runs). MiB/s count the layer
+/// file's bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteFigures {
+    /// The store: `local` or `s3`.
+    pub remote: String,
+    /// Size of the delta layer, MiB.
+    pub layer_mib: f64,
+    /// Upload through `TieredLayers::upload` (checksum pass, parts, index), MiB/s.
+    pub upload_mib_per_s: f64,
+    /// `object_store`'s plain `put` of the same bytes from memory, MiB/s.
+    pub put_reference_mib_per_s: f64,
+    /// `upload_mib_per_s / put_reference_mib_per_s`.
+    pub upload_ratio: f64,
+    /// `object_store`'s own multipart upload of the same bytes from memory (same part size), MiB/s.
+    pub multipart_reference_mib_per_s: f64,
+    /// `upload_mib_per_s / multipart_reference_mib_per_s`.
+    pub upload_multipart_ratio: f64,
+    /// Download of the evicted layer (temp file, writes, fsync, checksum, rename, dir fsync), MiB/s.
+    pub download_mib_per_s: f64,
+    /// `object_store`'s plain `get` of the same bytes into memory, MiB/s.
+    pub get_reference_mib_per_s: f64,
+    /// `download_mib_per_s / get_reference_mib_per_s`.
+    pub download_ratio: f64,
+    /// Peak page-cache growth during the download, as a percentage of the layer size.
+    pub download_page_cache_growth_pct: Option<f64>,
+    /// Evict + download + open + first lookup, milliseconds.
+    pub evict_download_first_read_ms: f64,
+}
+
+/// The table header; with `remote`, the remote round trip's columns too.
+pub fn header(remote: bool) -> String {
+    let base = format!(
         "{:<9} {:<17} {:>6} {:<12} {:>8} {:>9} {:>10} {:>10} {:>9} {:>7}",
         "io_mode",
         "io_engine",
@@ -53,6 +86,22 @@ pub fn header() -> String {
         "cache %",
         "ref MiB/s",
         "ratio"
+    );
+    if !remote {
+        return base;
+    }
+    format!(
+        "{base} {:>8} {:>9} {:>6} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9}",
+        "up MiB/s",
+        "put MiB/s",
+        "up/put",
+        "mpu MiB/s",
+        "up/mpu",
+        "dl MiB/s",
+        "get MiB/s",
+        "dl/get",
+        "dl cch%",
+        "ev+dl+rd"
     )
 }
 
@@ -71,7 +120,21 @@ pub fn line(r: &Row) -> String {
         opt(r.page_cache_growth_pct, 1),
         r.reference_mib_per_s,
         r.ratio_to_reference
-    )
+    ) + &r.remote.as_ref().map_or(String::new(), |m| {
+        format!(
+            " {:>8.1} {:>9.1} {:>5.2}x {:>9.1} {:>5.2}x {:>9.1} {:>9.1} {:>7.2}x {:>8} {:>7.0}ms",
+            m.upload_mib_per_s,
+            m.put_reference_mib_per_s,
+            m.upload_ratio,
+            m.multipart_reference_mib_per_s,
+            m.upload_multipart_ratio,
+            m.download_mib_per_s,
+            m.get_reference_mib_per_s,
+            m.download_ratio,
+            opt(m.download_page_cache_growth_pct, 1),
+            m.evict_download_first_read_ms
+        )
+    })
 }
 
 /// The row as one line of JSON.
@@ -113,11 +176,35 @@ mod tests {
             ratio_to_reference: 0.83,
             runs: 1,
             verified_keys: 100,
+            remote: None,
         };
         let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
         assert_eq!(v["io_mode"], "direct-rw");
         assert_eq!(v["key_layout"], "sequential");
         assert!(line(&r).contains("0.83x"));
-        assert!(header().contains("MiB/s"));
+        assert!(header(false).contains("MiB/s"));
+        assert!(v.get("upload_mib_per_s").is_none());
+        let with_remote = Row {
+            remote: Some(RemoteFigures {
+                remote: "s3".into(),
+                layer_mib: 130.0,
+                upload_mib_per_s: 400.0,
+                put_reference_mib_per_s: 450.0,
+                upload_ratio: 0.89,
+                multipart_reference_mib_per_s: 420.0,
+                upload_multipart_ratio: 0.95,
+                download_mib_per_s: 500.0,
+                get_reference_mib_per_s: 520.0,
+                download_ratio: 0.96,
+                download_page_cache_growth_pct: Some(0.4),
+                evict_download_first_read_ms: 300.0,
+            }),
+            ..r
+        };
+        let v: serde_json::Value = serde_json::from_str(&json(&with_remote)).unwrap();
+        assert_eq!(v["remote"], "s3");
+        assert_eq!(v["download_ratio"], 0.96);
+        assert!(line(&with_remote).contains("0.89x"));
+        assert!(header(true).contains("dl MiB/s"));
     }
 }

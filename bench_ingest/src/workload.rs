@@ -12,6 +12,7 @@ use virtual_file::{IoContext, IoMode};
 
 use crate::args::KeyLayout;
 use crate::measure::{cpu_time, PageCacheSampler};
+use crate::remote::{round_trip, RemoteBench, RemoteRun};
 
 /// Values per `put_batch` call.
 pub const BATCH_VALUES: usize = 64;
@@ -47,6 +48,8 @@ pub struct CaseRun {
     pub written_bytes: u64,
     /// Keys read back and checked.
     pub verified_keys: usize,
+    /// With a remote store: the upload / evict / download round trip of the delta layer.
+    pub remote: Option<RemoteRun>,
 }
 
 /// Errors of a case.
@@ -67,6 +70,9 @@ pub enum CaseError {
     /// Plain IO in the harness failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The remote round trip failed.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// The keys in put order and the LSN of each put.
@@ -111,6 +117,17 @@ pub async fn run_case(
     spec: &CaseSpec,
     dir: &Path,
 ) -> Result<CaseRun, CaseError> {
+    run_case_with_remote(engine, spec, dir, None).await
+}
+
+/// [`run_case`], and with a remote store (and `write_delta`), the delta layer is uploaded, evicted and
+/// downloaded, and the sample is read back from the downloaded copy.
+pub async fn run_case_with_remote(
+    engine: &IoEngine,
+    spec: &CaseSpec,
+    dir: &Path,
+    remote: Option<&RemoteBench>,
+) -> Result<CaseRun, CaseError> {
     let ctx = IoContext::builder()
         .engine(engine.clone())
         .mode(spec.mode)
@@ -134,8 +151,21 @@ pub async fn run_case(
     }
     layer.freeze().await?;
     let ephemeral_bytes = layer.len_bytes();
+    // With a remote, the delta layer is written alone into a directory the tier manages.
+    let delta_dir = match remote {
+        Some(_) => {
+            let d = dir.join("tier");
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+        None => dir.to_owned(),
+    };
     let delta = if spec.write_delta {
-        Some(layer.write_to_disk(&ctx, dir, "ingest-delta").await?)
+        Some(
+            layer
+                .write_to_disk(&ctx, &delta_dir, "ingest-delta")
+                .await?,
+        )
     } else {
         None
     };
@@ -157,12 +187,21 @@ pub async fn run_case(
             versions.push((*lsn, i));
         }
     }
-    let reader = match &delta {
-        Some(d) => Some(DeltaLayerReader::open(&ctx, &d.path).await?),
-        None => None,
+    let mut trip = match (&delta, remote) {
+        (Some(_), Some(bench)) => Some(
+            round_trip(&ctx, bench, &delta_dir, "ingest-delta", puts[0].0)
+                .await
+                .map_err(CaseError::Remote)?,
+        ),
+        _ => None,
     };
+    let local_reader = match (&delta, &trip) {
+        (Some(d), None) => Some(DeltaLayerReader::open(&ctx, &d.path).await?),
+        _ => None,
+    };
+    let reader = trip.as_ref().map(|t| &t.reader).or(local_reader.as_ref());
     for key in &sample {
-        let got = match &reader {
+        let got = match reader {
             Some(r) => r.get(*key, Lsn(0)..Lsn::MAX).await?,
             None => layer.get(*key, Lsn(0)..Lsn::MAX).await?,
         };
@@ -182,8 +221,18 @@ pub async fn run_case(
             }
         }
     }
-    drop(reader);
+    drop(local_reader);
     drop(layer);
+    let remote_run = match trip.take() {
+        Some(t) => {
+            let run = t.run.clone();
+            t.finish()
+                .await
+                .map_err(|e| CaseError::Remote(e.to_string()))?;
+            Some(run)
+        }
+        None => None,
+    };
     if let Some(d) = delta {
         std::fs::remove_file(&d.path)?;
     }
@@ -193,6 +242,7 @@ pub async fn run_case(
         page_cache_growth,
         written_bytes,
         verified_keys: sample.len(),
+        remote: remote_run,
     })
 }
 

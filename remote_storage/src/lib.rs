@@ -1,0 +1,42 @@
+//! The remote tier: layer files in S3-compatible object storage (through the `object_store` crate: its
+//! `aws` backend, or its local file system backend for single-machine use and tests), uploaded when
+//! finished, evicted from a local directory with a byte budget, and downloaded again on demand.
+//!
+//! - [`RemoteStorage`] ([`remote`]): one prefix of a store; [`upload`] (streamed from the local file
+//!   through `VirtualFile`, multipart above a threshold, CRC32C in the object's metadata),
+//!   [`download`] (unique temp file, `BufferedWriter`, fsync, checksum, no-replace rename, directory
+//!   fsync), the [`index`] object written after the layers it names, orphan cleanup.
+//! - [`TieredLayers`] ([`tiered`]): a local directory with a byte budget; least recently used uploaded
+//!   layers are evicted, a layer not resident is downloaded (once) when opened.
+//! - [`retry`]: backoff for requests (`object_store`'s own) and whole operations (ours).
+//! - [`config`]: where the store is (`StoreConfig`, `REMOTE_STORAGE_S3_*` variables) and transfer
+//!   settings.
+//!
+//! # Weaknesses
+//!
+//! - A multipart upload to S3 reads the local file twice (checksum first, since S3 takes metadata only
+//!   when the upload starts).
+//! - The index is one object: every upload reads and rewrites it (fine for thousands of layers, not for
+//!   millions).
+//! - The index is read-modify-written under an in-process lock: two processes uploading to one prefix at
+//!   once can lose each other's entries (no conditional put here).
+//! - A multipart upload that could not be aborted because the store was unreachable is left to the
+//!   bucket's lifecycle rules: `object_store` cannot list unfinished uploads.
+//! - Eviction unlinks files under a short in-process lock with a plain `unlink(2)`.
+
+pub mod config;
+pub mod download;
+mod error;
+pub mod index;
+pub mod remote;
+pub mod retry;
+pub mod tiered;
+pub mod upload;
+
+pub use config::{RemoteOptions, S3Config, StoreConfig};
+pub use error::RemoteError;
+pub use index::{IndexEntry, RemoteIndex};
+pub use remote::RemoteStorage;
+pub use retry::RetryPolicy;
+pub use tiered::{ResidentLayer, TierStats, TieredLayers};
+pub use upload::Uploaded;

@@ -1,0 +1,231 @@
+//! Shared by the remote tier's tests: a real S3 server (the embedded one on loopback, or the endpoint in
+//! `REMOTE_STORAGE_S3_*`), IO contexts for every mode x engine, and deterministic delta layers.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_engine::{IoEngine, IoEngineKind};
+use layer_writers::{DeltaLayerWriter, Key, Lsn};
+use remote_storage::{RemoteOptions, RemoteStorage, RetryPolicy, S3Config, StoreConfig};
+use s3_test_server::S3TestServer;
+use tempfile::TempDir;
+use virtual_file::{IoContext, IoMode};
+
+/// Upper bound of any one test; none comes near it unless something hangs.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Which backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `object_store`'s local file system backend.
+    Local,
+    /// S3: the embedded server, or the endpoint from the environment.
+    S3,
+}
+
+/// A store for one test: its config, and what keeps it alive.
+pub struct TestStore {
+    pub config: StoreConfig,
+    /// The embedded server (`None` with an endpoint from the environment or the local backend).
+    pub server: Option<S3TestServer>,
+    /// The local backend's root or the embedded server's data directory.
+    pub data: Option<TempDir>,
+    /// A prefix unique to this test, so tests can share one bucket.
+    pub prefix: String,
+}
+
+/// A prefix no other test uses.
+pub fn unique_prefix(label: &str) -> String {
+    let nonce: u64 = rand::random();
+    format!("test-{label}-{nonce:016x}")
+}
+
+impl TestStore {
+    pub async fn new(backend: Backend, label: &str) -> TestStore {
+        let prefix = unique_prefix(label);
+        match backend {
+            Backend::Local => {
+                let data = tempfile::tempdir().expect("tempdir");
+                TestStore {
+                    config: StoreConfig::Local {
+                        root: data.path().to_owned(),
+                    },
+                    server: None,
+                    data: Some(data),
+                    prefix,
+                }
+            }
+            Backend::S3 => match S3Config::from_env().expect("REMOTE_STORAGE_S3_* variables") {
+                Some(s3) => TestStore {
+                    config: StoreConfig::S3(s3),
+                    server: None,
+                    data: None,
+                    prefix,
+                },
+                None => Self::embedded(prefix).await,
+            },
+        }
+    }
+
+    /// Always the embedded server (for tests that kill it or change its files).
+    pub async fn embedded(prefix: String) -> TestStore {
+        let data = tempfile::tempdir().expect("tempdir");
+        let server = S3TestServer::start(data.path(), "layers-bucket")
+            .await
+            .expect("start the S3 test server");
+        TestStore {
+            config: StoreConfig::S3(embedded_config(&server)),
+            server: Some(server),
+            data: Some(data),
+            prefix,
+        }
+    }
+
+    /// Options for tests: small parts, so that a few MiB make a multipart upload, and quick retries.
+    pub fn options(&self) -> RemoteOptions {
+        RemoteOptions {
+            prefix: self.prefix.clone(),
+            multipart_threshold: 5 * 1024 * 1024,
+            part_size: 5 * 1024 * 1024,
+            part_concurrency: 2,
+            retry: RetryPolicy {
+                max_attempts: 6,
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(500),
+                request_retries: 6,
+                request_retry_timeout: Duration::from_secs(20),
+            },
+            request_timeout: Duration::from_secs(30),
+            ..RemoteOptions::default()
+        }
+    }
+
+    pub async fn connect(&self) -> Arc<RemoteStorage> {
+        Arc::new(
+            RemoteStorage::connect(&self.config, self.options())
+                .await
+                .expect("connect to the test store"),
+        )
+    }
+
+    /// Where the object of `key` lives on disk (local backend or embedded server).
+    pub fn object_file(&self, key: &str) -> Option<PathBuf> {
+        let data = self.data.as_ref()?.path();
+        match (&self.config, &self.server) {
+            (StoreConfig::Local { .. }, _) => Some(data.join(key)),
+            (StoreConfig::S3(_), Some(server)) => Some(data.join(server.bucket()).join(key)),
+            _ => None,
+        }
+    }
+}
+
+/// The client config for the embedded server.
+pub fn embedded_config(server: &S3TestServer) -> S3Config {
+    S3Config {
+        endpoint: server.endpoint(),
+        bucket: server.bucket().to_owned(),
+        region: s3_test_server::REGION.to_owned(),
+        access_key_id: s3_test_server::ACCESS_KEY.to_owned(),
+        secret_access_key: s3_test_server::SECRET_KEY.to_owned(),
+    }
+}
+
+/// A context with `mode` and engine `kind`; `None` (reason printed) where the engine cannot start here.
+pub fn context(mode: IoMode, kind: IoEngineKind) -> Option<IoContext> {
+    let engine = match IoEngine::launch(kind) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("skipped: engine {kind} cannot start here: {e}");
+            return None;
+        }
+    };
+    Some(
+        IoContext::builder()
+            .engine(engine)
+            .mode(mode)
+            .build()
+            .expect("context"),
+    )
+}
+
+/// The default test context (`direct-rw`, std-fs).
+pub fn default_context() -> IoContext {
+    context(IoMode::DirectRw, IoEngineKind::StdFs).expect("std-fs always starts")
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The value of entry `j` of layer `seed`: 0..4000 bytes.
+pub fn value_of(seed: u64, j: u64) -> Vec<u8> {
+    let h = mix(seed ^ mix(j));
+    let len = (h % 4000) as usize;
+    let mut out = Vec::with_capacity(len + 8);
+    let mut state = h;
+    while out.len() < len {
+        state = mix(state);
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn key_of(j: u64) -> Key {
+    Key::from_u128(((j as u128) << 8) | 0x5A)
+}
+
+pub fn lsn_of(j: u64) -> Lsn {
+    Lsn(0x1000 + j)
+}
+
+/// Writes delta layer `dir/name` with `entries` entries of seed `seed`; returns its path.
+pub async fn write_layer(
+    ctx: &IoContext,
+    dir: &Path,
+    name: &str,
+    seed: u64,
+    entries: u64,
+) -> PathBuf {
+    let mut w = DeltaLayerWriter::new(ctx, dir, name).await.expect("writer");
+    for j in 0..entries {
+        w.put_value(key_of(j), lsn_of(j), j % 5 == 0, &value_of(seed, j))
+            .await
+            .expect("put");
+    }
+    w.finish().await.expect("finish").path
+}
+
+/// Reads every entry of the delta layer and compares it with what [`write_layer`] wrote.
+pub async fn verify_layer(reader: &layer_writers::DeltaLayerReader, seed: u64, entries: u64) {
+    let all = reader.scan().await.expect("scan");
+    assert_eq!(all.len() as u64, entries, "entry count");
+    for (j, (key, lsn, will_init, value)) in all.into_iter().enumerate() {
+        let j = j as u64;
+        assert_eq!(key, key_of(j));
+        assert_eq!(lsn, lsn_of(j));
+        assert_eq!(will_init, j % 5 == 0);
+        assert_eq!(value, value_of(seed, j), "value of entry {j}");
+    }
+}
+
+/// Entries that make a layer of about `mib` MiB (2000 bytes a value on average).
+pub fn entries_for_mib(mib: u64) -> u64 {
+    mib * 1024 * 1024 / 2000
+}
+
+/// Names of the files in `dir`.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
