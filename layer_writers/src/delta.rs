@@ -93,6 +93,53 @@ impl DeltaLayerWriter {
         Ok(())
     }
 
+    /// Appends records whose blobs are already encoded: `records[i]` is `(key, lsn, will_init, len)` of
+    /// the `i`th blob in `blobs` (back to back, `len` bytes each, CRC-checked by the caller). The blobs go
+    /// to the file in one write, with no per-record copy or future. The key order is checked for all of
+    /// them before anything is written, as [`put_value`](Self::put_value) checks it.
+    pub(crate) async fn put_encoded_blobs(
+        &mut self,
+        records: &[(Key, Lsn, bool, u32)],
+        blobs: &[u8],
+    ) -> Result<(), LayerError> {
+        let mut prev = self.last;
+        for &(key, lsn, _, _) in records {
+            if let Some((prev_key, prev_lsn)) = prev {
+                if (key, lsn) <= (prev_key, prev_lsn) {
+                    return Err(LayerError::KeyOrder {
+                        path: self.file.temp_path().to_owned(),
+                        key,
+                        lsn,
+                        prev_key,
+                        prev_lsn,
+                    });
+                }
+            }
+            if key == Key::MAX || lsn == Lsn::MAX {
+                return Err(LayerError::RangeOverflow {
+                    path: self.file.temp_path().to_owned(),
+                    what: format!("({key}, {lsn})"),
+                });
+            }
+            prev = Some((key, lsn));
+        }
+        let Some(&(first_key, ..)) = records.first() else {
+            return Ok(());
+        };
+        let entries = records.iter().map(|&(key, lsn, will_init, len)| {
+            let flags = if will_init { WILL_INIT_FLAG } else { 0 };
+            (delta_index_key(key, lsn), flags, len)
+        });
+        self.file.put_blobs(entries, blobs).await?;
+        self.first_key.get_or_insert(first_key);
+        self.last = prev;
+        for &(_, lsn, _, _) in records {
+            self.min_lsn = self.min_lsn.min(lsn);
+            self.max_lsn = self.max_lsn.max(lsn);
+        }
+        Ok(())
+    }
+
     /// Completes the layer, makes it durable and moves it to its final name.
     pub async fn finish(self) -> Result<LayerInfo, LayerError> {
         let (key_range, lsn_range) = match (self.first_key, self.last) {
