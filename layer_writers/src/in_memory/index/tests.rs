@@ -114,3 +114,38 @@ fn rollback_to_empty() {
     assert_eq!(idx.key_bounds(), None);
     assert!(idx.versions(k(1), Lsn(0)..Lsn(9)).is_empty());
 }
+
+#[test]
+fn puts_in_order_build_no_map_until_one_comes_out_of_order() {
+    let mut idx = Index::default();
+    for i in 0..50u128 {
+        assert!(idx.insert(k(i / 2), Lsn(100 + i as u64), e(i as u64)));
+    }
+    assert!(!idx.hashed && idx.by_key.is_empty(), "in order: no map");
+    assert_eq!(lsns(&idx, k(3)), vec![106, 107]);
+    assert_eq!(idx.versions(k(3), Lsn(107)..Lsn(200)).len(), 1);
+    assert!(lsns(&idx, k(99)).is_empty());
+    // ordered mode rolls back by truncation
+    let mark = idx.mark();
+    assert!(idx.insert(k(30), Lsn(1), e(60)));
+    idx.rollback(mark);
+    assert_eq!(idx.len(), 50);
+    assert_eq!(idx.key_bounds(), Some((k(0), k(24))));
+    // the last put again: a duplicate, found through the map built for it
+    assert!(!idx.insert(k(24), Lsn(149), e(61)));
+    assert!(idx.hashed);
+    assert_eq!(idx.by_key.len(), 25);
+    // then out of order, in a batch that is rolled back, and again for good
+    let mark = idx.mark();
+    assert!(idx.insert(k(3), Lsn(1), e(62)));
+    assert!(!idx.insert(k(3), Lsn(106), e(63)));
+    idx.rollback(mark);
+    assert_eq!(lsns(&idx, k(3)), vec![106, 107]);
+    assert!(idx.insert(k(3), Lsn(1), e(64)));
+    assert_eq!(lsns(&idx, k(3)), vec![1, 106, 107]);
+    let order: Vec<(u128, u64)> = idx.sorted().map(|(k, l, _)| (k.to_u128(), l.0)).collect();
+    let mut want = order.clone();
+    want.sort();
+    assert_eq!(order, want);
+    assert_eq!(order.len(), 51);
+}
