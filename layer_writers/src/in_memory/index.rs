@@ -49,6 +49,14 @@ enum Slot {
     Many(u32),
 }
 
+/// A key's entry in the map: its versions, and the largest LSN among them, so that a put of a newer
+/// version (the common case) is known not to be a duplicate without looking at the versions.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    max_lsn: Lsn,
+    slot: Slot,
+}
+
 /// Longest sorted list that takes an out-of-order LSN by `Vec::insert`; a longer one becomes a tree.
 const SORTED_INSERT_MAX: usize = 32;
 
@@ -70,7 +78,7 @@ pub(super) struct Mark {
 pub(super) struct Index {
     entries: Vec<(Key, Lsn, Entry)>,
     /// Empty while `ordered`.
-    by_key: HashMap<u128, Slot, foldhash::fast::RandomState>,
+    by_key: HashMap<u128, Head, foldhash::fast::RandomState>,
     multi: Vec<Versions>,
     range: Option<(Key, Key)>,
     /// Every put so far came in strictly increasing (key, LSN) order: `entries` is sorted, lookups
@@ -112,7 +120,9 @@ impl Index {
         };
         if !self.hashed {
             // puts in key order (a bulk load): greater than everything before, so new; no map needed
-            if self.entries.last().is_none_or(|l| (l.0, l.1) < (key, lsn)) {
+            // compared as integers: a derived `Ord` on the key's bytes is a `memcmp` call
+            let new = (key.to_u128(), lsn);
+            if self.entries.last().is_none_or(|l| (l.0.to_u128(), l.1) < new) {
                 self.push(key, lsn, entry);
                 return true;
             }
@@ -146,34 +156,46 @@ impl Index {
 
     /// Adds `pos` (of `key` at `lsn`) to the map; `false` if `(key, lsn)` is there already.
     fn link(&mut self, key: Key, lsn: Lsn, pos: u32) -> bool {
-        match self.by_key.entry(key.to_u128()) {
+        let head = match self.by_key.entry(key.to_u128()) {
             MapEntry::Vacant(v) => {
-                v.insert(Slot::One(pos));
+                v.insert(Head {
+                    max_lsn: lsn,
+                    slot: Slot::One(pos),
+                });
+                return true;
             }
-            MapEntry::Occupied(mut o) => match *o.get() {
-                Slot::One(first) => {
-                    let first_lsn = self.entries[first as usize].1;
-                    if first_lsn == lsn {
-                        return false;
-                    }
-                    let list = if first_lsn < lsn {
-                        vec![first, pos]
-                    } else {
-                        vec![pos, first]
-                    };
-                    // fewer than 2^32 lists: each has at least two of the fewer than 2^32 entries
-                    o.insert(Slot::Many(self.multi.len() as u32));
-                    self.multi.push(Versions::Sorted(list));
+            MapEntry::Occupied(o) => o.into_mut(),
+        };
+        match head.slot {
+            Slot::One(first) => {
+                // the only version's LSN is `max_lsn`
+                if head.max_lsn == lsn {
+                    return false;
                 }
-                Slot::Many(m) => {
-                    let entries = &self.entries;
-                    let versions = &mut self.multi[m as usize];
-                    if !insert_version(versions, lsn, pos, |p| entries[p as usize].1) {
-                        return false;
+                let list = if head.max_lsn < lsn {
+                    vec![first, pos]
+                } else {
+                    vec![pos, first]
+                };
+                // fewer than 2^32 lists: each has at least two of the fewer than 2^32 entries
+                head.slot = Slot::Many(self.multi.len() as u32);
+                self.multi.push(Versions::Sorted(list));
+            }
+            Slot::Many(m) => {
+                let versions = &mut self.multi[m as usize];
+                match versions {
+                    // newer than every version: no search, no look at the entries
+                    Versions::Sorted(list) if head.max_lsn < lsn => list.push(pos),
+                    _ => {
+                        let entries = &self.entries;
+                        if !insert_version(versions, lsn, pos, |p| entries[p as usize].1) {
+                            return false;
+                        }
                     }
                 }
-            },
+            }
         }
+        head.max_lsn = head.max_lsn.max(lsn);
         true
     }
 
@@ -194,33 +216,37 @@ impl Index {
     /// Removes the map's reference to the newest entry `pos` (of `key` at `lsn`).
     fn remove_newest(&mut self, key: Key, lsn: Lsn, pos: u32) {
         let k = key.to_u128();
-        let Some(&slot) = self.by_key.get(&k) else {
+        let Some(&head) = self.by_key.get(&k) else {
             return;
         };
-        match slot {
-            Slot::One(_) => {
-                self.by_key.remove(&k);
+        let Slot::Many(m) = head.slot else {
+            self.by_key.remove(&k);
+            return;
+        };
+        let (remaining, max_lsn) = match &mut self.multi[m as usize] {
+            Versions::Sorted(list) => {
+                list.retain(|&p| p != pos);
+                let max = list.last().map(|&p| self.entries[p as usize].1);
+                ((list.len() == 1).then(|| list[0]), max)
             }
-            Slot::Many(m) => {
-                let remaining = match &mut self.multi[m as usize] {
-                    Versions::Sorted(list) => {
-                        list.retain(|&p| p != pos);
-                        (list.len() == 1).then(|| list[0])
-                    }
-                    Versions::Tree(tree) => {
-                        tree.remove(&lsn);
-                        (tree.len() == 1)
-                            .then(|| tree.values().next().copied())
-                            .flatten()
-                    }
-                };
-                // the list made by this batch's insert is the newest: drop it and go back to `One`
-                if let (Some(only), true) = (remaining, m as usize + 1 == self.multi.len()) {
-                    self.multi.pop();
-                    self.by_key.insert(k, Slot::One(only));
-                }
+            Versions::Tree(tree) => {
+                tree.remove(&lsn);
+                let only = (tree.len() == 1)
+                    .then(|| tree.values().next().copied())
+                    .flatten();
+                (only, tree.keys().next_back().copied())
             }
+        };
+        let mut head = Head {
+            max_lsn: max_lsn.unwrap_or(head.max_lsn),
+            slot: head.slot,
+        };
+        // the list made by this batch's insert is the newest: drop it and go back to `One`
+        if let (Some(only), true) = (remaining, m as usize + 1 == self.multi.len()) {
+            self.multi.pop();
+            head.slot = Slot::One(only);
         }
+        self.by_key.insert(k, head);
     }
 
     /// The versions of `key` with LSN in `lsns`, ascending.
@@ -246,11 +272,16 @@ impl Index {
         }
         match self.by_key.get(&key.to_u128()) {
             None => Vec::new(),
-            Some(&Slot::One(p)) => Some(at(p))
+            Some(&Head {
+                slot: Slot::One(p), ..
+            }) => Some(at(p))
                 .filter(|(lsn, _)| lsns.contains(lsn))
                 .into_iter()
                 .collect(),
-            Some(&Slot::Many(m)) => match &self.multi[m as usize] {
+            Some(&Head {
+                slot: Slot::Many(m),
+                ..
+            }) => match &self.multi[m as usize] {
                 Versions::Sorted(list) => {
                     let from = list.partition_point(|&p| self.lsn_at(p) < lsns.start);
                     let to = list.partition_point(|&p| self.lsn_at(p) < lsns.end);
