@@ -122,7 +122,11 @@ impl Index {
             // puts in key order (a bulk load): greater than everything before, so new; no map needed
             // compared as integers: a derived `Ord` on the key's bytes is a `memcmp` call
             let new = (key.to_u128(), lsn);
-            if self.entries.last().is_none_or(|l| (l.0.to_u128(), l.1) < new) {
+            if self
+                .entries
+                .last()
+                .is_none_or(|l| (l.0.to_u128(), l.1) < new)
+            {
                 self.push(key, lsn, entry);
                 return true;
             }

@@ -145,6 +145,11 @@ impl<'a> RunReader<'a> {
         Ok(())
     }
 
+    /// Every run's read has been started.
+    fn all_started(&self) -> bool {
+        self.started == self.batch.runs.len()
+    }
+
     /// The bytes of the next run (in order), and its index; `None` after the last.
     async fn next(&mut self) -> Result<Option<(usize, Vec<u8>)>, InMemoryLayerError> {
         let Some(handle) = self.pending.pop_front() else {
@@ -205,16 +210,28 @@ impl InMemoryLayer {
             .transpose()?;
         while let Some(mut reader) = current.take() {
             if reader.batch.in_file_order {
-                // each run is a range of records, its bytes their blobs in order: straight through
+                // each run is a range of records, its bytes their blobs in order: straight through;
+                // the next batch's reads start as soon as this one's are all under way
+                let mut following = None;
                 while let Some((run, bytes)) = reader.next().await? {
+                    if following.is_none() && reader.all_started() {
+                        following = Some(
+                            next_batch()
+                                .map(|b| RunReader::new(self, &inner.writer, b))
+                                .transpose()?,
+                        );
+                    }
                     let copies = reader.batch.runs[run].2.clone();
                     self.check_blobs(&reader.batch.records[copies.clone()], &bytes)?;
                     out.put_encoded_blobs(&reader.batch.records[copies], &bytes)
                         .await?;
                 }
-                current = next_batch()
-                    .map(|b| RunReader::new(self, &inner.writer, b))
-                    .transpose()?;
+                current = match following {
+                    Some(next) => next,
+                    None => next_batch()
+                        .map(|b| RunReader::new(self, &inner.writer, b))
+                        .transpose()?,
+                };
                 continue;
             }
             arena.clear();
