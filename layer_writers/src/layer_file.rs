@@ -261,6 +261,48 @@ impl LayerFileWriter {
         Ok(offset)
     }
 
+    /// Appends `blobs`, complete encoded blobs back to back, in one write, and indexes the `i`th under
+    /// `index_keys[i]` with its offset `| flags[i]`. `lens` are the blobs' lengths and must add up to
+    /// `blobs.len()` (checked before anything is written). The caller has checked the key order and the
+    /// blobs (their CRCs) and gives keys of the index's key length.
+    pub async fn put_blobs<K: AsRef<[u8]>>(
+        &mut self,
+        entries: impl Iterator<Item = (K, u64, u32)> + Clone,
+        blobs: &[u8],
+    ) -> Result<(), LayerError> {
+        if self.poisoned {
+            return Err(LayerError::Poisoned {
+                path: self.temp_path().to_owned(),
+            });
+        }
+        let total: u64 = entries.clone().map(|(_, _, len)| u64::from(len)).sum();
+        if total != blobs.len() as u64 {
+            return Err(LayerError::corrupt(
+                self.temp_path(),
+                self.blobs.offset(),
+                None,
+                format!(
+                    "{} bytes of blobs, their lengths add up to {total}",
+                    blobs.len()
+                ),
+            ));
+        }
+        self.poisoned = true;
+        let mut offset = self.blobs.write_raw(blobs).await?;
+        for (index_key, flags, len) in entries {
+            self.index
+                .append(index_key.as_ref(), offset | flags)
+                .map_err(|source| LayerError::IndexBuild {
+                    path: self.temp_path().to_owned(),
+                    source,
+                })?;
+            offset += u64::from(len);
+        }
+        self.index_pages.extend(self.index.drain_pages());
+        self.poisoned = false;
+        Ok(())
+    }
+
     /// Completes the file as the module docs describe and moves it into place.
     pub async fn finish(
         self,

@@ -56,7 +56,24 @@ pub(crate) fn body_size(key_len: usize, prefix_len: usize, count: usize) -> usiz
 
 /// Length of the common prefix of `a` and `b`.
 pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+    // 8 bytes at a time (called once per appended entry): the first differing byte is where the
+    // big-endian XOR of the two words has its highest set bit
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut done = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let diff = u64::from_be_bytes(crate::raw::array_at(x, 0))
+            ^ u64::from_be_bytes(crate::raw::array_at(y, 0));
+        if diff != 0 {
+            return done + (diff.leading_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    done + a[done..]
+        .iter()
+        .zip(&b[done..])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// The CRC stored in a page: over everything after the CRC field.

@@ -446,3 +446,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn common_prefix_len_matches_a_byte_by_byte_count() {
+    use super::page::common_prefix_len;
+    let naive = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for len in [0usize, 1, 7, 8, 9, 16, 23, 24, 25, 40] {
+        for _ in 0..200 {
+            let a: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 3) as u8
+                })
+                .collect();
+            let mut b = a.clone();
+            if len > 0 {
+                let at = (x as usize) % len;
+                b[at] ^= 1 << (x % 8);
+            }
+            assert_eq!(common_prefix_len(&a, &b), naive(&a, &b), "{a:?} {b:?}");
+            assert_eq!(common_prefix_len(&a, &a), len);
+            assert_eq!(
+                common_prefix_len(&a, &b[..len / 2]),
+                naive(&a, &b[..len / 2])
+            );
+        }
+    }
+}

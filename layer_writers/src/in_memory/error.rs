@@ -106,6 +106,14 @@ pub enum InMemoryLayerError {
         /// The LSN.
         lsn: Lsn,
     },
+    /// The layer holds as many values as it can index.
+    #[error("in-memory layer {}: full, it holds at most {max} values", .path.display())]
+    TooManyValues {
+        /// The ephemeral file.
+        path: PathBuf,
+        /// The limit.
+        max: u64,
+    },
     /// Writing the delta layer failed.
     #[error(transparent)]
     Layer(#[from] LayerError),

@@ -23,16 +23,22 @@
 //!
 //! # Memory
 //!
-//! The index costs about 50 bytes per value (a hash map from key to an LSN-sorted vector of offset,
-//! length and flag; see `index.rs`), plus the writer's buffers (`depth x buffer_capacity`). Writing out
-//! holds at most two batches of `readout_batch_bytes` (see `write_out.rs`).
+//! The index costs about 70-90 bytes per value: 40 in the put-order entry list and one hash-table slot
+//! (32 bytes, tables between half and 7/8 full) per key; a key's further versions 4 bytes each, in a
+//! sorted list or, for a hot key taking LSNs out of order, a B-tree (see `index.rs`). Plus the writer's
+//! buffers (`depth x buffer_capacity`) and the batch's scratch buffer (at most 256 KiB beyond one value).
+//! Writing out holds one arena of `readout_batch_bytes` and at most four reads of 4 MiB (see
+//! `write_out.rs`), and sorts a 32-byte copy of each value's (key, LSN) when the puts were not in order.
 //!
 //! # Weaknesses
 //!
-//! - Every value is copied twice on the way in (into the write buffer, and by the kernel) and once more on
-//!   the way out of a read plan.
-//! - Writing out a layer put in random key order rereads the ephemeral file once per batch.
+//! - A small value is copied three times on the way in (into the batch's scratch buffer, into the write
+//!   buffer, and by the kernel); a value of 2 KiB or more skips the scratch copy.
+//! - Writing out a layer put in random key order rereads the ephemeral file once per batch (in large
+//!   sequential reads); a larger `readout_batch_bytes` means fewer passes.
 //! - Keys are sorted only at write-out, so there is no ordered scan of a layer that is still open.
+//! - A batch refused after its index pass (a write failed) leaves its bytes in the ephemeral file as
+//!   garbage no index entry points at; after a failed write the writer refuses further puts anyway.
 
 mod error;
 mod index;
@@ -48,11 +54,20 @@ use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, ShutdownMod
 
 pub use error::InMemoryLayerError;
 
-use crate::blob::{blob_crc, encode_header, Compression, CRC_LEN};
+use crate::blob::{blob_crc, encode_header, Compression, EncodedHeader, CRC_LEN};
 use crate::blob_io::decode_blob_exact;
 use crate::key::{Key, Lsn};
 use crate::layer_file::{EPHEMERAL_PREFIX, TEMP_SUFFIX};
-use index::{Entry, Index};
+use index::{Entry, Index, Mark};
+
+/// Most values one layer holds (index positions are `u32`).
+const MAX_VALUES: usize = u32::MAX as usize;
+/// A value at least this long is handed to the writer on its own rather than copied into the batch's
+/// scratch buffer first (the copy costs more than the call it saves).
+const DIRECT_VALUE_LEN: usize = 2048;
+/// Scratch bytes after which the batch's serialized blobs are handed to the writer (bounds the scratch
+/// buffer's size whatever the batch).
+const SCRATCH_FLUSH_LEN: usize = 256 * 1024;
 
 /// Settings of an [`InMemoryLayer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +91,10 @@ impl Default for InMemoryLayerOptions {
 struct Inner {
     writer: BufferedWriter<VirtualFile>,
     index: Index,
+    /// Serialized blobs of the batch being put, and the blob headers of its values (kept for their
+    /// capacity).
+    scratch: Vec<u8>,
+    headers: Vec<EncodedHeader>,
 }
 
 /// An append-only layer backed by an ephemeral file. See the [module docs](self).
@@ -146,6 +165,8 @@ impl InMemoryLayer {
             inner: RwLock::new(Inner {
                 writer,
                 index: Index::default(),
+                scratch: Vec::new(),
+                headers: Vec::new(),
             }),
             options,
             appended: AtomicU64::new(0),
@@ -180,8 +201,16 @@ impl InMemoryLayer {
         self.put_batch(&[(key, lsn, will_init, value)]).await
     }
 
-    /// Puts several values under one lock acquisition. A (key, LSN) put before, or twice in the batch, is
-    /// refused before anything of the batch is written.
+    /// Puts several values under one lock acquisition, all or nothing: a (key, LSN) put before, or twice
+    /// in the batch, refuses the whole batch before anything of it is written, and a failed (or
+    /// cancelled) write takes the whole batch back out of the index, so no value of a refused batch is
+    /// ever visible and nothing of it has to be taken back by the caller.
+    ///
+    /// The batch is done in three passes under the lock: the index pass (one hash probe per value, the
+    /// insert being the duplicate check; the blob offsets follow from the writer's end offset), the
+    /// serialization pass (header, value and CRC of each small value into one scratch buffer, handed to
+    /// the writer in one call; a large value goes to the writer directly, without the extra copy), and
+    /// the counters, once.
     pub async fn put_batch(&self, batch: &[PutValue<'_>]) -> Result<(), InMemoryLayerError> {
         if self.frozen.load(Ordering::Acquire) {
             return Err(InMemoryLayerError::Frozen {
@@ -200,30 +229,35 @@ impl InMemoryLayer {
                 lsn,
             });
         }
-        if let Some((key, lsn)) = duplicate_in(batch) {
-            return Err(InMemoryLayerError::Duplicate {
-                path: self.path.clone(),
-                key,
-                lsn,
-            });
-        }
         let mut guard = self.inner.write().await;
-        let inner = &mut *guard;
         // a freeze may have happened while we waited for the lock
         if self.frozen.load(Ordering::Acquire) {
             return Err(InMemoryLayerError::Frozen {
                 path: self.path.clone(),
             });
         }
-        let mut headers = Vec::with_capacity(batch.len());
-        for &(key, lsn, _, value) in batch {
-            if inner.index.contains(key, lsn) {
-                return Err(InMemoryLayerError::Duplicate {
-                    path: self.path.clone(),
-                    key,
-                    lsn,
-                });
-            }
+        let Inner {
+            writer,
+            index,
+            scratch,
+            headers,
+        } = &mut *guard;
+        if index.len() + batch.len() > MAX_VALUES {
+            return Err(InMemoryLayerError::TooManyValues {
+                path: self.path.clone(),
+                max: MAX_VALUES as u64,
+            });
+        }
+        // index pass: until disarmed, the guard takes the batch back out of the index when dropped (an
+        // error below, or this future dropped while it waits for a buffer)
+        let undo = BatchUndo {
+            mark: index.mark(),
+            index,
+        };
+        let start = writer.end_offset();
+        let mut offset = start;
+        headers.clear();
+        for &(key, lsn, will_init, value) in batch {
             let header = encode_header(value.len(), Compression::None).map_err(|source| {
                 InMemoryLayerError::ValueTooLarge {
                     path: self.path.clone(),
@@ -232,43 +266,63 @@ impl InMemoryLayer {
                     source,
                 }
             })?;
+            // at most MAX_VALUE_LEN + 8 bytes: fits
+            let len = (header.as_slice().len() + value.len() + CRC_LEN) as u32;
+            let entry = Entry {
+                offset,
+                len,
+                will_init,
+            };
+            if !undo.index.insert(key, lsn, entry) {
+                return Err(InMemoryLayerError::Duplicate {
+                    path: self.path.clone(),
+                    key,
+                    lsn,
+                });
+            }
+            offset += u64::from(len);
             headers.push(header);
         }
-        for (&(key, lsn, will_init, value), header) in batch.iter().zip(&headers) {
-            let write_err = |source| InMemoryLayerError::Write {
-                path: self.path.clone(),
-                source,
-            };
-            let offset = inner
-                .writer
-                .write_buffered(header.as_slice())
-                .await
-                .map_err(write_err)?;
-            inner
-                .writer
-                .write_buffered(value)
-                .await
-                .map_err(write_err)?;
-            let crc = blob_crc(header.as_slice(), value);
-            inner
-                .writer
-                .write_buffered(&crc.to_be_bytes())
-                .await
-                .map_err(write_err)?;
-            let len = (header.as_slice().len() + value.len() + CRC_LEN) as u32;
-            inner.index.insert(
-                key,
-                lsn,
-                Entry {
-                    offset,
-                    len,
-                    will_init,
-                },
-            );
-            self.appended.fetch_add(len as u64, Ordering::Relaxed);
-            self.entries.fetch_add(1, Ordering::Relaxed);
+        // serialization pass
+        let write_err = |source| InMemoryLayerError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        scratch.clear();
+        for (&(_, _, _, value), header) in batch.iter().zip(headers.iter()) {
+            let blob_start = scratch.len();
+            scratch.extend_from_slice(header.as_slice());
+            if value.len() < DIRECT_VALUE_LEN {
+                scratch.extend_from_slice(value);
+                let crc = crc32c::crc32c(&scratch[blob_start..]);
+                scratch.extend_from_slice(&crc.to_be_bytes());
+            } else {
+                let crc = blob_crc(header.as_slice(), value);
+                writer.write_buffered(scratch).await.map_err(write_err)?;
+                writer.write_buffered(value).await.map_err(write_err)?;
+                scratch.clear();
+                scratch.extend_from_slice(&crc.to_be_bytes());
+            }
+            if scratch.len() >= SCRATCH_FLUSH_LEN {
+                writer.write_buffered(scratch).await.map_err(write_err)?;
+                scratch.clear();
+            }
         }
+        if !scratch.is_empty() {
+            writer.write_buffered(scratch).await.map_err(write_err)?;
+        }
+        debug_assert_eq!(writer.end_offset(), offset);
+        undo.disarm();
+        self.appended.fetch_add(offset - start, Ordering::Relaxed);
+        self.entries
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Plans room in the index for `additional` more values, so that it does not grow (rehash) on the
+    /// way; for a caller that knows the layer's expected size.
+    pub async fn reserve(&self, additional: usize) {
+        self.inner.write().await.index.reserve(additional);
     }
 
     /// The values of `key` with LSN in `lsn_range`, ascending by LSN: (LSN, will-init, value).
@@ -358,20 +412,20 @@ impl InMemoryLayer {
     }
 }
 
-/// A (key, LSN) that occurs twice in `batch`, if any: a linear scan for small batches, a hash set for
-/// large ones.
-fn duplicate_in(batch: &[PutValue<'_>]) -> Option<(Key, Lsn)> {
-    if batch.len() <= 16 {
-        for (i, &(k, l, _, _)) in batch.iter().enumerate() {
-            if batch[..i].iter().any(|&(k2, l2, _, _)| (k2, l2) == (k, l)) {
-                return Some((k, l));
-            }
-        }
-        return None;
+/// Takes a batch's inserts back out of the index when dropped armed. See `put_batch`.
+struct BatchUndo<'a> {
+    index: &'a mut Index,
+    mark: Mark,
+}
+
+impl BatchUndo<'_> {
+    fn disarm(self) {
+        std::mem::forget(self);
     }
-    let mut seen = std::collections::HashSet::with_capacity(batch.len());
-    batch
-        .iter()
-        .map(|&(k, l, _, _)| (k, l))
-        .find(|kl| !seen.insert(*kl))
+}
+
+impl Drop for BatchUndo<'_> {
+    fn drop(&mut self) {
+        self.index.rollback(self.mark);
+    }
 }

@@ -1,15 +1,24 @@
 //! Writing a frozen in-memory layer out as a delta layer.
 //!
 //! Values are in the ephemeral file in put order, the delta layer wants (key, LSN) order. The index is
-//! walked in key order in batches of at most `readout_batch_bytes`; a batch's blobs are sorted by file
-//! offset and read in merged runs (gaps up to 64 KiB, runs up to 4 MiB, at least half of each run wanted
-//! bytes, so a batch holds at most twice its values' bytes), each run on its own task, so the
-//! reads of batch N + 1 run while batch N is decoded and handed to the delta layer writer (whose own
-//! flush task writes behind it). A layer put in key order is thus read sequentially, once, in large
-//! reads overlapped with the writing; one put in random order costs about one pass over the file per
-//! batch. At most two batches of bytes are in memory.
+//! walked in key order in batches of at most `readout_batch_bytes` of blobs. A batch's blobs are sorted by
+//! file offset and grouped into runs (neighbours up to 64 KiB apart, runs up to 4 MiB), and the runs are
+//! read in file order, at most [`READS_IN_FLIGHT`] at a time, each on its own task.
+//!
+//! The blobs of the ephemeral file are already in the delta layer's encoding (header, value, CRC), so
+//! they are not decoded and re-encoded: each one's CRC is checked (the read check every read does), then
+//! the blobs go to the delta writer in bulk, many per call, with no per-value allocation or future:
+//! - a batch whose blobs lie in the file back to back in key order (puts in key order) hands each run's
+//!   bytes to the delta writer as they are read, without a copy;
+//! - any other batch copies each blob out of its run into the batch's arena at its place in key order,
+//!   then hands the whole arena over in one call. A layer put in random key order thus costs about one
+//!   sequential pass over the file per batch, in large reads, instead of one small read per value.
+//!
+//! The first runs of batch N + 1 are read while batch N is handed to the delta writer (whose own flush
+//! task writes behind it). Memory: one arena of at most `readout_batch_bytes` (plus one blob larger than
+//! that), and at most [`READS_IN_FLIGHT`] runs of at most 4 MiB (or one blob) each.
 
-use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,7 +28,6 @@ use virtual_file::{BufferedWriter, IoContext, VirtualFile};
 
 use super::index::Entry;
 use super::{InMemoryLayer, InMemoryLayerError};
-use crate::blob::{decode_payload, Compression, MAX_VALUE_LEN};
 use crate::blob_io::check_blob_exact;
 use crate::delta::DeltaLayerWriter;
 use crate::key::{Key, Lsn};
@@ -27,80 +35,140 @@ use crate::layer_file::LayerInfo;
 
 /// Gap between two blobs up to which they are read in one run.
 const MERGE_GAP: u64 = 64 * 1024;
-/// Largest single read.
+/// Largest run (unless one blob is larger).
 const MAX_RUN: u64 = 4 << 20;
+/// Runs being read at once.
+pub(super) const READS_IN_FLIGHT: usize = 4;
 
 type RunRead = JoinHandle<Result<Vec<u8>, ReadError<virtual_file::Error>>>;
 
-/// A batch whose reads are under way: the entries in key order, where each one's blob is in which run,
-/// and the runs' read tasks.
-struct PendingBatch {
-    entries: Vec<(Key, Lsn, Entry)>,
-    /// For each entry (same order): run index and offset of its blob within the run.
-    places: Vec<(usize, usize)>,
-    runs: Vec<RunRead>,
+/// One delta record of a batch: (key, LSN, will-init, blob length).
+type Record = (Key, Lsn, bool, u32);
+
+/// A batch: its records in key order, where each blob is, and the runs that read them.
+struct Batch {
+    records: Vec<Record>,
+    /// (file offset, length, position in the arena) of each blob, sorted by file offset.
+    copies: Vec<(u64, u32, usize)>,
+    /// Runs in file order: (file offset, length, range of `copies` they hold).
+    runs: Vec<(u64, usize, std::ops::Range<usize>)>,
+    /// The blobs lie in the file back to back in key order: each run is a range of records.
+    in_file_order: bool,
+    /// Bytes of all blobs.
+    bytes: usize,
 }
 
-/// Plans the runs of `entries` and starts their reads.
-fn start_batch(
-    layer: &InMemoryLayer,
-    writer: &BufferedWriter<VirtualFile>,
-    entries: Vec<(Key, Lsn, Entry)>,
-) -> Result<PendingBatch, InMemoryLayerError> {
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| entries[i].2.offset);
-    let mut places = vec![(0, 0); entries.len()];
-    let mut runs = Vec::new();
-    let mut i = 0;
-    while i < order.len() {
-        let first = entries[order[i]].2;
-        let run_start = first.offset;
-        let mut run_end = first.offset + first.len as u64;
-        let mut useful = first.len as u64;
-        let mut j = i + 1;
-        while j < order.len() {
-            let e = entries[order[j]].2;
-            let end = e.offset + e.len as u64;
-            let span = end.max(run_end) - run_start;
-            // merge a neighbour only while at least half of what the run reads is wanted, so a batch
-            // never reads (and holds) more than twice its values' bytes, however scattered they are
-            if e.offset > run_end + MERGE_GAP
-                || span > MAX_RUN
-                || span > 2 * (useful + e.len as u64)
-            {
-                break;
+impl Batch {
+    fn plan(entries: &[(Key, Lsn, Entry)]) -> Batch {
+        let mut records = Vec::with_capacity(entries.len());
+        let mut copies = Vec::with_capacity(entries.len());
+        let mut pos = 0usize;
+        for &(key, lsn, e) in entries {
+            records.push((key, lsn, e.will_init, e.len));
+            copies.push((e.offset, e.len, pos));
+            pos += e.len as usize;
+        }
+        let in_file_order = copies
+            .windows(2)
+            .all(|w| w[0].0 + u64::from(w[0].1) == w[1].0);
+        if !in_file_order {
+            copies.sort_unstable_by_key(|c| c.0);
+        }
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < copies.len() {
+            let run_start = copies[i].0;
+            let mut run_end = run_start + u64::from(copies[i].1);
+            let mut j = i + 1;
+            while let Some(&(offset, len, _)) = copies.get(j) {
+                let end = offset + u64::from(len);
+                if offset > run_end + MERGE_GAP || end.max(run_end) - run_start > MAX_RUN {
+                    break;
+                }
+                run_end = run_end.max(end);
+                j += 1;
             }
-            run_end = run_end.max(end);
-            useful += e.len as u64;
-            j += 1;
+            runs.push((run_start, (run_end - run_start) as usize, i..j));
+            i = j;
         }
-        for &idx in &order[i..j] {
-            places[idx] = (runs.len(), (entries[idx].2.offset - run_start) as usize);
+        Batch {
+            records,
+            copies,
+            runs,
+            in_file_order,
+            bytes: pos,
         }
-        let plan = writer
-            .read_plan(run_start, (run_end - run_start) as usize)
-            .map_err(|source| InMemoryLayerError::ReadPlan {
-                path: layer.path.clone(),
+    }
+}
+
+/// Reads a batch's runs in order, keeping at most [`READS_IN_FLIGHT`] under way.
+struct RunReader<'a> {
+    layer: &'a InMemoryLayer,
+    writer: &'a BufferedWriter<VirtualFile>,
+    batch: Batch,
+    started: usize,
+    pending: VecDeque<RunRead>,
+}
+
+impl<'a> RunReader<'a> {
+    fn new(
+        layer: &'a InMemoryLayer,
+        writer: &'a BufferedWriter<VirtualFile>,
+        batch: Batch,
+    ) -> Result<Self, InMemoryLayerError> {
+        let mut reader = RunReader {
+            layer,
+            writer,
+            batch,
+            started: 0,
+            pending: VecDeque::new(),
+        };
+        reader.fill()?;
+        Ok(reader)
+    }
+
+    /// Starts reads until [`READS_IN_FLIGHT`] are under way or every run is started.
+    fn fill(&mut self) -> Result<(), InMemoryLayerError> {
+        while self.pending.len() < READS_IN_FLIGHT && self.started < self.batch.runs.len() {
+            let (start, len, _) = self.batch.runs[self.started];
+            let plan = self.writer.read_plan(start, len).map_err(|source| {
+                InMemoryLayerError::ReadPlan {
+                    path: self.layer.path.clone(),
+                    source,
+                }
+            })?;
+            let file: Arc<VirtualFile> = Arc::clone(&self.layer.reader);
+            self.pending
+                .push_back(tokio::spawn(async move { plan.execute(&*file).await }));
+            self.started += 1;
+        }
+        Ok(())
+    }
+
+    /// Every run's read has been started.
+    fn all_started(&self) -> bool {
+        self.started == self.batch.runs.len()
+    }
+
+    /// The bytes of the next run (in order), and its index; `None` after the last.
+    async fn next(&mut self) -> Result<Option<(usize, Vec<u8>)>, InMemoryLayerError> {
+        let Some(handle) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        let run = self.started - self.pending.len() - 1;
+        let path = || self.layer.path.clone();
+        let bytes = handle
+            .await
+            .map_err(|e| InMemoryLayerError::Io {
+                path: path(),
+                source: virtual_file::Error::Config(format!("read task failed: {e}")),
+            })?
+            .map_err(|source| InMemoryLayerError::Read {
+                path: path(),
                 source,
             })?;
-        let reader: Arc<VirtualFile> = Arc::clone(&layer.reader);
-        runs.push(tokio::spawn(async move { plan.execute(&*reader).await }));
-        i = j;
-    }
-    Ok(PendingBatch {
-        entries,
-        places,
-        runs,
-    })
-}
-
-/// The value of the blob that must span exactly `bytes`, CRC checked; borrowed when stored uncompressed.
-fn payload(bytes: &[u8]) -> Result<Cow<'_, [u8]>, crate::error::FormatError> {
-    let blob = check_blob_exact(bytes)?;
-    if blob.header.compression == Compression::None {
-        Ok(Cow::Borrowed(blob.payload))
-    } else {
-        decode_payload(blob, MAX_VALUE_LEN).map(Cow::Owned)
+        self.fill()?;
+        Ok(Some((run, bytes)))
     }
 }
 
@@ -122,54 +190,82 @@ impl InMemoryLayer {
         let inner = self.inner.read().await;
         let mut out = DeltaLayerWriter::new(ctx, dir, file_name).await?;
         let mut sorted = inner.index.sorted().peekable();
+        let mut entries = Vec::new();
         let mut next_batch = || {
-            let mut batch = Vec::new();
+            entries.clear();
             let mut bytes = 0usize;
             while let Some(&(_, _, e)) = sorted.peek() {
-                if !batch.is_empty() && bytes + e.len as usize > self.options.readout_batch_bytes {
+                if !entries.is_empty() && bytes + e.len as usize > self.options.readout_batch_bytes
+                {
                     break;
                 }
                 bytes += e.len as usize;
-                batch.extend(sorted.next());
+                entries.extend(sorted.next());
             }
-            batch
+            (!entries.is_empty()).then(|| Batch::plan(&entries))
         };
-        let first = next_batch();
-        let mut pending = (!first.is_empty())
-            .then(|| start_batch(self, &inner.writer, first))
+        let mut arena = Vec::new();
+        let mut current = next_batch()
+            .map(|b| RunReader::new(self, &inner.writer, b))
             .transpose()?;
-        while let Some(batch) = pending.take() {
-            let mut runs = Vec::with_capacity(batch.runs.len());
-            for handle in batch.runs {
-                let bytes = handle
-                    .await
-                    .map_err(|e| InMemoryLayerError::Io {
-                        path: self.path.clone(),
-                        source: virtual_file::Error::Config(format!("read task failed: {e}")),
-                    })?
-                    .map_err(|source| InMemoryLayerError::Read {
-                        path: self.path.clone(),
-                        source,
-                    })?;
-                runs.push(bytes);
-            }
-            // the next batch's reads run while this one is written out
-            let following = next_batch();
-            if !following.is_empty() {
-                pending = Some(start_batch(self, &inner.writer, following)?);
-            }
-            for (&(key, lsn, e), &(run, at)) in batch.entries.iter().zip(&batch.places) {
-                let value = payload(&runs[run][at..at + e.len as usize]).map_err(|source| {
-                    InMemoryLayerError::Corrupt {
-                        path: self.path.clone(),
-                        key,
-                        lsn,
-                        source,
+        while let Some(mut reader) = current.take() {
+            if reader.batch.in_file_order {
+                // each run is a range of records, its bytes their blobs in order: straight through;
+                // the next batch's reads start as soon as this one's are all under way
+                let mut following = None;
+                while let Some((run, bytes)) = reader.next().await? {
+                    if following.is_none() && reader.all_started() {
+                        following = Some(
+                            next_batch()
+                                .map(|b| RunReader::new(self, &inner.writer, b))
+                                .transpose()?,
+                        );
                     }
-                })?;
-                out.put_value(key, lsn, e.will_init, &value).await?;
+                    let copies = reader.batch.runs[run].2.clone();
+                    self.check_blobs(&reader.batch.records[copies.clone()], &bytes)?;
+                    out.put_encoded_blobs(&reader.batch.records[copies], &bytes)
+                        .await?;
+                }
+                current = match following {
+                    Some(next) => next,
+                    None => next_batch()
+                        .map(|b| RunReader::new(self, &inner.writer, b))
+                        .transpose()?,
+                };
+                continue;
             }
+            arena.clear();
+            arena.resize(reader.batch.bytes, 0);
+            while let Some((run, bytes)) = reader.next().await? {
+                let (run_start, _, ref copies) = reader.batch.runs[run];
+                for &(offset, len, at) in &reader.batch.copies[copies.clone()] {
+                    let from = (offset - run_start) as usize;
+                    arena[at..at + len as usize].copy_from_slice(&bytes[from..from + len as usize]);
+                }
+            }
+            // the next batch's first reads run while this one is checked and handed over
+            current = next_batch()
+                .map(|b| RunReader::new(self, &inner.writer, b))
+                .transpose()?;
+            self.check_blobs(&reader.batch.records, &arena)?;
+            out.put_encoded_blobs(&reader.batch.records, &arena).await?;
         }
         Ok(out.finish().await?)
+    }
+
+    /// Checks the CRC (and extent) of each blob in `bytes`, which holds `records`' blobs back to back.
+    fn check_blobs(&self, records: &[Record], bytes: &[u8]) -> Result<(), InMemoryLayerError> {
+        let mut at = 0usize;
+        for &(key, lsn, _, len) in records {
+            let blob = bytes.get(at..at + len as usize).unwrap_or_default();
+            check_blob_exact(blob).map_err(|source| InMemoryLayerError::Corrupt {
+                path: self.path.clone(),
+                key,
+                lsn,
+                source,
+            })?;
+            at += len as usize;
+        }
+        Ok(())
     }
 }
