@@ -9,6 +9,8 @@ pub mod error;
 pub mod file;
 pub mod io_mode;
 pub mod metrics;
+#[cfg(feature = "prometheus")]
+pub mod metrics_export;
 
 pub use buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
 pub use cache::DEFAULT_OPEN_FILES;
