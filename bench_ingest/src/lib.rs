@@ -10,6 +10,8 @@
 pub mod args;
 pub mod cli;
 pub mod measure;
+pub mod metrics_file;
+pub mod plot;
 pub mod reference;
 pub mod remote;
 pub mod report;
