@@ -41,6 +41,9 @@ pub fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        // a line when a span closes (with its fields and time), e.g. RUST_LOG=layer_writers=info shows
+        // each in-memory layer write-out
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
     match run(args) {

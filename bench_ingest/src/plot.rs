@@ -91,7 +91,8 @@ fn layout(rows: &[Row]) -> Layout<'_> {
         series,
         groups,
         bars,
-        slots: slot.max(1),
+        // no gap after the last group
+        slots: (slot - 1).max(1),
     }
 }
 
@@ -139,7 +140,8 @@ fn draw(rows: &[Row], path: &Path, caption: &str) -> Result<(), String> {
         &top,
         &l,
         "MiB/s of payload (x: reference, plain pwrite + fsync of the same bytes)",
-        max_rate * 1.1,
+        // headroom above the tallest bar or cross for the legend
+        max_rate * 1.45,
         |r| Some(r.mib_per_s),
         Some(|r: &Row| r.reference_mib_per_s),
     )?;
@@ -151,7 +153,7 @@ fn draw(rows: &[Row], path: &Path, caption: &str) -> Result<(), String> {
         &bottom,
         &l,
         "page-cache growth during the case, MiB",
-        max_mem * 1.1,
+        max_mem * 1.45,
         |r| r.page_cache_growth_mib,
         None::<fn(&Row) -> f64>,
     )?;
