@@ -1,6 +1,6 @@
 //! `VirtualFile`: positional async reads and writes through an IO engine, the [`IoMode`] that decides
 //! where `O_DIRECT` is used, the [`IoContext`] files are opened through (engine, mode, alignment,
-//! open-file cache, metrics), and the double-buffered [`BufferedWriter`](buffered_writer::BufferedWriter).
+//! open-file cache, metrics), and the double-buffered [`BufferedWriter`].
 
 pub mod buffered_writer;
 mod cache;
