@@ -21,6 +21,7 @@ mod tests;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -40,8 +41,12 @@ use crate::metrics::OpKind;
 
 /// A file opened through an [`IoContext`].
 pub struct VirtualFile {
-    ctx: IoContext,
-    path: PathBuf,
+    pub(crate) ctx: IoContext,
+    pub(crate) path: PathBuf,
+    /// This open file's id in the page cache: fresh per open, never reused.
+    pub(crate) cache_id: u64,
+    /// Some of the file's pages were put in the page cache, so writes must drop what they change.
+    cached: AtomicBool,
     /// Flags for reopening after eviction (includes `O_DIRECT` if the file uses it).
     reopen_flags: libc::c_int,
     direct: bool,
@@ -167,6 +172,8 @@ impl VirtualFile {
         let file = VirtualFile {
             ctx: ctx.clone(),
             path,
+            cache_id: ctx.inner.page_cache.next_file_id(),
+            cached: AtomicBool::new(false),
             reopen_flags: flags,
             direct,
             id: FileId::of(&stat),
@@ -229,6 +236,17 @@ impl VirtualFile {
     /// The context the file was opened through.
     pub fn context(&self) -> &IoContext {
         &self.ctx
+    }
+
+    /// Records that the file has (or may soon have) pages in the page cache.
+    pub(crate) fn mark_cached(&self) {
+        if !self.cached.load(Ordering::Relaxed) {
+            self.cached.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn has_cached_pages(&self) -> bool {
+        self.cached.load(Ordering::Relaxed)
     }
 
     fn mode(&self) -> IoMode {
@@ -485,6 +503,8 @@ impl VirtualFile {
             }
         };
         self.record(OpKind::Write, start, done, result.is_ok());
+        drop(pinned);
+        self.invalidate_cached(offset, len as u64);
         (FullSlice::with_range(inner, begin..end), result)
     }
 
@@ -514,10 +534,13 @@ impl VirtualFile {
     /// Sets the file's length (any length, also for `O_DIRECT` files).
     pub async fn set_len(&self, len: u64) -> Result<(), Error> {
         let engine = &self.ctx.inner.engine;
-        self.simple_op(OpKind::SetLen, Some(len), None, |fd| async move {
-            engine.ftruncate(&fd, len).await
-        })
-        .await
+        let res = self
+            .simple_op(OpKind::SetLen, Some(len), None, |fd| async move {
+                engine.ftruncate(&fd, len).await
+            })
+            .await;
+        self.invalidate_cached_from(len);
+        res
     }
 
     /// `fsync`: data and metadata durable.
