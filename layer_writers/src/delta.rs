@@ -133,7 +133,8 @@ struct DeltaEntry {
 impl DeltaLayerReader {
     /// Opens and validates the delta layer at `path`.
     pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
-        Self::open_with_budget(ctx, path, None).await
+        let budget = ReadBudget::from_memory_budget(ctx.memory_budget().clone());
+        Self::open_with_budget(ctx, path, Some(budget)).await
     }
 
     /// As [`DeltaLayerReader::open`]; reads draw on `budget` when given.

@@ -108,7 +108,8 @@ pub struct ImageLayerReader {
 impl ImageLayerReader {
     /// Opens and validates the image layer at `path`.
     pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
-        Self::open_with_budget(ctx, path, None).await
+        let budget = ReadBudget::from_memory_budget(ctx.memory_budget().clone());
+        Self::open_with_budget(ctx, path, Some(budget)).await
     }
 
     /// As [`ImageLayerReader::open`]; reads draw on `budget` when given.

@@ -8,7 +8,7 @@
 //! length read off disk is used unchecked: a read buffer is at most [`MAX_VECTORED_READ`] /
 //! [`SCAN_READ`](crate::SCAN_READ) for merged reads, or one blob's extent (at most [`MAX_BLOB_EXTENT`])
 //! plus alignment for a blob read alone, whatever size a crafted or sparse file claims. Index pages are
-//! read one 8 KiB page at a time, and the summary is one 8 KiB block.
+//! read one 8 KiB page at a time through the context's page cache, and so is the summary block.
 //!
 //! Every blob returned has had its CRC checked (see [`crate::blob_io::check_blob_exact`]).
 //! [`LayerFileReader::verify`] checks every byte of the file: the summary block (at open), every index
@@ -94,13 +94,13 @@ impl LayerFileReader {
                 },
             ));
         }
-        let buf = IoBufferMut::<DefaultAlign>::with_capacity(SUMMARY_SIZE);
-        let (buf, res) = file
-            .read_exact_at(Slice::new(buf, 0..SUMMARY_SIZE), 0)
-            .await;
-        res.map_err(|e| LayerError::io(path, e))?;
-        let summary = Summary::decode(buf.get_ref().as_slice())
-            .map_err(|source| LayerError::format(path, 0, None, source))?;
+        // Through the page cache like the index pages (the summary block is one cache page).
+        let mut buf = vec![0u8; SUMMARY_SIZE];
+        file.read_cached_at(0, &mut buf)
+            .await
+            .map_err(|e| LayerError::io(path, e))?;
+        let summary =
+            Summary::decode(&buf).map_err(|source| LayerError::format(path, 0, None, source))?;
         drop(buf);
         if summary.kind != kind {
             return Err(LayerError::WrongKind {
@@ -342,7 +342,12 @@ impl LayerFileReader {
                 LayerError::corrupt(&self.path, chunk.range.start, None, "read too large")
             })?;
             let _permit = match &self.budget {
-                Some(budget) => Some(budget.acquire(len).await),
+                Some(budget) => Some(
+                    budget
+                        .acquire(len)
+                        .await
+                        .map_err(|e| LayerError::io(&self.path, e.into()))?,
+                ),
                 None => None,
             };
             let buf = IoBufferMut::<DefaultAlign>::with_capacity(len);

@@ -242,6 +242,14 @@ impl<A: Alignment> ReadPlan<A> {
     ) -> Result<Vec<u8>, ReadError<R::Error>> {
         let mut out = Vec::with_capacity(self.len);
         if self.disk_len > 0 {
+            out.resize(self.disk_len, 0);
+            if reader.read_from_memory(self.offset, &mut out) {
+                out.extend_from_slice(&self.memory);
+                return Ok(out);
+            }
+            out.clear();
+        }
+        if self.disk_len > 0 {
             let align = A::ALIGN as u64;
             let read_start = self.offset - self.offset % align;
             let read_end = (self.offset + self.disk_len as u64).next_multiple_of(align);

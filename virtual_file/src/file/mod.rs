@@ -47,6 +47,8 @@ pub struct VirtualFile {
     pub(crate) cache_id: u64,
     /// Some of the file's pages were put in the page cache, so writes must drop what they change.
     cached: AtomicBool,
+    /// Pages written through a `BufferedWriter` are put in the page cache ([`Self::keep_written_pages`]).
+    keep_written: bool,
     /// Flags for reopening after eviction (includes `O_DIRECT` if the file uses it).
     reopen_flags: libc::c_int,
     direct: bool,
@@ -174,6 +176,7 @@ impl VirtualFile {
             path,
             cache_id: ctx.inner.page_cache.next_file_id(),
             cached: AtomicBool::new(false),
+            keep_written: false,
             reopen_flags: flags,
             direct,
             id: FileId::of(&stat),
@@ -243,6 +246,20 @@ impl VirtualFile {
         if !self.cached.load(Ordering::Relaxed) {
             self.cached.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Keep what a [`BufferedWriter`](crate::BufferedWriter) writes to this file readable from the page
+    /// cache while the memory budget allows (write-through: the file gets every byte, the cache keeps a
+    /// copy of the pages). Meant for spill files read back soon after they are written (the ephemeral
+    /// file); reads of the pages go through [`read_cached_at`](Self::read_cached_at), or through a read
+    /// plan, by this open or by one made with [`open_again_read_only`](Self::open_again_read_only).
+    pub fn keep_written_pages(&mut self, keep: bool) {
+        self.keep_written = keep;
+    }
+
+    /// True if written pages are kept in the page cache.
+    pub fn keeps_written_pages(&self) -> bool {
+        self.keep_written
     }
 
     pub(crate) fn has_cached_pages(&self) -> bool {

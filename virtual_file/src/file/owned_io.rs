@@ -23,6 +23,16 @@ impl OwnedAsyncWriter for VirtualFile {
     fn set_len(&self, len: u64) -> impl Future<Output = Result<(), Error>> + Send {
         VirtualFile::set_len(self, len)
     }
+
+    fn memory_budget(&self) -> Option<crate::MemoryBudget> {
+        Some(self.ctx.memory_budget().clone())
+    }
+
+    fn written(&self, offset: u64, bytes: &[u8]) {
+        if self.keeps_written_pages() {
+            self.cache_written(offset, bytes);
+        }
+    }
 }
 
 impl OwnedAsyncReader for VirtualFile {
@@ -34,5 +44,9 @@ impl OwnedAsyncReader for VirtualFile {
         offset: u64,
     ) -> impl Future<Output = (Slice<B>, Result<(), Error>)> + Send {
         VirtualFile::read_exact_at(self, buf, offset)
+    }
+
+    fn read_from_memory(&self, offset: u64, dst: &mut [u8]) -> bool {
+        self.read_if_cached(offset, dst)
     }
 }

@@ -93,6 +93,18 @@ impl VirtualFile {
             .invalidate(self.cache_id, len / PAGE..u64::MAX);
     }
 
+    /// Fills `dst` with the bytes at `offset` if every page they touch is in the cache now (counted as
+    /// hits); else returns false without reading anything (`dst` may be partly filled).
+    pub fn read_if_cached(&self, offset: u64, dst: &mut [u8]) -> bool {
+        if !self.has_cached_pages() {
+            return false;
+        }
+        self.ctx
+            .inner
+            .page_cache
+            .copy_if_resident(self.cache_id, offset, dst)
+    }
+
     fn page_key(&self, page_no: u64) -> PageKey {
         (self.cache_id, page_no)
     }

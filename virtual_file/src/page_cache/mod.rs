@@ -327,6 +327,41 @@ impl PageCache {
         }
     }
 
+    /// Copies `[offset, offset + dst.len())` of file `file_id` into `dst` if every page of it is resident
+    /// (and long enough); else false. One lock for the whole range.
+    pub(crate) fn copy_if_resident(&self, file_id: u64, offset: u64, dst: &mut [u8]) -> bool {
+        let page = CACHE_PAGE_SIZE as u64;
+        let mut st = self.lock();
+        let mut done = 0;
+        let mut pages = 0;
+        while done < dst.len() {
+            let pos = offset + done as u64;
+            let in_page = (pos % page) as usize;
+            let want = (dst.len() - done).min(CACHE_PAGE_SIZE - in_page);
+            let Some(&i) = st.map.get(&(file_id, pos / page)) else {
+                return false;
+            };
+            let Slot::Ready {
+                page: buf,
+                referenced,
+                ..
+            } = &mut st.slots[i]
+            else {
+                return false;
+            };
+            let bytes = buf.buf.as_slice();
+            if bytes.len() < in_page + want {
+                return false;
+            }
+            dst[done..done + want].copy_from_slice(&bytes[in_page..in_page + want]);
+            *referenced = true;
+            done += want;
+            pages += 1;
+        }
+        self.hits.fetch_add(pages, Relaxed);
+        true
+    }
+
     /// Drops the pages of file `file_id` numbered `pages` (a write changed them).
     pub(crate) fn invalidate(&self, file_id: u64, pages: std::ops::Range<u64>) {
         let mut st = self.lock();
