@@ -7,6 +7,7 @@
 pub mod args;
 pub mod cli;
 pub mod measure;
+pub mod read_phase;
 pub mod reference;
 pub mod report;
 pub mod workload;

@@ -147,6 +147,17 @@ impl DeltaLayerReader {
         Ok(DeltaLayerReader { inner })
     }
 
+    /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT` files, no
+    /// for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values` for why.
+    pub fn set_cache_values(&mut self, yes: bool) {
+        self.inner.set_cache_values(yes);
+    }
+
+    /// Whether point lookups read values through the page cache.
+    pub fn caches_values(&self) -> bool {
+        self.inner.caches_values()
+    }
+
     /// The layer's path.
     pub fn path(&self) -> &Path {
         self.inner.path()
@@ -194,7 +205,7 @@ impl DeltaLayerReader {
         }
         let mut values: Vec<Option<Vec<u8>>> = vec![None; blobs.len()];
         self.inner
-            .read_blobs(&blobs, MAX_VECTORED_READ, |i, v| {
+            .read_blobs(&blobs, MAX_VECTORED_READ, true, |i, v| {
                 values[i] = Some(v);
                 ControlFlow::Continue(())
             })
@@ -236,7 +247,7 @@ impl DeltaLayerReader {
     {
         let (entries, blobs) = self.all_blobs().await?;
         self.inner
-            .read_blobs(&blobs, SCAN_READ, |i, value| {
+            .read_blobs(&blobs, SCAN_READ, false, |i, value| {
                 let e = entries[i];
                 f(e.key, e.lsn, e.will_init, value)
             })

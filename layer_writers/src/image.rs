@@ -122,6 +122,17 @@ impl ImageLayerReader {
         Ok(ImageLayerReader { inner })
     }
 
+    /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT` files, no
+    /// for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values` for why.
+    pub fn set_cache_values(&mut self, yes: bool) {
+        self.inner.set_cache_values(yes);
+    }
+
+    /// Whether point lookups read values through the page cache.
+    pub fn caches_values(&self) -> bool {
+        self.inner.caches_values()
+    }
+
     /// The layer's path.
     pub fn path(&self) -> &Path {
         self.inner.path()
@@ -160,7 +171,7 @@ impl ImageLayerReader {
         }
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         self.inner
-            .read_blobs(&blobs, MAX_VECTORED_READ, |i, value| {
+            .read_blobs(&blobs, MAX_VECTORED_READ, true, |i, value| {
                 out[owners[i]] = Some(value);
                 ControlFlow::Continue(())
             })
@@ -197,7 +208,7 @@ impl ImageLayerReader {
     {
         let blobs = self.all_blobs().await?;
         self.inner
-            .read_blobs(&blobs, SCAN_READ, |i, value| f(blobs[i].key, value))
+            .read_blobs(&blobs, SCAN_READ, false, |i, value| f(blobs[i].key, value))
             .await
     }
 

@@ -33,7 +33,14 @@ async fn index_pages_are_read_from_the_device_once(
     }
     let info = writer.finish().await.unwrap();
     let before = ctx.page_cache_metrics();
-    let reader = DeltaLayerReader::open(&ctx, &info.path).await.unwrap();
+    let mut reader = DeltaLayerReader::open(&ctx, &info.path).await.unwrap();
+    assert_eq!(
+        reader.caches_values(),
+        mode != IoMode::Buffered,
+        "the default"
+    );
+    // Values straight from the file: the cache's device reads are the summary and index pages only.
+    reader.set_cache_values(false);
     let index_pages = u64::from(reader.summary().index_page_count);
     assert!(index_pages > 3, "a multi-page index: {index_pages}");
     let mut first_pass_reads = 0;
@@ -67,6 +74,54 @@ async fn index_pages_are_read_from_the_device_once(
             assert_eq!(file_reads, lookups, "pass {pass}");
         }
     }
+}
+
+#[rstest]
+#[tokio::test]
+async fn point_lookups_of_an_o_direct_file_cache_values(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    let Some(ctx) = context(mode, kind) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = DeltaLayerWriter::new(&ctx, dir.path(), "delta")
+        .await
+        .unwrap();
+    for i in 0..500u64 {
+        let value = vec![i as u8; 3000];
+        writer
+            .put_value(Key::from_u128(u128::from(i)), Lsn(1), true, &value)
+            .await
+            .unwrap();
+    }
+    let info = writer.finish().await.unwrap();
+    let reader = DeltaLayerReader::open(&ctx, &info.path).await.unwrap();
+    let mut file_reads = Vec::new();
+    for _pass in 0..2 {
+        let before = ctx.metrics().ops[virtual_file::OpKind::Read].count;
+        for i in 0..500u64 {
+            let got = reader
+                .get(Key::from_u128(u128::from(i)), Lsn(0)..Lsn::MAX)
+                .await
+                .unwrap();
+            assert_eq!(got[0].2, vec![i as u8; 3000]);
+        }
+        file_reads.push(ctx.metrics().ops[virtual_file::OpKind::Read].count - before);
+    }
+    if mode == IoMode::Buffered {
+        assert_eq!(
+            file_reads[1], 500,
+            "buffered: values from the kernel's page cache"
+        );
+    } else {
+        assert_eq!(file_reads[1], 0, "direct: everything from our page cache");
+    }
+    // A scan does not go through the cache.
+    let hits = ctx.page_cache_metrics().hits;
+    assert_eq!(reader.scan().await.unwrap().len(), 500);
+    assert!(ctx.page_cache_metrics().hits - hits < 10);
 }
 
 #[tokio::test]

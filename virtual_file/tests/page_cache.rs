@@ -218,3 +218,46 @@ async fn a_budget_of_three_pages_serves_many_readers(
     .await
     .unwrap();
 }
+
+#[rstest]
+#[tokio::test]
+async fn written_pages_are_read_back_from_memory(
+    #[values(IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    use virtual_file::{BufferedWriter, BufferedWriterOptions, OpKind};
+    let ctx = ctx(mode, kind, 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = VirtualFile::create(&ctx, dir.path().join("e"))
+        .await
+        .unwrap();
+    file.keep_written_pages(true);
+    let reader = file.open_again_read_only().await.unwrap();
+    let mut w: BufferedWriter<VirtualFile> =
+        BufferedWriter::new(file, BufferedWriterOptions::default()).unwrap();
+    let data = pattern(1 << 20, 4);
+    w.write_buffered(&data).await.unwrap();
+    w.flush().await.unwrap();
+    let reads = ctx.metrics().ops[OpKind::Read].count;
+    for (offset, len) in [(0usize, 1 << 20), (100, 5000), (65_000, 200_000)] {
+        let plan = w.read_plan(offset as u64, len).unwrap();
+        let got = plan.execute(&reader).await.unwrap();
+        assert!(got == data[offset..offset + len], "{offset}+{len}");
+    }
+    assert_eq!(
+        ctx.metrics().ops[OpKind::Read].count,
+        reads,
+        "served from the page cache, not the file"
+    );
+    // In buffered mode nothing is kept (the kernel's page cache has the pages).
+    let bctx = self::ctx(IoMode::Buffered, kind, 1024);
+    let mut file = VirtualFile::create(&bctx, dir.path().join("b"))
+        .await
+        .unwrap();
+    file.keep_written_pages(true);
+    let mut w: BufferedWriter<VirtualFile> =
+        BufferedWriter::new(file, BufferedWriterOptions::default()).unwrap();
+    w.write_buffered(&data).await.unwrap();
+    w.flush().await.unwrap();
+    assert_eq!(bctx.page_cache_metrics().inserts, 0);
+}

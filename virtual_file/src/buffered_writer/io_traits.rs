@@ -54,10 +54,10 @@ pub trait OwnedAsyncReader: Send + Sync {
         offset: u64,
     ) -> impl Future<Output = (Slice<B>, Result<(), Self::Error>)> + Send;
 
-    /// Fills `dst` with the bytes at `offset` from memory if the file has all of them there (a page
-    /// cache); returns false, leaving `dst` in any state, if not. Must not wait.
-    fn read_from_memory(&self, offset: u64, dst: &mut [u8]) -> bool {
-        let _ = (offset, dst);
+    /// Appends the `len` bytes at `offset` to `out` from memory if the file has all of them there (a
+    /// page cache); returns false, with `out` as it was, if not. Must not wait.
+    fn read_from_memory(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        let _ = (offset, len, out);
         false
     }
 }

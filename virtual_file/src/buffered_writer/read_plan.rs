@@ -241,13 +241,9 @@ impl<A: Alignment> ReadPlan<A> {
         reader: &R,
     ) -> Result<Vec<u8>, ReadError<R::Error>> {
         let mut out = Vec::with_capacity(self.len);
-        if self.disk_len > 0 {
-            out.resize(self.disk_len, 0);
-            if reader.read_from_memory(self.offset, &mut out) {
-                out.extend_from_slice(&self.memory);
-                return Ok(out);
-            }
-            out.clear();
+        if self.disk_len > 0 && reader.read_from_memory(self.offset, self.disk_len, &mut out) {
+            out.extend_from_slice(&self.memory);
+            return Ok(out);
         }
         if self.disk_len > 0 {
             let align = A::ALIGN as u64;

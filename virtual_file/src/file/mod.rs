@@ -253,6 +253,7 @@ impl VirtualFile {
     /// copy of the pages). Meant for spill files read back soon after they are written (the ephemeral
     /// file); reads of the pages go through [`read_cached_at`](Self::read_cached_at), or through a read
     /// plan, by this open or by one made with [`open_again_read_only`](Self::open_again_read_only).
+    /// Has no effect in `buffered` mode, where the kernel's page cache keeps them already.
     pub fn keep_written_pages(&mut self, keep: bool) {
         self.keep_written = keep;
     }

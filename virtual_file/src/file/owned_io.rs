@@ -29,7 +29,8 @@ impl OwnedAsyncWriter for VirtualFile {
     }
 
     fn written(&self, offset: u64, bytes: &[u8]) {
-        if self.keeps_written_pages() {
+        // Only where reads bypass the kernel's page cache: in `buffered` mode it holds these pages already.
+        if self.keeps_written_pages() && self.ctx.io_mode().uses_direct(false) {
             self.cache_written(offset, bytes);
         }
     }
@@ -46,7 +47,7 @@ impl OwnedAsyncReader for VirtualFile {
         VirtualFile::read_exact_at(self, buf, offset)
     }
 
-    fn read_from_memory(&self, offset: u64, dst: &mut [u8]) -> bool {
-        self.read_if_cached(offset, dst)
+    fn read_from_memory(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        self.append_if_cached(offset, len, out)
     }
 }

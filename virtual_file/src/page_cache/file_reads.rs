@@ -93,16 +93,15 @@ impl VirtualFile {
             .invalidate(self.cache_id, len / PAGE..u64::MAX);
     }
 
-    /// Fills `dst` with the bytes at `offset` if every page they touch is in the cache now (counted as
-    /// hits); else returns false without reading anything (`dst` may be partly filled).
-    pub fn read_if_cached(&self, offset: u64, dst: &mut [u8]) -> bool {
-        if !self.has_cached_pages() {
-            return false;
-        }
+    /// Appends the `len` bytes at `offset` to `out` if every page they touch is in the cache now
+    /// (counted as hits); else returns false without reading anything, `out` as it was.
+    pub fn append_if_cached(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        // No check of this open's own flag: the pages may have been put in by the open this one was made
+        // from (`open_again_read_only` shares the cache id).
         self.ctx
             .inner
             .page_cache
-            .copy_if_resident(self.cache_id, offset, dst)
+            .append_if_resident(self.cache_id, offset, len, out)
     }
 
     fn page_key(&self, page_no: u64) -> PageKey {

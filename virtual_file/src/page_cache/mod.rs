@@ -177,6 +177,20 @@ impl PageCache {
         Fut: std::future::Future<Output = (IoBufferMut, Result<(), E>)>,
         E: From<MemoryBudgetError>,
     {
+        // The hit path: one lock, one lookup, the copy; no waiter registered.
+        {
+            let mut st = self.lock();
+            if let Some(&i) = st.map.get(&key) {
+                if let Slot::Ready {
+                    page, referenced, ..
+                } = &mut st.slots[i]
+                {
+                    *referenced = true;
+                    self.hits.fetch_add(1, Relaxed);
+                    return Ok(f(page.buf.as_slice()));
+                }
+            }
+        }
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -327,18 +341,37 @@ impl PageCache {
         }
     }
 
-    /// Copies `[offset, offset + dst.len())` of file `file_id` into `dst` if every page of it is resident
-    /// (and long enough); else false. One lock for the whole range.
-    pub(crate) fn copy_if_resident(&self, file_id: u64, offset: u64, dst: &mut [u8]) -> bool {
+    /// Appends `[offset, offset + len)` of file `file_id` to `out` if every page of it is resident (and
+    /// long enough); else false and `out` as it was. One lock for the whole range.
+    pub(crate) fn append_if_resident(
+        &self,
+        file_id: u64,
+        offset: u64,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let page = CACHE_PAGE_SIZE as u64;
+        let first = offset / page;
+        let last = (offset + len as u64).div_ceil(page);
         let mut st = self.lock();
+        // All pages first, so nothing is copied for a range that is not whole in memory.
+        if !(first..last).all(|p| {
+            st.map
+                .get(&(file_id, p))
+                .is_some_and(|&i| matches!(st.slots[i], Slot::Ready { .. }))
+        }) {
+            return false;
+        }
+        let start_len = out.len();
+        out.reserve(len);
         let mut done = 0;
         let mut pages = 0;
-        while done < dst.len() {
+        while done < len {
             let pos = offset + done as u64;
             let in_page = (pos % page) as usize;
-            let want = (dst.len() - done).min(CACHE_PAGE_SIZE - in_page);
+            let want = (len - done).min(CACHE_PAGE_SIZE - in_page);
             let Some(&i) = st.map.get(&(file_id, pos / page)) else {
+                out.truncate(start_len);
                 return false;
             };
             let Slot::Ready {
@@ -347,13 +380,15 @@ impl PageCache {
                 ..
             } = &mut st.slots[i]
             else {
+                out.truncate(start_len);
                 return false;
             };
             let bytes = buf.buf.as_slice();
             if bytes.len() < in_page + want {
+                out.truncate(start_len);
                 return false;
             }
-            dst[done..done + want].copy_from_slice(&bytes[in_page..in_page + want]);
+            out.extend_from_slice(&bytes[in_page..in_page + want]);
             *referenced = true;
             done += want;
             pages += 1;
