@@ -36,6 +36,7 @@ fn ingest(c: &mut Criterion) {
                     volume_mib: VOLUME_MIB,
                     write_delta: true,
                     memory_mib: None,
+                    keep_written_pages: true,
                     read_phase: ReadPhaseSpec {
                         secs: 0.0,
                         readers: 0,

@@ -94,6 +94,10 @@ pub struct Args {
     /// `VIRTUAL_FILE_MEMORY_MIB`, else 256.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     pub memory_mib: Option<u64>,
+    /// Keep the ephemeral file's written pages in our page cache (write-through + keep), so the write-out
+    /// reads them from memory; `no` to compare.
+    #[arg(long, value_enum, default_value_t = YesNo::Yes)]
+    pub keep_written_pages: YesNo,
 }
 
 impl Args {

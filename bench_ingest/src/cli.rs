@@ -113,6 +113,7 @@ pub fn run(args: Args) -> Result<(), String> {
                     volume_mib: args.volume_mib,
                     write_delta: args.write_delta == YesNo::Yes,
                     memory_mib: args.memory_mib,
+                    keep_written_pages: args.keep_written_pages == YesNo::Yes,
                     read_phase: ReadPhaseSpec {
                         secs: args.read_secs,
                         readers: args.readers as usize,

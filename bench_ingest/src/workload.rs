@@ -37,6 +37,8 @@ pub struct CaseSpec {
     pub memory_mib: Option<u64>,
     /// The read phase after the write-out (needs `write_delta`; `secs == 0` skips it).
     pub read_phase: ReadPhaseSpec,
+    /// The context keeps the ephemeral file's written pages in the page cache.
+    pub keep_written_pages: bool,
 }
 
 /// What one run of a case measured.
@@ -137,6 +139,7 @@ pub async fn run_case(
             .engine(engine.clone())
             .mode(spec.mode)
             .memory_budget_bytes(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+            .keep_written_pages(spec.keep_written_pages)
             .build()
     };
     let ctx = make_ctx()?;
@@ -144,6 +147,9 @@ pub async fn run_case(
     let puts = key_sequence(spec.layout, n, 7);
     let pool = value_pool(spec.key_size);
 
+    // Give memory freed by earlier cases back to the kernel, so this case's RSS growth is its own.
+    // SAFETY: malloc_trim only releases free heap memory; no pointer of ours is affected.
+    unsafe { libc::malloc_trim(0) };
     let sampler = PageCacheSampler::start();
     let rss_sampler = PageCacheSampler::start_rss();
     let cpu0 = cpu_time();

@@ -43,6 +43,8 @@ pub(crate) struct ContextInner {
     pub(crate) metrics: Metrics,
     pub(crate) memory: MemoryBudget,
     pub(crate) page_cache: Arc<PageCache>,
+    /// Files that ask to keep written pages in the page cache may (see `keep_written_pages`).
+    pub(crate) keep_written_pages: bool,
     #[cfg(any(test, feature = "testing"))]
     pub(crate) simulate_no_direct: bool,
 }
@@ -69,6 +71,7 @@ pub struct IoContextBuilder {
     align: usize,
     open_files: usize,
     memory_bytes: usize,
+    keep_written_pages: bool,
     #[cfg(any(test, feature = "testing"))]
     simulate_no_direct: bool,
 }
@@ -81,6 +84,7 @@ impl Default for IoContextBuilder {
             align: DEFAULT_ALIGNMENT,
             open_files: DEFAULT_OPEN_FILES,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            keep_written_pages: true,
             #[cfg(any(test, feature = "testing"))]
             simulate_no_direct: false,
         }
@@ -127,6 +131,14 @@ impl IoContextBuilder {
         self
     }
 
+    /// Whether files that ask for it ([`VirtualFile::keep_written_pages`](crate::VirtualFile::keep_written_pages),
+    /// the ephemeral file) keep what they write in the page cache (default yes). `false` turns
+    /// write-through off for the whole context, to compare.
+    pub fn keep_written_pages(mut self, keep: bool) -> Self {
+        self.keep_written_pages = keep;
+        self
+    }
+
     /// Test hook: behave as if the file system rejected `O_DIRECT` at open (`EINVAL`).
     #[cfg(any(test, feature = "testing"))]
     pub fn simulate_fs_without_o_direct(mut self, yes: bool) -> Self {
@@ -160,6 +172,7 @@ impl IoContextBuilder {
             inner: Arc::new(ContextInner {
                 memory,
                 page_cache,
+                keep_written_pages: self.keep_written_pages,
                 engine: self.engine.unwrap_or_else(IoEngine::std_fs),
                 mode: self.mode.unwrap_or(IoMode::DirectRw),
                 mode_explicit: self.mode.is_some(),

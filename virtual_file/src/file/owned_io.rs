@@ -30,7 +30,10 @@ impl OwnedAsyncWriter for VirtualFile {
 
     fn written(&self, offset: u64, bytes: &[u8]) {
         // Only where reads bypass the kernel's page cache: in `buffered` mode it holds these pages already.
-        if self.keeps_written_pages() && self.ctx.io_mode().uses_direct(false) {
+        if self.keeps_written_pages()
+            && self.ctx.inner.keep_written_pages
+            && self.ctx.io_mode().uses_direct(false)
+        {
             self.cache_written(offset, bytes);
         }
     }

@@ -48,6 +48,29 @@ pub const CACHE_PAGE_SIZE: usize = 8192;
 /// (file cache id, page number).
 pub(crate) type PageKey = (u64, u64);
 
+/// A multiply-rotate hasher for [`PageKey`]s (two `u64`s, chosen by this process, not by an attacker, so
+/// SipHash's flood resistance buys nothing; it cost a measurable part of a hit).
+#[derive(Default)]
+struct PageKeyHasher(u64);
+
+impl std::hash::Hasher for PageKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PageMap = HashMap<PageKey, usize, std::hash::BuildHasherDefault<PageKeyHasher>>;
+
 /// The page cache of one context.
 pub(crate) struct PageCache {
     budget: MemoryBudget,
@@ -64,7 +87,7 @@ pub(crate) struct PageCache {
 
 #[derive(Default)]
 struct State {
-    map: HashMap<PageKey, usize>,
+    map: PageMap,
     slots: Vec<Slot>,
     hand: usize,
     /// Slots with a buffer and no page.
