@@ -10,6 +10,7 @@
 pub mod args;
 pub mod cli;
 pub mod measure;
+pub mod read_phase;
 pub mod reference;
 pub mod remote;
 pub mod report;

@@ -181,7 +181,8 @@ struct DeltaEntry {
 impl DeltaLayerReader {
     /// Opens and validates the delta layer at `path`.
     pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
-        Self::open_with_budget(ctx, path, None).await
+        let budget = ReadBudget::from_memory_budget(ctx.memory_budget().clone());
+        Self::open_with_budget(ctx, path, Some(budget)).await
     }
 
     /// As [`DeltaLayerReader::open`]; reads draw on `budget` when given.
@@ -192,6 +193,17 @@ impl DeltaLayerReader {
     ) -> Result<Self, LayerError> {
         let inner = LayerFileReader::open(ctx, path, LayerKind::Delta, budget).await?;
         Ok(DeltaLayerReader { inner })
+    }
+
+    /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT` files, no
+    /// for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values` for why.
+    pub fn set_cache_values(&mut self, yes: bool) {
+        self.inner.set_cache_values(yes);
+    }
+
+    /// Whether point lookups read values through the page cache.
+    pub fn caches_values(&self) -> bool {
+        self.inner.caches_values()
     }
 
     /// The layer's path.
@@ -241,7 +253,7 @@ impl DeltaLayerReader {
         }
         let mut values: Vec<Option<Vec<u8>>> = vec![None; blobs.len()];
         self.inner
-            .read_blobs(&blobs, MAX_VECTORED_READ, |i, v| {
+            .read_blobs(&blobs, MAX_VECTORED_READ, true, |i, v| {
                 values[i] = Some(v);
                 ControlFlow::Continue(())
             })
@@ -283,7 +295,7 @@ impl DeltaLayerReader {
     {
         let (entries, blobs) = self.all_blobs().await?;
         self.inner
-            .read_blobs(&blobs, SCAN_READ, |i, value| {
+            .read_blobs(&blobs, SCAN_READ, false, |i, value| {
                 let e = entries[i];
                 f(e.key, e.lsn, e.will_init, value)
             })
