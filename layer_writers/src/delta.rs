@@ -73,7 +73,21 @@ impl DeltaLayerWriter {
         will_init: bool,
         value: &[u8],
     ) -> Result<(), LayerError> {
-        if let Some((prev_key, prev_lsn)) = self.last {
+        self.check_next(self.last, key, lsn)?;
+        let flags = if will_init { WILL_INIT_FLAG } else { 0 };
+        self.file
+            .put(&delta_index_key(key, lsn), flags, value, false)
+            .await?;
+        self.first_key.get_or_insert(key);
+        self.last = Some((key, lsn));
+        self.min_lsn = self.min_lsn.min(lsn);
+        self.max_lsn = self.max_lsn.max(lsn);
+        Ok(())
+    }
+
+    /// `(key, lsn)` may follow `prev`: strictly increasing, and below `Key::MAX` / `Lsn::MAX`.
+    fn check_next(&self, prev: Option<(Key, Lsn)>, key: Key, lsn: Lsn) -> Result<(), LayerError> {
+        if let Some((prev_key, prev_lsn)) = prev {
             if (key, lsn) <= (prev_key, prev_lsn) {
                 return Err(LayerError::KeyOrder {
                     path: self.file.temp_path().to_owned(),
@@ -90,14 +104,6 @@ impl DeltaLayerWriter {
                 what: format!("({key}, {lsn})"),
             });
         }
-        let flags = if will_init { WILL_INIT_FLAG } else { 0 };
-        self.file
-            .put(&delta_index_key(key, lsn), flags, value, false)
-            .await?;
-        self.first_key.get_or_insert(key);
-        self.last = Some((key, lsn));
-        self.min_lsn = self.min_lsn.min(lsn);
-        self.max_lsn = self.max_lsn.max(lsn);
         Ok(())
     }
 
@@ -113,23 +119,7 @@ impl DeltaLayerWriter {
         let mut prev = self.last;
         let (mut min_lsn, mut max_lsn) = (self.min_lsn, self.max_lsn);
         for &(key, lsn, _, _) in records {
-            if let Some((prev_key, prev_lsn)) = prev {
-                if (key, lsn) <= (prev_key, prev_lsn) {
-                    return Err(LayerError::KeyOrder {
-                        path: self.file.temp_path().to_owned(),
-                        key,
-                        lsn,
-                        prev_key,
-                        prev_lsn,
-                    });
-                }
-            }
-            if key == Key::MAX || lsn == Lsn::MAX {
-                return Err(LayerError::RangeOverflow {
-                    path: self.file.temp_path().to_owned(),
-                    what: format!("({key}, {lsn})"),
-                });
-            }
+            self.check_next(prev, key, lsn)?;
             prev = Some((key, lsn));
             min_lsn = min_lsn.min(lsn);
             max_lsn = max_lsn.max(lsn);
