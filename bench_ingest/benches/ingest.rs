@@ -7,6 +7,7 @@ use io_engine::{IoEngine, IoEngineKind};
 use virtual_file::IoMode;
 
 use bench_ingest::args::KeyLayout;
+use bench_ingest::read_phase::ReadPhaseSpec;
 use bench_ingest::workload::{run_case, CaseSpec};
 
 const VOLUME_MIB: u64 = 8;
@@ -34,6 +35,12 @@ fn ingest(c: &mut Criterion) {
                     layout: KeyLayout::Sequential,
                     volume_mib: VOLUME_MIB,
                     write_delta: true,
+                    memory_mib: None,
+                    keep_written_pages: true,
+                    read_phase: ReadPhaseSpec {
+                        secs: 0.0,
+                        readers: 0,
+                    },
                 };
                 group.bench_function(format!("{mode}/{kind}/{key_size}"), |b| {
                     b.to_async(&rt).iter(|| async {

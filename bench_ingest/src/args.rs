@@ -108,6 +108,20 @@ pub struct Args {
     /// Prometheus / OpenMetrics text format (latency histograms per op kind, labelled by case).
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Seconds of random point lookups over the written delta layer, cold and then warm (0: none).
+    #[arg(long, default_value_t = 2.0)]
+    pub read_secs: f64,
+    /// Concurrent lookup tasks of the read phase.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub readers: u32,
+    /// Memory budget of the IO context (writer buffers, read buffers, page cache), MiB. Default:
+    /// `VIRTUAL_FILE_MEMORY_MIB`, else 256.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub memory_mib: Option<u64>,
+    /// Keep the ephemeral file's written pages in our page cache (write-through + keep), so the write-out
+    /// reads them from memory; `no` to compare.
+    #[arg(long, value_enum, default_value_t = YesNo::Yes)]
+    pub keep_written_pages: YesNo,
 }
 
 impl Args {
@@ -184,6 +198,7 @@ mod tests {
         let a = Args::parse_from(["bench_ingest", "--remote", "s3"]);
         assert_eq!(a.remote, RemoteArg::S3);
         assert!(Args::try_parse_from(["bench_ingest", "--remote", "gcs"]).is_err());
+        assert_eq!((a.read_secs, a.readers, a.memory_mib), (2.0, 32, None));
     }
 
     #[test]

@@ -11,9 +11,10 @@ use virtual_file::IoMode;
 
 use crate::args::{Args, RemoteArg, YesNo};
 use crate::measure::evict_from_page_cache;
+use crate::read_phase::{ReadPhaseResult, ReadPhaseSpec};
 use crate::reference::pwrite_fsync;
 use crate::remote::RemoteBench;
-use crate::report::{header, json, line, median, RemoteFigures, Row};
+use crate::report::{header, json, line, median, ReadColumns, RemoteFigures, Row};
 use crate::workload::{run_case_with_remote, CaseRun, CaseSpec};
 
 /// Block size of the reference pwrite loop.
@@ -72,6 +73,9 @@ pub fn run(args: Args) -> Result<(), String> {
             layer_writers::blob::MAX_VALUE_LEN
         ));
     }
+    if !(args.read_secs >= 0.0 && args.read_secs.is_finite()) {
+        return Err("--read-secs must be 0 or more".into());
+    }
     if args.volume_mib == 0 {
         return Err("--volume-mib must be at least 1".into());
     }
@@ -112,6 +116,12 @@ pub fn run(args: Args) -> Result<(), String> {
                     layout,
                     volume_mib: args.volume_mib,
                     write_delta: args.write_delta == YesNo::Yes,
+                    memory_mib: args.memory_mib,
+                    keep_written_pages: args.keep_written_pages == YesNo::Yes,
+                    read_phase: ReadPhaseSpec {
+                        secs: args.read_secs,
+                        readers: args.readers as usize,
+                    },
                 });
             }
         }
@@ -162,6 +172,7 @@ pub fn run(args: Args) -> Result<(), String> {
         if let Some((spec, engine)) = cases.first() {
             let mut warm = spec.clone();
             warm.volume_mib = warm.volume_mib.min(32);
+            warm.read_phase.secs = 0.0;
             run_case_with_remote(engine, &warm, &dir, remote.as_ref())
                 .await
                 .map_err(|e| format!("warm-up: {e}"))?;
@@ -252,7 +263,41 @@ fn summarize(
         .map(|r| r.page_cache_growth.map(|g| g as f64))
         .collect();
     let growth = growth.map(median);
+    let rss: Option<Vec<f64>> = runs
+        .iter()
+        .map(|r| r.rss_growth.map(|g| g as f64))
+        .collect();
+    let rss = rss.map(median);
+    let mib_of = |b: f64| b / (1 << 20) as f64;
+    let phases: Option<Vec<ReadPhaseResult>> = runs.iter().map(|r| r.read_phase).collect();
+    let read = phases.filter(|p| !p.is_empty()).map(|p| {
+        let med = |f: &dyn Fn(&ReadPhaseResult) -> f64| median(p.iter().map(f).collect());
+        ReadColumns {
+            cold_lookups_per_s: med(&|r| r.cold.per_s),
+            cold_p99_us: med(&|r| r.cold.p99_us),
+            warm_lookups_per_s: med(&|r| r.warm.per_s),
+            warm_p99_us: med(&|r| r.warm.p99_us),
+            warm_cache_device_reads: p
+                .iter()
+                .map(|r| r.warm.cache_device_reads)
+                .max()
+                .unwrap_or(0),
+            cold_cache_device_reads: p
+                .iter()
+                .map(|r| r.cold.cache_device_reads)
+                .max()
+                .unwrap_or(0),
+            index_pages: p[0].index_pages,
+        }
+    });
     Row {
+        rss_growth_mib: rss.map(mib_of),
+        memory_mib: match (growth, rss) {
+            (Some(g), Some(r)) => Some(mib_of(g + r)),
+            _ => None,
+        },
+        budget_peak_mib: mib_of(median(runs.iter().map(|r| r.budget_peak as f64).collect())),
+        read,
         io_mode: spec.mode.to_string(),
         io_engine: kind.to_string(),
         key_size: spec.key_size,

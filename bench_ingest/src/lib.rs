@@ -12,6 +12,7 @@ pub mod cli;
 pub mod measure;
 pub mod metrics_file;
 pub mod plot;
+pub mod read_phase;
 pub mod reference;
 pub mod remote;
 pub mod report;

@@ -1,5 +1,6 @@
-//! What a case costs besides wall time: CPU seconds of the process (`getrusage`) and the growth of the
-//! page cache (`Cached:` in `/proc/meminfo`, sampled on a thread).
+//! What a case costs besides wall time: CPU seconds of the process (`getrusage`), the growth of the
+//! page cache (`Cached:` in `/proc/meminfo`) and of the process's resident memory (`VmRSS:` in
+//! `/proc/self/status`), both sampled on a thread.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -24,7 +25,17 @@ pub fn page_cache_bytes() -> Option<i64> {
     Some(kib * 1024)
 }
 
-/// Samples the page cache every few milliseconds and keeps the peak growth over the value at start.
+/// The process's resident set size in bytes (`VmRSS:` of `/proc/self/status`), or `None` where it cannot
+/// be read.
+pub fn rss_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Samples a quantity (by default the page cache) every few milliseconds and keeps the peak growth over
+/// the value at start.
 pub struct PageCacheSampler {
     stop: Arc<AtomicBool>,
     peak_growth: Arc<AtomicI64>,
@@ -32,14 +43,24 @@ pub struct PageCacheSampler {
 }
 
 impl PageCacheSampler {
-    /// Starts sampling now.
+    /// Starts sampling the page cache now.
     pub fn start() -> Self {
+        Self::start_with(page_cache_bytes)
+    }
+
+    /// Starts sampling the resident set size now.
+    pub fn start_rss() -> Self {
+        Self::start_with(rss_bytes)
+    }
+
+    /// Starts sampling `read` now.
+    pub fn start_with(read: fn() -> Option<i64>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let peak_growth = Arc::new(AtomicI64::new(0));
-        let thread = page_cache_bytes().map(|base| {
+        let thread = read().map(|base| {
             let (stop, peak) = (stop.clone(), peak_growth.clone());
             std::thread::spawn(move || loop {
-                if let Some(now) = page_cache_bytes() {
+                if let Some(now) = read() {
                     peak.fetch_max(now - base, Ordering::Relaxed);
                 }
                 if stop.load(Ordering::Relaxed) {
@@ -104,5 +125,13 @@ mod tests {
         assert!(page_cache_bytes().unwrap() > 0);
         let s = PageCacheSampler::start();
         assert!(s.finish().is_some());
+        assert!(rss_bytes().unwrap() > 0);
+        let s = PageCacheSampler::start_rss();
+        let grow = vec![1u8; 64 << 20];
+        std::thread::sleep(Duration::from_millis(50));
+        std::hint::black_box(&grow);
+        // The last sample is taken at finish, while `grow` is still resident.
+        assert!(s.finish().unwrap() >= 32 << 20);
+        drop(grow);
     }
 }

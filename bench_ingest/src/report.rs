@@ -37,6 +37,15 @@ pub struct Row {
     pub runs: u32,
     /// Sampled keys read back and checked.
     pub verified_keys: usize,
+    /// Peak growth of the process's resident memory during the case, MiB.
+    pub rss_growth_mib: Option<f64>,
+    /// What the case cost in memory: page-cache growth + RSS growth, MiB.
+    pub memory_mib: Option<f64>,
+    /// Peak bytes reserved from the context's memory budget, MiB.
+    pub budget_peak_mib: f64,
+    /// The read phase, if run.
+    #[serde(flatten)]
+    pub read: Option<ReadColumns>,
     /// With `--remote`: the delta layer's round trip through object storage.
     #[serde(flatten)]
     pub remote: Option<RemoteFigures>,
@@ -72,10 +81,29 @@ pub struct RemoteFigures {
     pub evict_download_first_read_ms: f64,
 }
 
+/// The read phase's columns (medians over the runs; device reads: the largest).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReadColumns {
+    /// Cold: point lookups per second.
+    pub cold_lookups_per_s: f64,
+    /// Cold: 99th percentile lookup latency, us.
+    pub cold_p99_us: f64,
+    /// Warm: point lookups per second.
+    pub warm_lookups_per_s: f64,
+    /// Warm: 99th percentile lookup latency, us.
+    pub warm_p99_us: f64,
+    /// Pages our page cache read from the layer file during the cold half.
+    pub cold_cache_device_reads: u64,
+    /// Pages our page cache read from the layer file during the warm half (0 when the index fits).
+    pub warm_cache_device_reads: u64,
+    /// Index pages of the layer.
+    pub index_pages: u32,
+}
+
 /// The table header; with `remote`, the remote round trip's columns too.
 pub fn header(remote: bool) -> String {
     let base = format!(
-        "{:<9} {:<17} {:>6} {:<12} {:>8} {:>9} {:>10} {:>10} {:>9} {:>7}",
+        "{:<9} {:<17} {:>6} {:<12} {:>8} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8}",
         "io_mode",
         "io_engine",
         "value",
@@ -85,7 +113,13 @@ pub fn header(remote: bool) -> String {
         "cache MiB",
         "cache %",
         "ref MiB/s",
-        "ratio"
+        "ratio",
+        "RSS MiB",
+        "mem MiB",
+        "cold lk/s",
+        "p99 us",
+        "warm lk/s",
+        "p99 us"
     );
     if !remote {
         return base;
@@ -108,8 +142,9 @@ pub fn header(remote: bool) -> String {
 /// One table line.
 pub fn line(r: &Row) -> String {
     let opt = |v: Option<f64>, prec: usize| v.map_or("n/a".to_string(), |v| format!("{v:.prec$}"));
+    let read = |f: fn(&ReadColumns) -> f64| r.read.as_ref().map(f);
     format!(
-        "{:<9} {:<17} {:>6} {:<12} {:>8.1} {:>9.2} {:>10} {:>10} {:>9.1} {:>6.2}x",
+        "{:<9} {:<17} {:>6} {:<12} {:>8.1} {:>9.2} {:>10} {:>10} {:>9.1} {:>6.2}x {:>8} {:>8} {:>9} {:>8} {:>9} {:>8}",
         r.io_mode,
         r.io_engine,
         r.key_size,
@@ -119,7 +154,13 @@ pub fn line(r: &Row) -> String {
         opt(r.page_cache_growth_mib, 1),
         opt(r.page_cache_growth_pct, 1),
         r.reference_mib_per_s,
-        r.ratio_to_reference
+        r.ratio_to_reference,
+        opt(r.rss_growth_mib, 1),
+        opt(r.memory_mib, 1),
+        opt(read(|c| c.cold_lookups_per_s), 0),
+        opt(read(|c| c.cold_p99_us), 0),
+        opt(read(|c| c.warm_lookups_per_s), 0),
+        opt(read(|c| c.warm_p99_us), 0),
     ) + &r.remote.as_ref().map_or(String::new(), |m| {
         format!(
             " {:>8.1} {:>9.1} {:>5.2}x {:>9.1} {:>5.2}x {:>9.1} {:>9.1} {:>7.2}x {:>8} {:>7.0}ms",
@@ -177,6 +218,18 @@ mod tests {
             runs: 1,
             verified_keys: 100,
             remote: None,
+            rss_growth_mib: Some(20.0),
+            memory_mib: Some(21.0),
+            budget_peak_mib: 8.0,
+            read: Some(ReadColumns {
+                cold_lookups_per_s: 1000.0,
+                cold_p99_us: 900.0,
+                warm_lookups_per_s: 50000.0,
+                warm_p99_us: 80.0,
+                cold_cache_device_reads: 30,
+                warm_cache_device_reads: 0,
+                index_pages: 30,
+            }),
         };
         let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
         assert_eq!(v["io_mode"], "direct-rw");
@@ -199,12 +252,16 @@ mod tests {
                 download_page_cache_growth_pct: Some(0.4),
                 evict_download_first_read_ms: 300.0,
             }),
-            ..r
+            ..r.clone()
         };
         let v: serde_json::Value = serde_json::from_str(&json(&with_remote)).unwrap();
         assert_eq!(v["remote"], "s3");
         assert_eq!(v["download_ratio"], 0.96);
         assert!(line(&with_remote).contains("0.89x"));
         assert!(header(true).contains("dl MiB/s"));
+        assert!(header(false).contains("MiB/s"));
+        assert_eq!(v["memory_mib"], 21.0);
+        assert_eq!(v["warm_lookups_per_s"], 50000.0);
+        assert!(line(&r).contains("50000"));
     }
 }

@@ -12,6 +12,7 @@ use virtual_file::{IoContext, IoMode};
 
 use crate::args::KeyLayout;
 use crate::measure::{cpu_time, PageCacheSampler};
+use crate::read_phase::{run_read_phase, ReadPhaseResult, ReadPhaseSpec};
 use crate::remote::{round_trip, RemoteBench, RemoteRun};
 
 /// Values per `put_batch` call.
@@ -33,6 +34,12 @@ pub struct CaseSpec {
     pub volume_mib: u64,
     /// Write the delta layer.
     pub write_delta: bool,
+    /// Memory budget of the context, MiB (`None`: `VIRTUAL_FILE_MEMORY_MIB`, else the default).
+    pub memory_mib: Option<u64>,
+    /// The read phase after the write-out (needs `write_delta`; `secs == 0` skips it).
+    pub read_phase: ReadPhaseSpec,
+    /// The context keeps the ephemeral file's written pages in the page cache.
+    pub keep_written_pages: bool,
 }
 
 /// What one run of a case measured.
@@ -44,6 +51,12 @@ pub struct CaseRun {
     pub cpu: Duration,
     /// Peak page-cache growth, bytes.
     pub page_cache_growth: Option<u64>,
+    /// Peak growth of the process's resident memory, bytes.
+    pub rss_growth: Option<u64>,
+    /// Peak bytes reserved from the context's memory budget.
+    pub budget_peak: u64,
+    /// The read phase, if run.
+    pub read_phase: Option<ReadPhaseResult>,
     /// Bytes written to files (ephemeral file + delta layer).
     pub written_bytes: u64,
     /// Keys read back and checked.
@@ -130,15 +143,34 @@ pub async fn run_case_with_remote(
     dir: &Path,
     remote: Option<&RemoteBench>,
 ) -> Result<CaseRun, CaseError> {
-    let ctx = IoContext::builder()
-        .engine(engine.clone())
-        .mode(spec.mode)
-        .build()?;
+    let memory_bytes = match spec.memory_mib {
+        Some(mib) => mib << 20,
+        None => {
+            let env = std::env::var(virtual_file::MEMORY_MIB_ENV).ok();
+            virtual_file::memory_budget::parse_memory_mib(env.as_deref())?
+                .map_or(virtual_file::DEFAULT_MEMORY_BYTES as u64, |m| {
+                    (m as u64) << 20
+                })
+        }
+    };
+    let make_ctx = || {
+        IoContext::builder()
+            .engine(engine.clone())
+            .mode(spec.mode)
+            .memory_budget_bytes(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+            .keep_written_pages(spec.keep_written_pages)
+            .build()
+    };
+    let ctx = make_ctx()?;
     let n = ((spec.volume_mib << 20) / spec.key_size as u64).max(1) as usize;
     let puts = key_sequence(spec.layout, n, 7);
     let pool = value_pool(spec.key_size);
 
+    // Give memory freed by earlier cases back to the kernel, so this case's RSS growth is its own.
+    // SAFETY: malloc_trim only releases free heap memory; no pointer of ours is affected.
+    unsafe { libc::malloc_trim(0) };
     let sampler = PageCacheSampler::start();
+    let rss_sampler = PageCacheSampler::start_rss();
     let cpu0 = cpu_time();
     let start = Instant::now();
     let layer = InMemoryLayer::create(&ctx, dir, 1).await?;
@@ -177,6 +209,8 @@ pub async fn run_case_with_remote(
     let wall = start.elapsed();
     let cpu = cpu_time() - cpu0;
     let page_cache_growth = sampler.finish();
+    let rss_growth = rss_sampler.finish();
+    let budget_peak = ctx.memory_metrics().total_peak;
     let written_bytes = ephemeral_bytes + delta.as_ref().map_or(0, |d| d.file_len);
 
     // read back a sample of keys: from the delta layer if written, else from the in-memory layer
@@ -238,6 +272,21 @@ pub async fn run_case_with_remote(
         }
         None => None,
     };
+    let read_phase = match &delta {
+        Some(d) if spec.read_phase.secs > 0.0 => {
+            let keys: Vec<Key> = puts.iter().map(|(k, _)| *k).collect();
+            Some(
+                run_read_phase(
+                    make_ctx,
+                    &d.path,
+                    std::sync::Arc::new(keys),
+                    spec.read_phase,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
     if let Some(d) = delta {
         std::fs::remove_file(&d.path)?;
     }
@@ -245,6 +294,9 @@ pub async fn run_case_with_remote(
         wall,
         cpu,
         page_cache_growth,
+        rss_growth,
+        budget_peak,
+        read_phase,
         written_bytes,
         verified_keys: sample.len(),
         remote: remote_run,

@@ -73,7 +73,21 @@ impl DeltaLayerWriter {
         will_init: bool,
         value: &[u8],
     ) -> Result<(), LayerError> {
-        if let Some((prev_key, prev_lsn)) = self.last {
+        self.check_next(self.last, key, lsn)?;
+        let flags = if will_init { WILL_INIT_FLAG } else { 0 };
+        self.file
+            .put(&delta_index_key(key, lsn), flags, value, false)
+            .await?;
+        self.first_key.get_or_insert(key);
+        self.last = Some((key, lsn));
+        self.min_lsn = self.min_lsn.min(lsn);
+        self.max_lsn = self.max_lsn.max(lsn);
+        Ok(())
+    }
+
+    /// `(key, lsn)` may follow `prev`: strictly increasing, and below `Key::MAX` / `Lsn::MAX`.
+    fn check_next(&self, prev: Option<(Key, Lsn)>, key: Key, lsn: Lsn) -> Result<(), LayerError> {
+        if let Some((prev_key, prev_lsn)) = prev {
             if (key, lsn) <= (prev_key, prev_lsn) {
                 return Err(LayerError::KeyOrder {
                     path: self.file.temp_path().to_owned(),
@@ -90,14 +104,6 @@ impl DeltaLayerWriter {
                 what: format!("({key}, {lsn})"),
             });
         }
-        let flags = if will_init { WILL_INIT_FLAG } else { 0 };
-        self.file
-            .put(&delta_index_key(key, lsn), flags, value, false)
-            .await?;
-        self.first_key.get_or_insert(key);
-        self.last = Some((key, lsn));
-        self.min_lsn = self.min_lsn.min(lsn);
-        self.max_lsn = self.max_lsn.max(lsn);
         Ok(())
     }
 
@@ -113,23 +119,7 @@ impl DeltaLayerWriter {
         let mut prev = self.last;
         let (mut min_lsn, mut max_lsn) = (self.min_lsn, self.max_lsn);
         for &(key, lsn, _, _) in records {
-            if let Some((prev_key, prev_lsn)) = prev {
-                if (key, lsn) <= (prev_key, prev_lsn) {
-                    return Err(LayerError::KeyOrder {
-                        path: self.file.temp_path().to_owned(),
-                        key,
-                        lsn,
-                        prev_key,
-                        prev_lsn,
-                    });
-                }
-            }
-            if key == Key::MAX || lsn == Lsn::MAX {
-                return Err(LayerError::RangeOverflow {
-                    path: self.file.temp_path().to_owned(),
-                    what: format!("({key}, {lsn})"),
-                });
-            }
+            self.check_next(prev, key, lsn)?;
             prev = Some((key, lsn));
             min_lsn = min_lsn.min(lsn);
             max_lsn = max_lsn.max(lsn);
@@ -181,7 +171,8 @@ struct DeltaEntry {
 impl DeltaLayerReader {
     /// Opens and validates the delta layer at `path`.
     pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
-        Self::open_with_budget(ctx, path, None).await
+        let budget = ReadBudget::from_memory_budget(ctx.memory_budget().clone());
+        Self::open_with_budget(ctx, path, Some(budget)).await
     }
 
     /// As [`DeltaLayerReader::open`]; reads draw on `budget` when given.
@@ -192,6 +183,17 @@ impl DeltaLayerReader {
     ) -> Result<Self, LayerError> {
         let inner = LayerFileReader::open(ctx, path, LayerKind::Delta, budget).await?;
         Ok(DeltaLayerReader { inner })
+    }
+
+    /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT` files, no
+    /// for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values` for why.
+    pub fn set_cache_values(&mut self, yes: bool) {
+        self.inner.set_cache_values(yes);
+    }
+
+    /// Whether point lookups read values through the page cache.
+    pub fn caches_values(&self) -> bool {
+        self.inner.caches_values()
     }
 
     /// The layer's path.
@@ -241,7 +243,7 @@ impl DeltaLayerReader {
         }
         let mut values: Vec<Option<Vec<u8>>> = vec![None; blobs.len()];
         self.inner
-            .read_blobs(&blobs, MAX_VECTORED_READ, |i, v| {
+            .read_blobs(&blobs, MAX_VECTORED_READ, true, |i, v| {
                 values[i] = Some(v);
                 ControlFlow::Continue(())
             })
@@ -283,7 +285,7 @@ impl DeltaLayerReader {
     {
         let (entries, blobs) = self.all_blobs().await?;
         self.inner
-            .read_blobs(&blobs, SCAN_READ, |i, value| {
+            .read_blobs(&blobs, SCAN_READ, false, |i, value| {
                 let e = entries[i];
                 f(e.key, e.lsn, e.will_init, value)
             })

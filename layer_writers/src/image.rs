@@ -108,7 +108,8 @@ pub struct ImageLayerReader {
 impl ImageLayerReader {
     /// Opens and validates the image layer at `path`.
     pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
-        Self::open_with_budget(ctx, path, None).await
+        let budget = ReadBudget::from_memory_budget(ctx.memory_budget().clone());
+        Self::open_with_budget(ctx, path, Some(budget)).await
     }
 
     /// As [`ImageLayerReader::open`]; reads draw on `budget` when given.
@@ -119,6 +120,17 @@ impl ImageLayerReader {
     ) -> Result<Self, LayerError> {
         let inner = LayerFileReader::open(ctx, path, LayerKind::Image, budget).await?;
         Ok(ImageLayerReader { inner })
+    }
+
+    /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT` files, no
+    /// for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values` for why.
+    pub fn set_cache_values(&mut self, yes: bool) {
+        self.inner.set_cache_values(yes);
+    }
+
+    /// Whether point lookups read values through the page cache.
+    pub fn caches_values(&self) -> bool {
+        self.inner.caches_values()
     }
 
     /// The layer's path.
@@ -159,7 +171,7 @@ impl ImageLayerReader {
         }
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         self.inner
-            .read_blobs(&blobs, MAX_VECTORED_READ, |i, value| {
+            .read_blobs(&blobs, MAX_VECTORED_READ, true, |i, value| {
                 out[owners[i]] = Some(value);
                 ControlFlow::Continue(())
             })
@@ -196,7 +208,7 @@ impl ImageLayerReader {
     {
         let blobs = self.all_blobs().await?;
         self.inner
-            .read_blobs(&blobs, SCAN_READ, |i, value| f(blobs[i].key, value))
+            .read_blobs(&blobs, SCAN_READ, false, |i, value| f(blobs[i].key, value))
             .await
     }
 

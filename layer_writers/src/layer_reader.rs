@@ -8,7 +8,7 @@
 //! length read off disk is used unchecked: a read buffer is at most [`MAX_VECTORED_READ`] /
 //! [`SCAN_READ`](crate::SCAN_READ) for merged reads, or one blob's extent (at most [`MAX_BLOB_EXTENT`])
 //! plus alignment for a blob read alone, whatever size a crafted or sparse file claims. Index pages are
-//! read one 8 KiB page at a time, and the summary is one 8 KiB block.
+//! read one 8 KiB page at a time through the context's page cache, and so is the summary block.
 //!
 //! Every blob returned has had its CRC checked (see [`crate::blob_io::check_blob_exact`]).
 //! [`LayerFileReader::verify`] checks every byte of the file: the summary block (at open), every index
@@ -44,6 +44,8 @@ pub(crate) struct LayerFileReader {
     index: BtreeReader<FilePageSource>,
     budget: Option<ReadBudget>,
     align: u64,
+    /// Point lookups read values through the page cache (see [`LayerFileReader::set_cache_values`]).
+    cache_values: bool,
 }
 
 /// A blob found in the index: its extent, and the record (key, LSN) for error context.
@@ -94,13 +96,13 @@ impl LayerFileReader {
                 },
             ));
         }
-        let buf = IoBufferMut::<DefaultAlign>::with_capacity(SUMMARY_SIZE);
-        let (buf, res) = file
-            .read_exact_at(Slice::new(buf, 0..SUMMARY_SIZE), 0)
-            .await;
-        res.map_err(|e| LayerError::io(path, e))?;
-        let summary = Summary::decode(buf.get_ref().as_slice())
-            .map_err(|source| LayerError::format(path, 0, None, source))?;
+        // Through the page cache like the index pages (the summary block is one cache page).
+        let mut buf = vec![0u8; SUMMARY_SIZE];
+        file.read_cached_at(0, &mut buf)
+            .await
+            .map_err(|e| LayerError::io(path, e))?;
+        let summary =
+            Summary::decode(&buf).map_err(|source| LayerError::format(path, 0, None, source))?;
         drop(buf);
         if summary.kind != kind {
             return Err(LayerError::WrongKind {
@@ -143,7 +145,9 @@ impl LayerFileReader {
             summary.index_page_count,
         )
         .map_err(|source| LayerError::format(path, summary.index_start_offset(), None, source))?;
+        let cache_values = file.is_direct();
         Ok(LayerFileReader {
+            cache_values,
             path: path.to_owned(),
             file,
             summary,
@@ -155,6 +159,20 @@ impl LayerFileReader {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether point lookups (`get`, `get_many`) read values through the context's page cache. Default:
+    /// yes for an `O_DIRECT` file (our cache is then the only one, and hot keys would otherwise go to
+    /// the device on every lookup), no for a `buffered` one (the kernel's page cache holds the values
+    /// already; a second copy would only take memory). Scans and `verify` never do: one pass over every
+    /// value would evict the index pages and gain nothing.
+    pub fn set_cache_values(&mut self, yes: bool) {
+        self.cache_values = yes;
+    }
+
+    /// See [`set_cache_values`](Self::set_cache_values).
+    pub fn caches_values(&self) -> bool {
+        self.cache_values
     }
 
     pub fn summary(&self) -> &Summary {
@@ -268,8 +286,10 @@ impl LayerFileReader {
                 ),
             ));
         }
-        self.read_blobs(blobs, MAX_VECTORED_READ, |_, _| ControlFlow::Continue(()))
-            .await?;
+        self.read_blobs(blobs, MAX_VECTORED_READ, false, |_, _| {
+            ControlFlow::Continue(())
+        })
+        .await?;
         let padding_bytes = self.verify_padding().await?;
         Ok(VerifyReport {
             entries: blobs.len() as u64,
@@ -317,11 +337,13 @@ impl LayerFileReader {
     /// alone, in a read of its extent rounded out to the alignment, so at most [`MAX_BLOB_EXTENT`] plus
     /// twice the alignment: extents were checked first), calling `sink(i, value)` with `i` the blob's index in `blobs`, in file order, until it
     /// breaks. Every read holds its size from the budget from before its buffer is allocated until its
-    /// blobs are decoded; only one read is in flight at a time per call.
+    /// blobs are decoded; only one read is in flight at a time per call. `point`: a point lookup, whose
+    /// reads go through the page cache if [`caches_values`](Self::caches_values).
     pub async fn read_blobs<F>(
         &self,
         blobs: &[FoundBlob],
         max_read: u64,
+        point: bool,
         mut sink: F,
     ) -> Result<(), LayerError>
     where
@@ -342,16 +364,33 @@ impl LayerFileReader {
                 LayerError::corrupt(&self.path, chunk.range.start, None, "read too large")
             })?;
             let _permit = match &self.budget {
-                Some(budget) => Some(budget.acquire(len).await),
+                Some(budget) => Some(
+                    budget
+                        .acquire(len)
+                        .await
+                        .map_err(|e| LayerError::io(&self.path, e.into()))?,
+                ),
                 None => None,
             };
-            let buf = IoBufferMut::<DefaultAlign>::with_capacity(len);
-            let (buf, res) = self
-                .file
-                .read_exact_at(Slice::new(buf, 0..len), chunk.range.start)
-                .await;
-            res.map_err(|e| LayerError::io(&self.path, e))?;
-            let bytes = buf.get_ref().as_slice();
+            let (direct_buf, cached_buf);
+            let bytes: &[u8] = if point && self.cache_values {
+                let mut buf = vec![0u8; len];
+                self.file
+                    .read_cached_at(chunk.range.start, &mut buf)
+                    .await
+                    .map_err(|e| LayerError::io(&self.path, e))?;
+                cached_buf = buf;
+                &cached_buf
+            } else {
+                let buf = IoBufferMut::<DefaultAlign>::with_capacity(len);
+                let (buf, res) = self
+                    .file
+                    .read_exact_at(Slice::new(buf, 0..len), chunk.range.start)
+                    .await;
+                res.map_err(|e| LayerError::io(&self.path, e))?;
+                direct_buf = buf;
+                direct_buf.get_ref().as_slice()
+            };
             for read in &reads[chunk.blobs] {
                 let blob = &blobs[read.tag];
                 let value = decode_blob_in(

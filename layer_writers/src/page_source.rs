@@ -1,12 +1,14 @@
 //! [`FilePageSource`]: the B-tree index of a layer file, read page by page from the file.
 //!
-//! Page `n` of the index is the 8 KiB at `index_start + n * 8192`. `index_start` is a multiple of 8 KiB
-//! and every read is one whole page into a freshly allocated aligned [`IoBufferMut`], so offset, length
-//! and buffer address all satisfy `O_DIRECT` (8 KiB is a multiple of every supported alignment).
+//! Page `n` of the index is the 8 KiB at `index_start + n * 8192`. `index_start` is a multiple of 8 KiB,
+//! so an index page is exactly one page of the context's page cache: every page is read through it
+//! ([`VirtualFile::read_cached_at`]), in every IO mode, and copied out of it. An index page is therefore
+//! read from the device once while it stays in the cache (for `buffered` files the cache saves the
+//! syscall). The cache reads a missing page straight into its slot, which satisfies `O_DIRECT`.
 
 use std::sync::Arc;
 
-use io_engine::{DefaultAlign, IoBufferMut, Slice};
+use io_engine::{DefaultAlign, IoBufferMut};
 use virtual_file::VirtualFile;
 
 use crate::btree::{PageSource, PAGE_SIZE};
@@ -65,12 +67,10 @@ impl PageSource for FilePageSource {
                 num_pages: self.num_pages,
             });
         }
-        let buf = IoBufferMut::<DefaultAlign>::with_capacity(PAGE_SIZE);
-        let (slice, res) = self
-            .file
-            .read_exact_at(Slice::new(buf, 0..PAGE_SIZE), self.page_offset(page_no))
-            .await;
-        res?;
-        Ok(slice.into_inner())
+        let mut buf = IoBufferMut::<DefaultAlign>::zeroed(PAGE_SIZE);
+        self.file
+            .read_cached_at(self.page_offset(page_no), buf.as_mut_slice())
+            .await?;
+        Ok(buf)
     }
 }

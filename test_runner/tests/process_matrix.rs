@@ -68,6 +68,10 @@ fn bench_ingest_runs_and_verifies(
         "2",
         "--key-size",
         "100,8192",
+        "--read-secs",
+        "0.2",
+        "--readers",
+        "4",
         "--json",
     ])
     .output()
@@ -84,6 +88,7 @@ fn bench_ingest_runs_and_verifies(
         );
         assert!(row.contains("\"verified_keys\":"), "{row}");
         assert!(!row.contains("\"verified_keys\":0"), "{row}");
+        assert!(row.contains("\"warm_lookups_per_s\":"), "{row}");
     }
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),

@@ -13,7 +13,11 @@ use io_engine::{IoEngine, IoEngineKind};
 use crate::cache::{OpenFileCache, DEFAULT_OPEN_FILES};
 use crate::error::Error;
 use crate::io_mode::IoMode;
+use crate::memory_budget::{
+    parse_memory_mib, MemoryBudget, MemoryBudgetSnapshot, DEFAULT_MEMORY_BYTES, MEMORY_MIB_ENV,
+};
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::page_cache::{PageCache, PageCacheSnapshot};
 
 /// The environment variable with the number of open-file cache slots.
 pub const OPEN_FILES_ENV: &str = "VIRTUAL_FILE_MAX_OPEN_FILES";
@@ -37,6 +41,10 @@ pub(crate) struct ContextInner {
     pub(crate) align: usize,
     pub(crate) cache: OpenFileCache,
     pub(crate) metrics: Metrics,
+    pub(crate) memory: MemoryBudget,
+    pub(crate) page_cache: Arc<PageCache>,
+    /// Files that ask to keep written pages in the page cache may (see `keep_written_pages`).
+    pub(crate) keep_written_pages: bool,
     #[cfg(any(test, feature = "testing"))]
     pub(crate) simulate_no_direct: bool,
 }
@@ -48,18 +56,22 @@ impl std::fmt::Debug for IoContext {
             .field("mode", &self.io_mode())
             .field("align", &self.inner.align)
             .field("open_files", &self.inner.cache.capacity())
+            .field("memory_budget", &self.inner.memory.total())
             .finish()
     }
 }
 
 /// Builds an [`IoContext`]. Defaults: the `std-fs` engine, mode `direct-rw` (falling back to `buffered`
-/// with one warning on a file system without `O_DIRECT`), alignment 512, 100 open files.
+/// with one warning on a file system without `O_DIRECT`), alignment 512, 100 open files, a memory budget
+/// of [`DEFAULT_MEMORY_BYTES`].
 #[derive(Debug, Clone)]
 pub struct IoContextBuilder {
     engine: Option<IoEngine>,
     mode: Option<IoMode>,
     align: usize,
     open_files: usize,
+    memory_bytes: usize,
+    keep_written_pages: bool,
     #[cfg(any(test, feature = "testing"))]
     simulate_no_direct: bool,
 }
@@ -71,6 +83,8 @@ impl Default for IoContextBuilder {
             mode: None,
             align: DEFAULT_ALIGNMENT,
             open_files: DEFAULT_OPEN_FILES,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            keep_written_pages: true,
             #[cfg(any(test, feature = "testing"))]
             simulate_no_direct: false,
         }
@@ -109,6 +123,22 @@ impl IoContextBuilder {
         self
     }
 
+    /// The memory budget in bytes (at least one page cache page, 8 KiB), shared by every consumer of IO
+    /// memory in the context: writer buffers, read buffers and the page cache (see
+    /// [`MemoryBudget`]). Default [`DEFAULT_MEMORY_BYTES`].
+    pub fn memory_budget_bytes(mut self, bytes: usize) -> Self {
+        self.memory_bytes = bytes;
+        self
+    }
+
+    /// Whether files that ask for it ([`VirtualFile::keep_written_pages`](crate::VirtualFile::keep_written_pages),
+    /// the ephemeral file) keep what they write in the page cache (default yes). `false` turns
+    /// write-through off for the whole context, to compare.
+    pub fn keep_written_pages(mut self, keep: bool) -> Self {
+        self.keep_written_pages = keep;
+        self
+    }
+
     /// Test hook: behave as if the file system rejected `O_DIRECT` at open (`EINVAL`).
     #[cfg(any(test, feature = "testing"))]
     pub fn simulate_fs_without_o_direct(mut self, yes: bool) -> Self {
@@ -129,8 +159,20 @@ impl IoContextBuilder {
                 "the open-file cache needs at least one slot".into(),
             ));
         }
+        if self.memory_bytes < crate::page_cache::CACHE_PAGE_SIZE {
+            return Err(Error::Config(format!(
+                "a memory budget of {} bytes is below one page cache page ({} bytes)",
+                self.memory_bytes,
+                crate::page_cache::CACHE_PAGE_SIZE
+            )));
+        }
+        let memory = MemoryBudget::new(self.memory_bytes);
+        let page_cache = PageCache::new(memory.clone());
         Ok(IoContext {
             inner: Arc::new(ContextInner {
+                memory,
+                page_cache,
+                keep_written_pages: self.keep_written_pages,
                 engine: self.engine.unwrap_or_else(IoEngine::std_fs),
                 mode: self.mode.unwrap_or(IoMode::DirectRw),
                 mode_explicit: self.mode.is_some(),
@@ -166,17 +208,19 @@ impl IoContext {
 
     /// A context from the environment: `VIRTUAL_FILE_IO_MODE` (unset: `direct-rw` with fallback),
     /// `VIRTUAL_FILE_IO_ENGINE` (unset: `tokio-epoll-uring` where io_uring works, else `std-fs` with a
-    /// warning) and `VIRTUAL_FILE_MAX_OPEN_FILES` (unset: 100). A bad value is an error that names the
+    /// warning), `VIRTUAL_FILE_MAX_OPEN_FILES` (unset: 100) and `VIRTUAL_FILE_MEMORY_MIB` (unset: 256). A bad value is an error that names the
     /// variable and the accepted values. Must be called within a tokio runtime (the ring engine starts
     /// its completion task there).
     pub fn from_env() -> Result<IoContext, Error> {
         let mode = IoMode::from_env()?;
         let open_files = parse_open_files(std::env::var(OPEN_FILES_ENV).ok().as_deref())?;
+        let memory_mib = parse_memory_mib(std::env::var(MEMORY_MIB_ENV).ok().as_deref())?;
         let engine = IoEngine::from_env()?;
         Self::builder()
             .engine(engine)
             .mode_opt(mode)
             .open_files(open_files.unwrap_or(DEFAULT_OPEN_FILES))
+            .memory_budget_bytes(memory_mib.map_or(DEFAULT_MEMORY_BYTES, |m| m << 20))
             .build()
     }
 
@@ -227,6 +271,21 @@ impl IoContext {
     /// A copy of the metrics.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.metrics.snapshot()
+    }
+
+    /// The memory budget shared by writer buffers, read buffers and the page cache.
+    pub fn memory_budget(&self) -> &MemoryBudget {
+        &self.inner.memory
+    }
+
+    /// A copy of the memory budget's metrics (current and peak bytes per consumer).
+    pub fn memory_metrics(&self) -> MemoryBudgetSnapshot {
+        self.inner.memory.snapshot()
+    }
+
+    /// A copy of the page cache's metrics (hits, misses, evictions, device reads).
+    pub fn page_cache_metrics(&self) -> PageCacheSnapshot {
+        self.inner.page_cache.snapshot()
     }
 
     /// Records that the default mode met a file system without `O_DIRECT`; warns once per context.
@@ -295,5 +354,24 @@ mod tests {
         let msg = parse_open_files(Some("0")).unwrap_err().to_string();
         assert!(msg.contains(OPEN_FILES_ENV), "{msg}");
         assert!(parse_open_files(Some("many")).is_err());
+    }
+
+    #[test]
+    fn memory_setting() {
+        assert_eq!(parse_memory_mib(None).unwrap(), None);
+        assert_eq!(parse_memory_mib(Some(" 64 ")).unwrap(), Some(64));
+        for bad in ["0", "-1", "lots", "1.5"] {
+            let msg = parse_memory_mib(Some(bad)).unwrap_err().to_string();
+            assert!(msg.contains(MEMORY_MIB_ENV), "{msg}");
+        }
+        assert!(IoContext::builder()
+            .memory_budget_bytes(4096)
+            .build()
+            .is_err());
+        let ctx = IoContext::builder()
+            .memory_budget_bytes(1 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(ctx.memory_budget().total(), 1 << 20);
     }
 }

@@ -116,6 +116,9 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A single request for IO memory is larger than the whole memory budget.
+    #[error(transparent)]
+    Memory(#[from] crate::memory_budget::MemoryBudgetError),
     /// A setting read from the environment is invalid.
     #[error(transparent)]
     EnvSetting(#[from] EnvSettingError),
@@ -146,6 +149,7 @@ impl Error {
             Error::Misaligned { .. } | Error::Config(_) | Error::EnvSetting(_) => {
                 io::ErrorKind::InvalidInput
             }
+            Error::Memory(_) => io::ErrorKind::OutOfMemory,
             Error::DirectUnsupported { .. }
             | Error::AlignmentUnsupported { .. }
             | Error::Engine(_) => io::ErrorKind::Unsupported,

@@ -18,6 +18,10 @@ fn row(mode: &str, engine: &str, key_size: usize, mib_per_s: f64, cache: Option<
         ratio_to_reference: mib_per_s / 700.0,
         runs: 1,
         verified_keys: 200,
+        rss_growth_mib: Some(2.0),
+        memory_mib: cache.map(|c| c + 2.0),
+        budget_peak_mib: 4.0,
+        read: None,
         remote: None,
     }
 }

@@ -139,12 +139,14 @@ impl InMemoryLayer {
     ) -> Result<Self, InMemoryLayerError> {
         let prefix = format!("{EPHEMERAL_PREFIX}{id}.");
         // Removed when dropped: by the flush task once the writer owns it.
-        let file = VirtualFile::create_temp(ctx, dir, &prefix, TEMP_SUFFIX)
+        let mut file = VirtualFile::create_temp(ctx, dir, &prefix, TEMP_SUFFIX)
             .await
             .map_err(|source| InMemoryLayerError::Io {
                 path: dir.join(format!("{prefix}*{TEMP_SUFFIX}")),
                 source,
             })?;
+        // Written pages stay readable from the page cache while the memory budget allows.
+        file.keep_written_pages(true);
         let path = file.path().to_owned();
         let io = |source| InMemoryLayerError::Io {
             path: path.clone(),

@@ -85,6 +85,10 @@ pub enum Error<E: std::error::Error + 'static> {
         failed_offset: u64,
     },
 
+    /// One buffer is larger than the whole memory budget of the file's context; nothing was written.
+    #[error(transparent)]
+    Memory(#[from] crate::MemoryBudgetError),
+
     /// `set_len` at the end of [`ShutdownMode::PadThenTruncate`](super::ShutdownMode::PadThenTruncate)
     /// failed; all data including the padding had been written.
     #[error("set_len({len}) after the final flush failed")]
@@ -112,7 +116,7 @@ impl<E: std::error::Error + 'static> Error<E> {
             Error::Flush { durable_len, .. }
             | Error::Poisoned { durable_len, .. }
             | Error::FlushTaskGone { durable_len } => Some(*durable_len),
-            Error::Config(_) | Error::SetLen { .. } => None,
+            Error::Config(_) | Error::SetLen { .. } | Error::Memory(_) => None,
         }
     }
 }

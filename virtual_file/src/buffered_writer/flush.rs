@@ -95,6 +95,14 @@ impl<A: Alignment, E> Shared<A, E> {
 #[derive(Debug)]
 pub(super) struct TaskGone;
 
+/// Why no buffer could be had.
+pub(super) enum AcquireError {
+    /// The flush task is gone.
+    Gone,
+    /// One buffer is larger than the whole memory budget.
+    Memory(crate::MemoryBudgetError),
+}
+
 enum Request<A: Alignment> {
     /// Write `buf` at `offset`; give the allocation back to the writer afterwards if `recycle`.
     Write {
@@ -117,6 +125,9 @@ pub(super) struct FlushHandle<W: OwnedAsyncWriter, A: Alignment> {
     shared: Arc<Shared<A, W::Error>>,
     /// Pool buffers allocated so far (at most `depth`).
     allocated: usize,
+    /// The file's memory budget, and what the pool buffers took from it (one per buffer).
+    budget: Option<crate::MemoryBudget>,
+    reservations: Vec<crate::Reservation>,
     depth: usize,
     capacity: usize,
 }
@@ -130,6 +141,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
         start_offset: u64,
     ) -> Result<Self, ConfigError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let budget = writer.memory_budget();
         let (requests, request_rx) = mpsc::channel(depth);
         let (recycle_tx, recycled) = mpsc::channel(depth);
         let shared = Arc::new(Shared::new(start_offset));
@@ -158,6 +170,8 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
             task: Some(task),
             shared,
             allocated: 0,
+            budget,
+            reservations: Vec::new(),
             depth,
             capacity,
         })
@@ -169,17 +183,37 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
 
     /// An empty buffer of `capacity` bytes: a recycled one, a new one while fewer than `depth` exist, or
     /// else the next one the task gives back (the back-pressure wait).
-    pub(super) async fn acquire(&mut self) -> Result<IoBufferMut<A>, TaskGone> {
+    ///
+    /// A new buffer is first reserved from the file's memory budget (waiting there is back-pressure
+    /// too). After the first buffer, a budget that is short waits for a recycled buffer instead, so a
+    /// writer never waits for memory while it holds a buffer it could reuse.
+    pub(super) async fn acquire(&mut self) -> Result<IoBufferMut<A>, AcquireError> {
         match self.recycled.try_recv() {
             Ok(buf) => return Ok(buf),
             Err(mpsc::error::TryRecvError::Empty) => {}
-            Err(mpsc::error::TryRecvError::Disconnected) => return Err(TaskGone),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Err(AcquireError::Gone),
         }
         if self.allocated < self.depth {
+            match &self.budget {
+                None => {}
+                Some(budget) if self.allocated == 0 => {
+                    let r = budget
+                        .reserve(crate::Consumer::WriterBuffers, self.capacity)
+                        .await
+                        .map_err(AcquireError::Memory)?;
+                    self.reservations.push(r);
+                }
+                Some(budget) => {
+                    match budget.try_reserve(crate::Consumer::WriterBuffers, self.capacity) {
+                        Some(r) => self.reservations.push(r),
+                        None => return self.recycled.recv().await.ok_or(AcquireError::Gone),
+                    }
+                }
+            }
             self.allocated += 1;
             return Ok(IoBufferMut::with_capacity(self.capacity));
         }
-        self.recycled.recv().await.ok_or(TaskGone)
+        self.recycled.recv().await.ok_or(AcquireError::Gone)
     }
 
     /// Waits for room in the request queue. Nothing is handed over yet, so dropping this future loses
@@ -286,6 +320,9 @@ async fn run<W: OwnedAsyncWriter, A: Alignment>(
                 .write_all_at(FullSlice::new(buf), offset)
                 .instrument(tracing::debug_span!("flush", offset, bytes = len))
                 .await;
+            if result.is_ok() {
+                writer.written(offset, slice.as_slice());
+            }
             finish(&shared, offset, len, Some(result));
             slice.into_inner()
         };

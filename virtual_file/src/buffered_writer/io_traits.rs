@@ -27,6 +27,17 @@ pub trait OwnedAsyncWriter: Send + Sync + 'static {
 
     /// Sets the file length (used by [`ShutdownMode::PadThenTruncate`](super::ShutdownMode::PadThenTruncate)).
     fn set_len(&self, len: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The budget the writer's buffers are reserved from before they are allocated (`None`: unbudgeted).
+    fn memory_budget(&self) -> Option<crate::MemoryBudget> {
+        None
+    }
+
+    /// Called by the flush task after `bytes` were written at `offset` successfully (a file may keep
+    /// them readable from memory). Must not wait.
+    fn written(&self, offset: u64, bytes: &[u8]) {
+        let _ = (offset, bytes);
+    }
 }
 
 /// For read-while-writing: reads bytes already flushed to the file.
@@ -42,4 +53,11 @@ pub trait OwnedAsyncReader: Send + Sync {
         buf: Slice<B>,
         offset: u64,
     ) -> impl Future<Output = (Slice<B>, Result<(), Self::Error>)> + Send;
+
+    /// Appends the `len` bytes at `offset` to `out` from memory if the file has all of them there (a
+    /// page cache); returns false, with `out` as it was, if not. Must not wait.
+    fn read_from_memory(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        let _ = (offset, len, out);
+        false
+    }
 }

@@ -37,6 +37,12 @@
 //!
 //! # Back-pressure
 //!
+//! A file that names a [`MemoryBudget`](crate::MemoryBudget) (a [`VirtualFile`](crate::VirtualFile)
+//! names its context's) has every pool buffer reserved there before it is allocated: the first one waits
+//! for the budget; later ones are allocated only if the budget has room at once, else the writer reuses
+//! the buffers it has (so it never waits for memory while holding a buffer). The reservations are given
+//! back when the writer is dropped or shut down. Zero-copy chunks are the caller's memory, not counted.
+//!
 //! At most `depth` pool buffers exist. When all of them are queued or being written, the next write that
 //! needs a buffer waits for the flush task to give one back; that wait is the only back-pressure, and it
 //! bounds the writer's memory to `depth * capacity` bytes (plus zero-copy chunks, at most `depth` queued
@@ -121,7 +127,7 @@ pub use options::{BufferedWriterOptions, DEFAULT_CAPACITY, DEFAULT_DEPTH};
 pub use read_plan::{ReadError, ReadPlan, ReadPlanError};
 pub use shutdown::ShutdownMode;
 
-use flush::{FlushHandle, TaskGone};
+use flush::{AcquireError, FlushHandle, TaskGone};
 
 /// A double-buffered (by default) writer of a stream of bytes into an [`OwnedAsyncWriter`] at fixed-size,
 /// aligned offsets. See the [module docs](self).
@@ -264,7 +270,11 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
             }
             let mut buf = match self.mutable.take() {
                 Some(buf) => buf,
-                None => self.flush.acquire().await.map_err(|g| self.gone(g))?,
+                None => match self.flush.acquire().await {
+                    Ok(buf) => buf,
+                    Err(AcquireError::Gone) => return Err(self.gone(TaskGone)),
+                    Err(AcquireError::Memory(e)) => return Err(Error::Memory(e)),
+                },
             };
             let n = (self.capacity - buf.len()).min(data.len());
             buf.extend_from_slice(&data[..n]);

@@ -241,6 +241,10 @@ impl<A: Alignment> ReadPlan<A> {
         reader: &R,
     ) -> Result<Vec<u8>, ReadError<R::Error>> {
         let mut out = Vec::with_capacity(self.len);
+        if self.disk_len > 0 && reader.read_from_memory(self.offset, self.disk_len, &mut out) {
+            out.extend_from_slice(&self.memory);
+            return Ok(out);
+        }
         if self.disk_len > 0 {
             let align = A::ALIGN as u64;
             let read_start = self.offset - self.offset % align;

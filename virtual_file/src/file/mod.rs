@@ -21,6 +21,7 @@ mod tests;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -40,8 +41,14 @@ use crate::metrics::OpKind;
 
 /// A file opened through an [`IoContext`].
 pub struct VirtualFile {
-    ctx: IoContext,
-    path: PathBuf,
+    pub(crate) ctx: IoContext,
+    pub(crate) path: PathBuf,
+    /// This open file's id in the page cache: fresh per open, never reused.
+    pub(crate) cache_id: u64,
+    /// Some of the file's pages were put in the page cache, so writes must drop what they change.
+    cached: AtomicBool,
+    /// Pages written through a `BufferedWriter` are put in the page cache ([`Self::keep_written_pages`]).
+    keep_written: bool,
     /// Flags for reopening after eviction (includes `O_DIRECT` if the file uses it).
     reopen_flags: libc::c_int,
     direct: bool,
@@ -177,6 +184,9 @@ impl VirtualFile {
         let mut file = VirtualFile {
             ctx: ctx.clone(),
             path,
+            cache_id: ctx.inner.page_cache.next_file_id(),
+            cached: AtomicBool::new(false),
+            keep_written: false,
             reopen_flags: flags,
             direct,
             id: FileId::of(&stat),
@@ -241,6 +251,32 @@ impl VirtualFile {
     /// The context the file was opened through.
     pub fn context(&self) -> &IoContext {
         &self.ctx
+    }
+
+    /// Records that the file has (or may soon have) pages in the page cache.
+    pub(crate) fn mark_cached(&self) {
+        if !self.cached.load(Ordering::Relaxed) {
+            self.cached.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Keep what a [`BufferedWriter`](crate::BufferedWriter) writes to this file readable from the page
+    /// cache while the memory budget allows (write-through: the file gets every byte, the cache keeps a
+    /// copy of the pages). Meant for spill files read back soon after they are written (the ephemeral
+    /// file); reads of the pages go through [`read_cached_at`](Self::read_cached_at), or through a read
+    /// plan, by this open or by one made with [`open_again_read_only`](Self::open_again_read_only).
+    /// Has no effect in `buffered` mode, where the kernel's page cache keeps them already.
+    pub fn keep_written_pages(&mut self, keep: bool) {
+        self.keep_written = keep;
+    }
+
+    /// True if written pages are kept in the page cache.
+    pub fn keeps_written_pages(&self) -> bool {
+        self.keep_written
+    }
+
+    pub(crate) fn has_cached_pages(&self) -> bool {
+        self.cached.load(Ordering::Relaxed)
     }
 
     fn mode(&self) -> IoMode {
@@ -497,6 +533,8 @@ impl VirtualFile {
             }
         };
         self.record(OpKind::Write, start, done, result.is_ok());
+        drop(pinned);
+        self.invalidate_cached(offset, len as u64);
         (FullSlice::with_range(inner, begin..end), result)
     }
 
@@ -526,10 +564,13 @@ impl VirtualFile {
     /// Sets the file's length (any length, also for `O_DIRECT` files).
     pub async fn set_len(&self, len: u64) -> Result<(), Error> {
         let engine = &self.ctx.inner.engine;
-        self.simple_op(OpKind::SetLen, Some(len), None, |fd| async move {
-            engine.ftruncate(&fd, len).await
-        })
-        .await
+        let res = self
+            .simple_op(OpKind::SetLen, Some(len), None, |fd| async move {
+                engine.ftruncate(&fd, len).await
+            })
+            .await;
+        self.invalidate_cached_from(len);
+        res
     }
 
     /// `fsync`: data and metadata durable.

@@ -23,6 +23,20 @@ impl OwnedAsyncWriter for VirtualFile {
     fn set_len(&self, len: u64) -> impl Future<Output = Result<(), Error>> + Send {
         VirtualFile::set_len(self, len)
     }
+
+    fn memory_budget(&self) -> Option<crate::MemoryBudget> {
+        Some(self.ctx.memory_budget().clone())
+    }
+
+    fn written(&self, offset: u64, bytes: &[u8]) {
+        // Only where reads bypass the kernel's page cache: in `buffered` mode it holds these pages already.
+        if self.keeps_written_pages()
+            && self.ctx.inner.keep_written_pages
+            && self.ctx.io_mode().uses_direct(false)
+        {
+            self.cache_written(offset, bytes);
+        }
+    }
 }
 
 impl OwnedAsyncReader for VirtualFile {
@@ -34,5 +48,9 @@ impl OwnedAsyncReader for VirtualFile {
         offset: u64,
     ) -> impl Future<Output = (Slice<B>, Result<(), Error>)> + Send {
         VirtualFile::read_exact_at(self, buf, offset)
+    }
+
+    fn read_from_memory(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        self.append_if_cached(offset, len, out)
     }
 }

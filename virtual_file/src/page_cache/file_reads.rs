@@ -1,0 +1,138 @@
+//! Reads through the page cache, write-through into it and invalidation by writes, as methods of
+//! [`VirtualFile`].
+
+use std::io;
+
+use io_engine::{IoBufferMut, Slice};
+
+use super::{PageKey, CACHE_PAGE_SIZE};
+use crate::error::Error;
+use crate::file::VirtualFile;
+use crate::metrics::OpKind;
+
+const PAGE: u64 = CACHE_PAGE_SIZE as u64;
+
+impl VirtualFile {
+    /// Fills `dst` with the bytes at `offset` through the context's page cache: every
+    /// [`CACHE_PAGE_SIZE`] page the range touches is served from the cache, or read once from the file
+    /// (a whole aligned page, straight into the cache slot, also for `O_DIRECT`) and kept. End of file
+    /// before `dst` is full is an error of kind `UnexpectedEof`. `offset` and `dst` need no alignment.
+    pub async fn read_cached_at(&self, offset: u64, dst: &mut [u8]) -> Result<(), Error> {
+        let cache = &self.ctx.inner.page_cache;
+        self.mark_cached();
+        let mut done = 0;
+        while done < dst.len() {
+            let pos = offset + done as u64;
+            let page_no = pos / PAGE;
+            let in_page = (pos % PAGE) as usize;
+            let want = (dst.len() - done).min(CACHE_PAGE_SIZE - in_page);
+            let out = &mut dst[done..done + want];
+            let copied = cache
+                .with_page(
+                    self.page_key(page_no),
+                    |bytes| {
+                        let n = bytes.len().saturating_sub(in_page).min(want);
+                        out[..n].copy_from_slice(&bytes[in_page..in_page + n]);
+                        n
+                    },
+                    |buf| self.load_page(buf, page_no),
+                )
+                .await?;
+            done += copied;
+            if copied < want {
+                let msg = format!("end of file after {done} of {} bytes", dst.len());
+                return Err(Error::Io {
+                    op: OpKind::Read,
+                    path: self.path.clone(),
+                    offset: Some(offset),
+                    len: Some(dst.len()),
+                    mode: self.ctx.io_mode(),
+                    engine: self.ctx.engine_kind(),
+                    source: io::Error::new(io::ErrorKind::UnexpectedEof, msg),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `data`, just written at `offset` (a multiple of [`CACHE_PAGE_SIZE`]), into the page cache as
+    /// this file's pages, while the budget allows (write-through: later reads of them do not go to the
+    /// device). A last partial page is kept only if it ends the file (`data` is the file's tail).
+    pub fn cache_written(&self, offset: u64, data: &[u8]) {
+        if offset % PAGE != 0 {
+            return;
+        }
+        self.mark_cached();
+        let cache = &self.ctx.inner.page_cache;
+        for (i, chunk) in data.chunks(CACHE_PAGE_SIZE).enumerate() {
+            cache.insert(self.page_key(offset / PAGE + i as u64), chunk);
+        }
+    }
+
+    /// Drops cached pages that a write of `len` bytes at `offset` changes.
+    pub(crate) fn invalidate_cached(&self, offset: u64, len: u64) {
+        if !self.has_cached_pages() || len == 0 {
+            return;
+        }
+        let first = offset / PAGE;
+        let end = (offset + len).div_ceil(PAGE);
+        self.ctx
+            .inner
+            .page_cache
+            .invalidate(self.cache_id, first..end);
+    }
+
+    /// Drops every cached page from `len` on (a truncation or extension changes the last page).
+    pub(crate) fn invalidate_cached_from(&self, len: u64) {
+        if !self.has_cached_pages() {
+            return;
+        }
+        self.ctx
+            .inner
+            .page_cache
+            .invalidate(self.cache_id, len / PAGE..u64::MAX);
+    }
+
+    /// Appends the `len` bytes at `offset` to `out` if every page they touch is in the cache now
+    /// (counted as hits); else returns false without reading anything, `out` as it was.
+    pub fn append_if_cached(&self, offset: u64, len: usize, out: &mut Vec<u8>) -> bool {
+        // No check of this open's own flag: the pages may have been put in by the open this one was made
+        // from (`open_again_read_only` shares the cache id).
+        self.ctx
+            .inner
+            .page_cache
+            .append_if_resident(self.cache_id, offset, len, out)
+    }
+
+    fn page_key(&self, page_no: u64) -> PageKey {
+        (self.cache_id, page_no)
+    }
+
+    /// Reads page `page_no` into `buf` (empty, capacity at least a page): a whole page, or less at end of
+    /// file.
+    async fn load_page(
+        &self,
+        mut buf: IoBufferMut,
+        page_no: u64,
+    ) -> (IoBufferMut, Result<(), Error>) {
+        let base = page_no * PAGE;
+        let align = self.ctx.alignment();
+        loop {
+            let done = buf.len();
+            if done == CACHE_PAGE_SIZE {
+                return (buf, Ok(()));
+            }
+            let (slice, res) = self
+                .read_at(Slice::new(buf, done..CACHE_PAGE_SIZE), base + done as u64)
+                .await;
+            buf = slice.into_inner();
+            match res {
+                Ok(0) => return (buf, Ok(())),
+                // An O_DIRECT read ends short of an aligned position only at end of file.
+                Ok(_) if self.is_direct() && buf.len() % align != 0 => return (buf, Ok(())),
+                Ok(_) => {}
+                Err(e) => return (buf, Err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! [`PageCache`]: our own cache of file pages, so that `O_DIRECT` files do not read the device for every
+//! index page (the kernel's page cache is bypassed by design).
+//!
+//! # Shape
+//!
+//! - Fixed-size slots of [`CACHE_PAGE_SIZE`] bytes, each an aligned [`IoBufferMut`], carved from the
+//!   context's [`MemoryBudget`] (consumer [`Consumer::PageCache`]): a slot holds a [`Reservation`] for its
+//!   buffer from before the buffer is allocated until it is freed.
+//! - Keyed by (file cache id, page number). The cache id is a fresh number per opened
+//!   [`VirtualFile`](crate::VirtualFile), never reused in the process, so a page can never be served for
+//!   another file that reuses a path (or for the same path reopened).
+//! - Clock eviction (second chance): a hit sets the slot's referenced bit, the hand clears it and takes
+//!   the first slot found without it. A slot being read (`Loading`) is pinned: never evicted.
+//! - Concurrent misses of one page do one IO: the first miss puts the slot in `Loading` and reads; the
+//!   others wait for it (one `Notify` per cache) and then hit.
+//! - The read goes straight into the slot's buffer (owned-buffer IO: the buffer leaves the slot for the
+//!   read and comes back with it), also for `O_DIRECT`; no bounce buffer.
+//! - A hit copies the wanted bytes out under the cache's lock; no pin outlives a call, so a lookup that
+//!   reads several pages one after another holds none while it waits (no hold-and-wait, no deadlock with
+//!   a budget of a few pages).
+//! - Under budget pressure (a writer or reader waiting in [`MemoryBudget::reserve`]), the cache gives
+//!   back free and unpinned pages ([`Reclaim`]).
+//!
+//! # Weaknesses
+//!
+//! - One mutex for the whole cache; the copy of a hit (8 KiB, about 1.5 us) is made under it. With many
+//!   cores this lock would need sharding.
+//! - A file's pages stay until evicted after the file is closed (their id is never looked up again).
+//! - Writes through [`VirtualFile`](crate::VirtualFile) drop the cached pages they overlap, but a read that
+//!   races with a write of the same page may return either version, as an uncached read may.
+
+mod file_reads;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use io_engine::IoBufferMut;
+use tokio::sync::Notify;
+
+use crate::memory_budget::{Consumer, MemoryBudget, MemoryBudgetError, Reclaim, Reservation};
+
+/// Bytes per cache page (the layer files' page size).
+pub const CACHE_PAGE_SIZE: usize = 8192;
+
+/// (file cache id, page number).
+pub(crate) type PageKey = (u64, u64);
+
+/// A multiply-rotate hasher for [`PageKey`]s (two `u64`s, chosen by this process, not by an attacker, so
+/// SipHash's flood resistance buys nothing; it cost a measurable part of a hit).
+#[derive(Default)]
+struct PageKeyHasher(u64);
+
+impl std::hash::Hasher for PageKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PageMap = HashMap<PageKey, usize, std::hash::BuildHasherDefault<PageKeyHasher>>;
+
+/// The page cache of one context.
+pub(crate) struct PageCache {
+    budget: MemoryBudget,
+    state: Mutex<State>,
+    /// A load finished (page ready, or slot free again) or a slot became free.
+    changed: Notify,
+    next_file_id: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    device_reads: AtomicU64,
+    inserts: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    map: PageMap,
+    slots: Vec<Slot>,
+    hand: usize,
+    /// Slots with a buffer and no page.
+    free: Vec<usize>,
+    /// Slots without a buffer.
+    vacant: Vec<usize>,
+}
+
+enum Slot {
+    Vacant,
+    Free(PageBuf),
+    Ready {
+        key: PageKey,
+        page: PageBuf,
+        referenced: bool,
+    },
+    /// Being read; the buffer is with the read. Pinned.
+    Loading {
+        stale: bool,
+    },
+}
+
+/// A slot's buffer and the budget bytes that pay for it.
+pub(crate) struct PageBuf {
+    pub(crate) buf: IoBufferMut,
+    _reservation: Reservation,
+}
+
+/// A point-in-time copy of the page cache's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageCacheSnapshot {
+    /// Page lookups that found the page.
+    pub hits: u64,
+    /// Page lookups that read the page from the file.
+    pub misses: u64,
+    /// Pages dropped to make room for others or to give memory back to the budget.
+    pub evictions: u64,
+    /// Page reads from the file (one per miss that completed, failed or not).
+    pub device_reads: u64,
+    /// Pages put in by writers (write-through).
+    pub inserts: u64,
+    /// Pages held now.
+    pub resident_pages: u64,
+}
+
+/// What a lookup found.
+enum Lookup<R> {
+    Hit(R),
+    /// Caller must read the page into this buffer, in slot `slot`.
+    Load {
+        slot: usize,
+        page: PageBuf,
+    },
+    /// Wait for a change and look again.
+    Wait,
+    /// No slot and no memory: reserve one page from the budget (may wait), then look again.
+    Grow,
+}
+
+impl PageCache {
+    pub(crate) fn new(budget: MemoryBudget) -> Arc<PageCache> {
+        let cache = Arc::new(PageCache {
+            budget: budget.clone(),
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            next_file_id: AtomicU64::new(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            device_reads: AtomicU64::new(0),
+            inserts: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&cache);
+        budget.register_reclaimer(weak);
+        cache
+    }
+
+    /// A fresh file id, never handed out before in this cache.
+    pub(crate) fn next_file_id(&self) -> u64 {
+        self.next_file_id.fetch_add(1, Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn snapshot(&self) -> PageCacheSnapshot {
+        let resident = self.lock().map.len() as u64;
+        PageCacheSnapshot {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            device_reads: self.device_reads.load(Relaxed),
+            inserts: self.inserts.load(Relaxed),
+            resident_pages: resident,
+        }
+    }
+
+    /// Calls `f` with the bytes of page `key` (shorter than a page only at end of file), reading the page
+    /// with `load` on a miss. `load` gets an empty page buffer and returns it filled (or an error, and the
+    /// buffer back).
+    pub(crate) async fn with_page<R, E, L, Fut>(
+        &self,
+        key: PageKey,
+        mut f: impl FnMut(&[u8]) -> R,
+        load: L,
+    ) -> Result<R, E>
+    where
+        L: Fn(IoBufferMut) -> Fut,
+        Fut: std::future::Future<Output = (IoBufferMut, Result<(), E>)>,
+        E: From<MemoryBudgetError>,
+    {
+        // The hit path: one lock, one lookup, the copy; no waiter registered.
+        {
+            let mut st = self.lock();
+            if let Some(&i) = st.map.get(&key) {
+                if let Slot::Ready {
+                    page, referenced, ..
+                } = &mut st.slots[i]
+                {
+                    *referenced = true;
+                    self.hits.fetch_add(1, Relaxed);
+                    return Ok(f(page.buf.as_slice()));
+                }
+            }
+        }
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let found = {
+                let mut st = self.lock();
+                self.lookup(&mut st, key, &mut f)
+            };
+            match found {
+                Lookup::Hit(r) => return Ok(r),
+                Lookup::Wait => notified.await,
+                Lookup::Grow => {
+                    tokio::select! {
+                        res = self.budget.reserve(Consumer::PageCache, CACHE_PAGE_SIZE) => {
+                            let page = PageBuf {
+                                buf: IoBufferMut::with_capacity(CACHE_PAGE_SIZE),
+                                _reservation: res?,
+                            };
+                            self.lock().put_free(page);
+                        }
+                        () = &mut notified => {}
+                    }
+                }
+                Lookup::Load { slot, mut page } => {
+                    self.misses.fetch_add(1, Relaxed);
+                    let guard = LoadGuard {
+                        cache: self,
+                        slot,
+                        key,
+                        armed: true,
+                    };
+                    page.buf.clear();
+                    let (buf, res) = load(std::mem::replace(
+                        &mut page.buf,
+                        IoBufferMut::with_capacity(0),
+                    ))
+                    .await;
+                    page.buf = buf;
+                    let mut guard = guard;
+                    guard.armed = false;
+                    self.device_reads.fetch_add(1, Relaxed);
+                    let out = res.map(|()| f(page.buf.as_slice()));
+                    self.finish_load(slot, key, page, out.is_ok());
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn lookup<R>(&self, st: &mut State, key: PageKey, f: &mut impl FnMut(&[u8]) -> R) -> Lookup<R> {
+        if let Some(&i) = st.map.get(&key) {
+            return match &mut st.slots[i] {
+                Slot::Ready {
+                    page, referenced, ..
+                } => {
+                    *referenced = true;
+                    self.hits.fetch_add(1, Relaxed);
+                    Lookup::Hit(f(page.buf.as_slice()))
+                }
+                _ => Lookup::Wait,
+            };
+        }
+        match self.take_slot(st) {
+            Some((slot, page)) => {
+                st.slots[slot] = Slot::Loading { stale: false };
+                st.map.insert(key, slot);
+                Lookup::Load { slot, page }
+            }
+            // Every page is being read (or there is none) and the budget is full: wait for memory or
+            // for a read to finish, whichever comes first.
+            None => Lookup::Grow,
+        }
+    }
+
+    /// A slot and buffer for a new page: a free one, a new one if the budget has room now, or the clock's
+    /// victim. `None` if all pages are being read and the budget is full.
+    fn take_slot(&self, st: &mut State) -> Option<(usize, PageBuf)> {
+        if let Some(i) = st.free.pop() {
+            if let Slot::Free(page) = std::mem::replace(&mut st.slots[i], Slot::Vacant) {
+                return Some((i, page));
+            }
+        }
+        if let Some(res) = self
+            .budget
+            .try_reserve(Consumer::PageCache, CACHE_PAGE_SIZE)
+        {
+            let page = PageBuf {
+                buf: IoBufferMut::with_capacity(CACHE_PAGE_SIZE),
+                _reservation: res,
+            };
+            let i = st.vacant_index();
+            return Some((i, page));
+        }
+        let i = st.clock_victim(true)?;
+        let page = st.evict(i)?;
+        self.evictions.fetch_add(1, Relaxed);
+        Some((i, page))
+    }
+
+    fn finish_load(&self, slot: usize, key: PageKey, page: PageBuf, ok: bool) {
+        {
+            let mut st = self.lock();
+            let stale = matches!(st.slots[slot], Slot::Loading { stale: true, .. });
+            if ok && !stale {
+                st.slots[slot] = Slot::Ready {
+                    key,
+                    page,
+                    referenced: true,
+                };
+            } else {
+                if st.map.get(&key) == Some(&slot) {
+                    st.map.remove(&key);
+                }
+                st.slots[slot] = Slot::Vacant;
+                st.put_free_at(slot, page);
+            }
+        }
+        self.changed.notify_waiters();
+        self.budget.notify_reclaimable();
+    }
+
+    /// Puts a copy of `data` (at most one page) in as page `key`, for a file that was just written
+    /// (write-through). Takes memory only if it is free or a page can be evicted; never waits.
+    pub(crate) fn insert(&self, key: PageKey, data: &[u8]) {
+        debug_assert!(data.len() <= CACHE_PAGE_SIZE);
+        let mut st = self.lock();
+        if let Some(&i) = st.map.get(&key) {
+            match &mut st.slots[i] {
+                Slot::Ready { page, .. } => {
+                    page.buf.clear();
+                    page.buf.extend_from_slice(data);
+                }
+                Slot::Loading { stale, .. } => *stale = true,
+                _ => {}
+            }
+            return;
+        }
+        if let Some((i, mut page)) = self.take_slot(&mut st) {
+            page.buf.clear();
+            page.buf.extend_from_slice(data);
+            st.slots[i] = Slot::Ready {
+                key,
+                page,
+                referenced: false,
+            };
+            st.map.insert(key, i);
+            self.inserts.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Appends `[offset, offset + len)` of file `file_id` to `out` if every page of it is resident (and
+    /// long enough); else false and `out` as it was. One lock for the whole range.
+    pub(crate) fn append_if_resident(
+        &self,
+        file_id: u64,
+        offset: u64,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let page = CACHE_PAGE_SIZE as u64;
+        let first = offset / page;
+        let last = (offset + len as u64).div_ceil(page);
+        let mut st = self.lock();
+        // All pages first, so nothing is copied for a range that is not whole in memory.
+        if !(first..last).all(|p| {
+            st.map
+                .get(&(file_id, p))
+                .is_some_and(|&i| matches!(st.slots[i], Slot::Ready { .. }))
+        }) {
+            return false;
+        }
+        let start_len = out.len();
+        out.reserve(len);
+        let mut done = 0;
+        let mut pages = 0;
+        while done < len {
+            let pos = offset + done as u64;
+            let in_page = (pos % page) as usize;
+            let want = (len - done).min(CACHE_PAGE_SIZE - in_page);
+            let Some(&i) = st.map.get(&(file_id, pos / page)) else {
+                out.truncate(start_len);
+                return false;
+            };
+            let Slot::Ready {
+                page: buf,
+                referenced,
+                ..
+            } = &mut st.slots[i]
+            else {
+                out.truncate(start_len);
+                return false;
+            };
+            let bytes = buf.buf.as_slice();
+            if bytes.len() < in_page + want {
+                out.truncate(start_len);
+                return false;
+            }
+            out.extend_from_slice(&bytes[in_page..in_page + want]);
+            *referenced = true;
+            done += want;
+            pages += 1;
+        }
+        self.hits.fetch_add(pages, Relaxed);
+        true
+    }
+
+    /// Drops the pages of file `file_id` numbered `pages` (a write changed them).
+    pub(crate) fn invalidate(&self, file_id: u64, pages: std::ops::Range<u64>) {
+        let mut st = self.lock();
+        if st.map.is_empty() {
+            return;
+        }
+        let keys: Vec<PageKey> = if pages.end - pages.start > st.map.len() as u64 {
+            st.map
+                .keys()
+                .filter(|k| k.0 == file_id && pages.contains(&k.1))
+                .copied()
+                .collect()
+        } else {
+            pages.map(|p| (file_id, p)).collect()
+        };
+        for key in keys {
+            st.drop_key(key);
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// Number of pages held by file `file_id`, for tests.
+    #[cfg(test)]
+    pub(crate) fn pages_of(&self, file_id: u64) -> usize {
+        self.lock().map.keys().filter(|k| k.0 == file_id).count()
+    }
+}
+
+impl State {
+    fn vacant_index(&mut self) -> usize {
+        match self.vacant.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::Vacant);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn put_free(&mut self, page: PageBuf) {
+        let i = self.vacant_index();
+        self.put_free_at(i, page);
+    }
+
+    fn put_free_at(&mut self, i: usize, page: PageBuf) {
+        self.slots[i] = Slot::Free(page);
+        self.free.push(i);
+    }
+
+    /// The clock's next victim among ready pages. With `second_chance`, referenced pages are skipped once
+    /// (their bit cleared); without, the first ready page is taken.
+    fn clock_victim(&mut self, second_chance: bool) -> Option<usize> {
+        let n = self.slots.len();
+        for _ in 0..2 * n {
+            let i = self.hand % n.max(1);
+            self.hand = (i + 1) % n.max(1);
+            if let Slot::Ready { referenced, .. } = &mut self.slots[i] {
+                if *referenced && second_chance {
+                    *referenced = false;
+                } else {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Takes the page out of ready slot `i` (the slot is left vacant, not listed; the caller reuses it).
+    fn evict(&mut self, i: usize) -> Option<PageBuf> {
+        match std::mem::replace(&mut self.slots[i], Slot::Vacant) {
+            Slot::Ready { key, page, .. } => {
+                self.map.remove(&key);
+                Some(page)
+            }
+            other => {
+                self.slots[i] = other;
+                None
+            }
+        }
+    }
+
+    fn drop_key(&mut self, key: PageKey) {
+        let Some(&i) = self.map.get(&key) else {
+            return;
+        };
+        match &mut self.slots[i] {
+            Slot::Loading { stale, .. } => *stale = true,
+            Slot::Ready { .. } => {
+                if let Some(page) = self.evict(i) {
+                    self.put_free_at(i, page);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Reclaim for PageCache {
+    fn reclaim(&self, bytes: usize) -> usize {
+        let mut freed = Vec::new();
+        let mut got = 0;
+        {
+            let mut st = self.lock();
+            while got < bytes {
+                if let Some(i) = st.free.pop() {
+                    if let Slot::Free(page) = std::mem::replace(&mut st.slots[i], Slot::Vacant) {
+                        freed.push(page);
+                        st.vacant.push(i);
+                        got += CACHE_PAGE_SIZE;
+                    }
+                    continue;
+                }
+                let Some(i) = st.clock_victim(false) else {
+                    break;
+                };
+                if let Some(page) = st.evict(i) {
+                    self.evictions.fetch_add(1, Relaxed);
+                    freed.push(page);
+                    st.vacant.push(i);
+                    got += CACHE_PAGE_SIZE;
+                }
+            }
+        }
+        // Buffers freed and reservations dropped outside the lock.
+        drop(freed);
+        got
+    }
+}
+
+/// Undoes a load whose future was dropped before the read finished: the slot is left vacant (its buffer
+/// went with the read, and the read's owner frees it) and waiters look again.
+struct LoadGuard<'a> {
+    cache: &'a PageCache,
+    slot: usize,
+    key: PageKey,
+    armed: bool,
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        {
+            let mut st = self.cache.lock();
+            if st.map.get(&self.key) == Some(&self.slot) {
+                st.map.remove(&self.key);
+            }
+            st.slots[self.slot] = Slot::Vacant;
+            st.vacant.push(self.slot);
+        }
+        self.cache.changed.notify_waiters();
+        self.cache.budget.notify_reclaimable();
+    }
+}
