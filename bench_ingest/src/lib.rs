@@ -7,6 +7,8 @@
 //!
 //! The binary is `bench_ingest` (`cargo run --release -p bench_ingest -- --help`).
 
+#![warn(missing_docs)]
+
 pub mod args;
 pub mod cli;
 pub mod measure;

@@ -1,6 +1,8 @@
 //! The lowest layer of `virtual_file`: aligned, ownership-passing IO buffers ([`buf`]) and the IO
 //! engines that perform positional IO on them ([`engine`]).
 
+#![warn(missing_docs)]
+
 pub mod buf;
 pub mod engine;
 pub mod env;

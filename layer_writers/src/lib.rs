@@ -31,6 +31,8 @@
 //! index_start     B-tree pages, root last            btree::BtreeBuilder
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod blob;
 pub mod blob_io;
 pub mod btree;

@@ -24,6 +24,8 @@
 //!   bucket's lifecycle rules: `object_store` cannot list unfinished uploads.
 //! - Eviction unlinks files under a short in-process lock with a plain `unlink(2)`.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod download;
 mod error;

@@ -13,6 +13,8 @@
 //!   before it is served, and the returned [`KillSignal`] fires so the test can restart it.
 //! - [`S3TestServer::hold_next_object_get`] holds the next object read until the test releases it.
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,17 +46,27 @@ pub enum ServerError {
     /// The data directory or the bucket directory could not be created.
     #[error("s3 test server: cannot prepare the data directory {path}: {source}")]
     DataDir {
+        /// The directory that could not be created.
         path: PathBuf,
+        /// The system error.
         #[source]
         source: std::io::Error,
     },
     /// The S3 implementation refused the data directory.
     #[error("s3 test server: the s3s-fs backend refused {path}: {message}")]
-    Backend { path: PathBuf, message: String },
+    Backend {
+        /// The data directory.
+        path: PathBuf,
+        /// What `s3s-fs` said.
+        message: String,
+    },
     /// The listening socket could not be set up.
     #[error("s3 test server: cannot listen on {addr}: {source}")]
     Listen {
+        /// The address asked for: `127.0.0.1:0` (any free port) at the first start, the same port at a
+        /// restart.
         addr: SocketAddr,
+        /// The system error.
         #[source]
         source: std::io::Error,
     },

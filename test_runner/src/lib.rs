@@ -2,4 +2,6 @@
 //! and engine, crash (`SIGKILL`) and fault-injection tests, corrupt input, and resource limits. The tests
 //! live in `tests/`; this library holds what they and the `layer_tool` binary share.
 
+#![warn(missing_docs)]
+
 pub mod layer_set;

@@ -2,6 +2,8 @@
 //! where `O_DIRECT` is used, the [`IoContext`] files are opened through (engine, mode, alignment,
 //! open-file cache, metrics), and the double-buffered [`BufferedWriter`].
 
+#![warn(missing_docs)]
+
 pub mod buffered_writer;
 mod cache;
 pub mod context;
