@@ -62,7 +62,7 @@ pub enum FormatError {
         what: &'static str,
         /// File offset of the first non-zero byte.
         offset: u64,
-        /// Its value.
+        /// The byte found there.
         byte: u8,
     },
 

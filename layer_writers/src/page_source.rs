@@ -50,7 +50,7 @@ impl FilePageSource {
         }
     }
 
-    /// The file.
+    /// The layer file the pages are read from.
     pub fn file(&self) -> &Arc<VirtualFile> {
         &self.file
     }

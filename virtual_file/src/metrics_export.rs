@@ -49,7 +49,7 @@ pub struct LabeledSnapshot {
     /// Labels added to every sample of this snapshot. Names must be valid Prometheus label names and
     /// must not be `op` or `le`.
     pub labels: Vec<Label>,
-    /// The metrics.
+    /// The values, as [`IoContext::metrics`](crate::IoContext::metrics) returned them.
     pub snapshot: MetricsSnapshot,
 }
 
