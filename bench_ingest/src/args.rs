@@ -101,7 +101,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Write the matrix as an SVG picture: MiB/s per mode x engine x value size with the reference as a
-    /// marker, and page-cache growth in a second panel.
+    /// marker, and the case's memory (page-cache growth + RSS growth) in a second panel.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Write the metrics of every case's context at its end (the last measured run) to FILE, in the

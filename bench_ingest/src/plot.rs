@@ -2,8 +2,8 @@
 //!
 //! Two panels over the same bars, one bar per row (grouped by value size and key layout, one colour per
 //! IO mode x IO engine): payload MiB/s with the row's reference (the plain `pwrite` + `fsync` loop of the
-//! same bytes in the same run) as a black cross, and the page-cache growth in MiB (memory the mode costs
-//! the machine beyond our own buffers).
+//! same bytes in the same run) as a black cross, and the case's memory in MiB (the `mem MiB` column:
+//! page-cache growth + RSS growth, what the mode costs the machine in memory).
 
 use std::path::{Path, PathBuf};
 
@@ -145,16 +145,13 @@ fn draw(rows: &[Row], path: &Path, caption: &str) -> Result<(), String> {
         |r| Some(r.mib_per_s),
         Some(|r: &Row| r.reference_mib_per_s),
     )?;
-    let max_mem = rows
-        .iter()
-        .filter_map(|r| r.page_cache_growth_mib)
-        .fold(1.0, f64::max);
+    let max_mem = rows.iter().filter_map(|r| r.memory_mib).fold(1.0, f64::max);
     panel(
         &bottom,
         &l,
-        "page-cache growth during the case, MiB",
+        "memory: page-cache growth + RSS growth during the case, MiB",
         max_mem * 1.45,
-        |r| r.page_cache_growth_mib,
+        |r| r.memory_mib,
         None::<fn(&Row) -> f64>,
     )?;
     root.present().map_err(|e| err(&e))

@@ -1,6 +1,8 @@
 use super::*;
 use crate::args::KeyLayout;
 
+/// A row; `cache` is its page-cache growth, and its memory is that plus 2 MiB of RSS growth (none
+/// without a cache figure, as the harness does).
 fn row(mode: &str, engine: &str, key_size: usize, mib_per_s: f64, cache: Option<f64>) -> Row {
     Row {
         io_mode: mode.into(),
@@ -54,6 +56,7 @@ fn draws_a_bar_per_row_and_value_with_labels_and_legend() {
         "buffered / std-fs",
         "direct-rw / std-fs",
         "reference (same run)",
+        "memory: page-cache growth + RSS growth during the case, MiB",
     ] {
         assert!(svg.contains(text), "no {text:?} in the SVG");
     }
