@@ -45,7 +45,7 @@ pub enum RemoteError {
         op: &'static str,
         /// The object key (or the prefix, for `list`) the request was for.
         key: String,
-        /// Whole-operation attempts made, this one included (requests are also retried inside
+        /// Whole-operation attempts made, the failed last one included (requests are also retried inside
         /// `object_store`, not counted here).
         attempts: u32,
         /// What `object_store` reported for the last attempt.
