@@ -141,7 +141,7 @@ fn draw(rows: &[Row], path: &Path, caption: &str) -> Result<(), String> {
         &l,
         "MiB/s of payload (x: reference, plain pwrite + fsync of the same bytes)",
         // headroom above the tallest bar or cross for the legend
-        max_rate * 1.45,
+        max_rate * 1.6,
         |r| Some(r.mib_per_s),
         Some(|r: &Row| r.reference_mib_per_s),
     )?;
