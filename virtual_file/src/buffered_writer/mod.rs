@@ -113,6 +113,7 @@ mod io_traits;
 mod options;
 mod read_plan;
 mod shutdown;
+mod spill;
 
 #[cfg(test)]
 mod mock;
@@ -156,6 +157,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
             options.capacity,
             options.depth,
             options.start_offset,
+            options.spill,
         )?;
         Ok(Self {
             flush,
@@ -200,6 +202,12 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
         self.mutable.as_ref().map_or(0, |buf| buf.len())
     }
 
+    /// Spill mode: bytes of full buffers kept in memory, not written to the file yet (0 otherwise).
+    pub fn retained_len(&self) -> u64 {
+        let state = self.flush.shared().lock();
+        state.retained.iter().map(|r| r.buf.len() as u64).sum()
+    }
+
     /// End of the bytes acknowledged by the file so far (absolute offset).
     pub fn durable_end(&self) -> u64 {
         self.flush.shared().lock().flushed_end
@@ -234,7 +242,11 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
             self.copy_in(&rest[..n]).await?;
             rest = rest.slice(n..);
         }
-        if self.buffered_len() == 0 && (rest.as_ptr() as usize) % A::ALIGN == 0 {
+        // Not in spill mode: a retained chunk would hold the caller's memory outside the budget.
+        if self.buffered_len() == 0
+            && self.flush.spill.is_none()
+            && (rest.as_ptr() as usize) % A::ALIGN == 0
+        {
             while rest.len() >= self.capacity {
                 let chunk = rest.slice(..self.capacity);
                 let permit = self.flush.reserve().await.map_err(|g| self.gone(g))?;
@@ -254,6 +266,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
         if self.buffered_len() == self.capacity {
             self.submit_mutable().await?;
         }
+        self.flush.spill_all().await.map_err(|g| self.gone(g))?;
         self.flush.barrier().await.map_err(|g| self.gone(g))?;
         self.check_failure()
     }
@@ -287,6 +300,13 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
     /// Hands the (full) mutable buffer to the flush task. Waits for room in the request queue first, so a
     /// dropped future leaves the buffer where it was.
     async fn submit_mutable(&mut self) -> Result<(), Error<W::Error>> {
+        if self.flush.spill.is_some() {
+            if let Some(buf) = self.mutable.take() {
+                let offset = self.end_offset - buf.len() as u64;
+                self.flush.retain(offset, buf.freeze());
+            }
+            return self.check_failure();
+        }
         {
             let permit = match self.flush.reserve().await {
                 Ok(permit) => permit,
