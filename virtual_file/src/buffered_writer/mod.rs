@@ -63,6 +63,16 @@
 //! | `DropTail` | none; the tail is discarded | unchanged by the tail | end of the last full buffer |
 //! | `ZeroPadToNextMultiple(n)` | the tail, then zeros up to the next multiple of `n` (absolute offset) | at least the padded end | the padded end |
 //! | `PadThenTruncate` | the tail, then zeros up to the next multiple of `A::ALIGN` | exactly the logical end (`set_len`) | the logical end |
+//! | `Discard` | none; the tail and (spill mode) the retained buffers are dropped | unchanged | end of the bytes the file acknowledged |
+//!
+//! # Spill mode
+//!
+//! With [`BufferedWriterOptions::spill`] a full buffer is not written but *retained* in memory, with its
+//! own reservation from the file's memory budget, and stays readable through
+//! [`read_plan`](BufferedWriter::read_plan). Retained buffers are written, oldest first, only when memory
+//! runs short (this writer needs a buffer the budget cannot give, or any other consumer of the budget
+//! waits), at `flush`, and at `shutdown` (except `Discard`, which drops them). Meant for spill files,
+//! whose bytes may never need to reach the device. See the `spill` module.
 //!
 //! # Read while writing
 //!
@@ -106,6 +116,8 @@
 //!   aligned), allocating it for the occasion.
 //! - A writer dropped without shutdown loses its tail and its queued buffers, and an error of the write
 //!   under way at that moment is only logged.
+//! - Spill mode allocates a fresh buffer for every full one it keeps (first-touch page faults), and a
+//!   spill writes one buffer at a time, like the normal mode.
 
 mod error;
 mod flush;
