@@ -37,6 +37,7 @@ fn ingest(c: &mut Criterion) {
                     write_delta: true,
                     memory_mib: None,
                     keep_written_pages: true,
+                    spill: true,
                     read_phase: ReadPhaseSpec {
                         secs: 0.0,
                         readers: 0,

@@ -122,6 +122,11 @@ pub struct Args {
     /// reads them from memory; `no` to compare.
     #[arg(long, value_enum, default_value_t = YesNo::Yes)]
     pub keep_written_pages: YesNo,
+    /// In the direct modes, keep the ephemeral file's bytes in memory (from the budget) and write them
+    /// only when the budget runs short (the in-memory layer's spill mode); `no` writes them through (and
+    /// `--keep-written-pages` decides whether their pages are kept in the cache).
+    #[arg(long, value_enum, default_value_t = YesNo::Yes)]
+    pub spill: YesNo,
 }
 
 impl Args {

@@ -118,6 +118,7 @@ pub fn run(args: Args) -> Result<(), String> {
                     write_delta: args.write_delta == YesNo::Yes,
                     memory_mib: args.memory_mib,
                     keep_written_pages: args.keep_written_pages == YesNo::Yes,
+                    spill: args.spill == YesNo::Yes,
                     read_phase: ReadPhaseSpec {
                         secs: args.read_secs,
                         readers: args.readers as usize,

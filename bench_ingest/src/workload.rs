@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use io_engine::IoEngine;
-use layer_writers::{DeltaLayerReader, InMemoryLayer, Key, Lsn};
+use layer_writers::{DeltaLayerReader, InMemoryLayer, InMemoryLayerOptions, Key, Lsn};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use virtual_file::{IoContext, IoMode};
@@ -40,6 +40,8 @@ pub struct CaseSpec {
     pub read_phase: ReadPhaseSpec,
     /// The context keeps the ephemeral file's written pages in the page cache.
     pub keep_written_pages: bool,
+    /// The in-memory layer keeps its ephemeral file in memory in the direct modes (spill mode).
+    pub spill: bool,
 }
 
 /// What one run of a case measured.
@@ -173,7 +175,11 @@ pub async fn run_case_with_remote(
     let rss_sampler = PageCacheSampler::start_rss();
     let cpu0 = cpu_time();
     let start = Instant::now();
-    let layer = InMemoryLayer::create(&ctx, dir, 1).await?;
+    let options = InMemoryLayerOptions {
+        spill: spec.spill,
+        ..InMemoryLayerOptions::default()
+    };
+    let layer = InMemoryLayer::create_with_options(&ctx, dir, 1, options).await?;
     // the number of values is known: the index is sized once instead of growing on the way
     layer.reserve(n).await;
     // values are slices of the pool made above (before the clock started): nothing is generated here

@@ -1,13 +1,15 @@
 //! The in-memory layer in every IO mode x engine: reads that span disk, in-flight and mutable buffers
 //! while appends continue from another task, compared with a `BTreeMap` model; the ordered write-out
-//! equals a delta layer written directly; typed errors for misuse.
+//! equals a delta layer written directly; typed errors for misuse. With the default budget the direct
+//! modes keep the ephemeral file in memory (spill mode); with a small one they spill part of it, so reads
+//! span the file, retained buffers and the mutable buffer there too.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::context;
+use common::{context, context_with_budget};
 use io_engine::IoEngineKind;
 use layer_writers::{
     DeltaLayerReader, DeltaLayerWriter, InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions,
@@ -36,6 +38,7 @@ fn small_buffers() -> InMemoryLayerOptions {
     InMemoryLayerOptions {
         buffer_capacity: 8192,
         readout_batch_bytes: 256 * 1024,
+        ..InMemoryLayerOptions::default()
     }
 }
 
@@ -44,8 +47,10 @@ fn small_buffers() -> InMemoryLayerOptions {
 async fn reads_during_concurrent_appends(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
+    // about 1.2 MiB of values: all in memory, or most of it spilled
+    #[values(256 << 20, 256 << 10)] budget: usize,
 ) {
-    let Some(ctx) = context(mode, engine) else {
+    let Some(ctx) = context_with_budget(mode, engine, budget) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -97,6 +102,15 @@ async fn reads_during_concurrent_appends(
         checked += 1;
     }
     writer.await.unwrap();
+    if mode != IoMode::Buffered {
+        // spill mode: the ephemeral file is written only when the budget is short
+        let on_disk = std::fs::metadata(layer.path()).unwrap().len();
+        if budget < layer.len_bytes() as usize {
+            assert!(on_disk > 0, "{mode}/{engine}: nothing spilled");
+        } else {
+            assert_eq!(on_disk, 0, "{mode}/{engine}: written although it fits");
+        }
+    }
     // after all appends: exact equality for every key
     let m = model.lock().await;
     for k in 0..80u128 {
@@ -120,8 +134,11 @@ async fn write_to_disk_equals_a_delta_layer_written_directly(
     #[values("sequential", "random", "random-reuse")] layout: &str,
     #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
+    // about 3 MiB of values: all in memory, or spilled while put and while the 1 MiB buffers of the
+    // write-out's delta writer are taken
+    #[values(256 << 20, 2 << 20)] budget: usize,
 ) {
-    let Some(ctx) = context(mode, engine) else {
+    let Some(ctx) = context_with_budget(mode, engine, budget) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

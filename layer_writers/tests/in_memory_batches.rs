@@ -34,6 +34,7 @@ fn options() -> InMemoryLayerOptions {
     InMemoryLayerOptions {
         buffer_capacity: 8192,
         readout_batch_bytes: 64 * 1024,
+        ..InMemoryLayerOptions::default()
     }
 }
 
@@ -225,12 +226,14 @@ proptest! {
 
 /// A write that fails in the middle of a batch: the batch is not visible at all, the values of earlier
 /// batches that reached the file still are, and a retry is refused as a write error (the writer stays
-/// failed), never as a duplicate.
+/// failed), never as a duplicate. With `spill` (direct modes keep the ephemeral file's buffers in memory),
+/// the budget is small enough that the second batch must spill, and that spill write fails.
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_write_mid_batch_applies_none_of_it(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    #[values(false, true)] spill: bool,
 ) {
     let inner = match IoEngine::launch(kind) {
         Ok(engine) => engine,
@@ -243,11 +246,14 @@ async fn failed_write_mid_batch_applies_none_of_it(
     let ctx = IoContext::builder()
         .engine(IoEngine::Faulty(FaultyEngine::new(inner, plan.clone())))
         .mode(mode)
+        // six 8 KiB buffers: the first batch (21 KiB) fits, the second (42 KiB) does not
+        .memory_budget_bytes(if spill { 48 << 10 } else { 256 << 20 })
         .build()
         .unwrap();
     tokio::time::timeout(TEST_TIMEOUT, async {
         let dir = tempfile::tempdir().unwrap();
-        let layer = InMemoryLayer::create_with_options(&ctx, dir.path(), 1, options())
+        let opts = InMemoryLayerOptions { spill, ..options() };
+        let layer = InMemoryLayer::create_with_options(&ctx, dir.path(), 1, opts)
             .await
             .unwrap();
         let first: Vec<(Key, Lsn, bool, Vec<u8>)> = (0..100u128)

@@ -35,12 +35,16 @@ async fn ingest_and_write_out_continue_across_a_broken_ring(
     let ctx = IoContext::builder()
         .engine(engine)
         .mode(mode)
+        // about 5 MiB of values: in direct-rw the ephemeral file's buffers (spill mode) outgrow this
+        // budget before the break, so the ingest writes through the ring before and after it
+        .memory_budget_bytes(1536 << 10)
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let options = InMemoryLayerOptions {
         buffer_capacity: 8192,
         readout_batch_bytes: 64 * 1024,
+        ..InMemoryLayerOptions::default()
     };
     tokio::time::timeout(Duration::from_secs(120), async {
         let layer = InMemoryLayer::create_with_options(&ctx, dir.path(), 1, options)

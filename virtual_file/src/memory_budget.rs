@@ -11,6 +11,11 @@
 //!   [`Reclaim`]ers (the page cache) to give back memory they hold only as a cache, and it asks again each
 //!   time one of them reports that more became reclaimable ([`MemoryBudget::notify_reclaimable`]). So a
 //!   cache may fill the whole budget while nobody else needs it, and shrinks when someone does.
+//! - Reclaimers come in two kinds, asked in this order: *caches* ([`MemoryBudget::register_reclaimer`],
+//!   the page cache), which drop pages at once, and *spillers* ([`MemoryBudget::register_spiller`], a
+//!   [`BufferedWriter`](crate::BufferedWriter) in spill mode), which write bytes they keep in memory to
+//!   their file and give the memory back when the write is done. A spiller is asked only for what the
+//!   caches could not give.
 //! - It never fails for lack of memory, except a single request larger than the whole budget, which can
 //!   never be met: [`MemoryBudgetError::TooLarge`], returned at once.
 //! - Waiters are served first come, first served (the semaphore is fair), so a large request is not
@@ -93,6 +98,7 @@ struct Inner {
     total_peak: AtomicU64,
     waits: AtomicU64,
     reclaimers: Mutex<Vec<Weak<dyn Reclaim>>>,
+    spillers: Mutex<Vec<Weak<dyn Reclaim>>>,
     reclaimable: Notify,
 }
 
@@ -136,6 +142,7 @@ impl MemoryBudget {
                 total_peak: AtomicU64::new(0),
                 waits: AtomicU64::new(0),
                 reclaimers: Mutex::new(Vec::new()),
+                spillers: Mutex::new(Vec::new()),
                 reclaimable: Notify::new(),
             }),
         }
@@ -174,6 +181,17 @@ impl MemoryBudget {
             .push(reclaimer);
     }
 
+    /// Registers memory that can be given back only after it was written to a file (held weakly). Asked
+    /// after every cache; its [`Reclaim::reclaim`] starts the writes and returns 0, and the memory comes
+    /// back when they finish (the bytes are then free for the waiting reservations).
+    pub fn register_spiller(&self, spiller: Weak<dyn Reclaim>) {
+        self.inner
+            .spillers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(spiller);
+    }
+
     /// Wakes waiting reservations so they ask the reclaimers again (a reclaimer calls this when memory it
     /// could not give back before, such as a page being read, became reclaimable).
     pub fn notify_reclaimable(&self) {
@@ -200,6 +218,19 @@ impl MemoryBudget {
         let permit = self.inner.semaphore.try_acquire_many(bytes as u32).ok()?;
         permit.forget();
         Some(self.account(consumer, bytes))
+    }
+
+    /// Takes `bytes` now if they are free or the caches can give them back at once (never asks a
+    /// spiller, never waits): for a consumer that would rather hold memory than let a cache hold it, but
+    /// would rather spill its own bytes than somebody else's.
+    pub fn try_reserve_from_caches(&self, consumer: Consumer, bytes: usize) -> Option<Reservation> {
+        if let Some(r) = self.try_reserve(consumer, bytes) {
+            return Some(r);
+        }
+        self.check_size(consumer, bytes).ok()?;
+        let short = bytes.saturating_sub(self.available());
+        reclaim_from(&self.inner.reclaimers, short);
+        self.try_reserve(consumer, bytes)
     }
 
     /// Waits until `bytes` are free (asking reclaimers for memory first) and takes them. A request larger
@@ -233,25 +264,10 @@ impl MemoryBudget {
         }
     }
 
-    fn reclaim(&self, mut bytes: usize) {
-        if bytes == 0 {
-            return;
-        }
-        let reclaimers: Vec<Arc<dyn Reclaim>> = {
-            let mut list = self
-                .inner
-                .reclaimers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            list.retain(|w| w.strong_count() > 0);
-            list.iter().filter_map(Weak::upgrade).collect()
-        };
-        for r in reclaimers {
-            bytes = bytes.saturating_sub(r.reclaim(bytes));
-            if bytes == 0 {
-                break;
-            }
-        }
+    /// Asks the caches, then the spillers, for `bytes`.
+    fn reclaim(&self, bytes: usize) {
+        let short = reclaim_from(&self.inner.reclaimers, bytes);
+        reclaim_from(&self.inner.spillers, short);
     }
 
     fn account(&self, consumer: Consumer, bytes: usize) -> Reservation {
@@ -267,6 +283,26 @@ impl MemoryBudget {
             bytes,
         }
     }
+}
+
+/// Asks each live reclaimer of `list` in turn for what is still missing of `bytes`; returns what is still
+/// missing. The list's lock is not held while a reclaimer runs.
+fn reclaim_from(list: &Mutex<Vec<Weak<dyn Reclaim>>>, mut bytes: usize) -> usize {
+    if bytes == 0 {
+        return 0;
+    }
+    let reclaimers: Vec<Arc<dyn Reclaim>> = {
+        let mut list = list.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(Weak::upgrade).collect()
+    };
+    for r in reclaimers {
+        bytes = bytes.saturating_sub(r.reclaim(bytes));
+        if bytes == 0 {
+            break;
+        }
+    }
+    bytes
 }
 
 /// Bytes taken from a [`MemoryBudget`]; given back on drop.

@@ -19,9 +19,11 @@ async fn shutdown_modes_on_real_files(
     #[values(
         ShutdownMode::DropTail,
         ShutdownMode::ZeroPadToNextMultiple(8192),
-        ShutdownMode::PadThenTruncate
+        ShutdownMode::PadThenTruncate,
+        ShutdownMode::Discard
     )]
     shutdown: ShutdownMode,
+    #[values(false, true)] spill: bool,
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
     #[values(0, 8192)] start: u64,
@@ -32,7 +34,8 @@ async fn shutdown_modes_on_real_files(
     let file = VirtualFile::create(&ctx, &path).await.unwrap();
     let opts = BufferedWriterOptions::default()
         .with_capacity(CAP)
-        .with_start_offset(start);
+        .with_start_offset(start)
+        .with_spill(spill);
     let mut writer = BufferedWriter::<_, DefaultAlign>::new(file, opts).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(start + 1);
     let mut written = Vec::new();
@@ -52,7 +55,14 @@ async fn shutdown_modes_on_real_files(
     let on_disk = std::fs::read(&path).unwrap();
     let full_buffers_end = start + (written.len() / CAP * CAP) as u64;
     match shutdown {
-        ShutdownMode::DropTail => {
+        // spill mode with room in the budget: nothing was written before `Discard`, and nothing is
+        ShutdownMode::Discard if spill => {
+            assert_eq!(end, start);
+            assert_eq!(on_disk.len(), 0);
+            return;
+        }
+        // otherwise every full buffer was handed to a write before `Discard`: the same bytes
+        ShutdownMode::DropTail | ShutdownMode::Discard => {
             assert_eq!(end, full_buffers_end);
             assert_eq!(on_disk.len() as u64, full_buffers_end);
         }

@@ -46,7 +46,8 @@ async fn writers_readers_and_cache_stay_within_the_budget(
         }
         let reader = Arc::new(VirtualFile::open(&ctx, dir.path().join("r")).await.unwrap());
         let mut tasks = Vec::new();
-        // Writers: 128 KiB buffers, depth 4, keeping written pages in the cache.
+        // Writers: 128 KiB buffers, depth 4, keeping written pages in the cache; the odd ones in spill
+        // mode (each keeps as much of its 1 MiB in memory as the budget allows).
         for w in 0..4u64 {
             let (ctx, dir) = (ctx.clone(), Arc::clone(&dir));
             tasks.push(tokio::spawn(async move {
@@ -55,7 +56,8 @@ async fn writers_readers_and_cache_stay_within_the_budget(
                 f.keep_written_pages(true);
                 let opts = BufferedWriterOptions::default()
                     .with_capacity(128 << 10)
-                    .with_depth(4);
+                    .with_depth(4)
+                    .with_spill(w % 2 == 1);
                 let mut writer: BufferedWriter<VirtualFile> = BufferedWriter::new(f, opts).unwrap();
                 let bytes = pattern(1 << 20, 100 + w);
                 for chunk in bytes.chunks(10_000) {

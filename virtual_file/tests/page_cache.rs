@@ -65,6 +65,18 @@ async fn cached_reads_equal_the_file_across_eviction(
             .await
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+        // The same across pages (read concurrently): the pages before the end are right, the error
+        // is typed, and a page wholly past the end does not break it.
+        for start in [data.len() - PAGE - 10, data.len() - 2 * PAGE - 10] {
+            let mut out = vec![0u8; 3 * PAGE];
+            let err = file
+                .read_cached_at(start as u64, &mut out)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+            let n = data.len() - start;
+            assert!(out[..n] == data[start..], "{start}");
+        }
         let m = ctx.page_cache_metrics();
         assert!(m.evictions > 0, "{m:?}");
         assert!(m.hits > 0, "{m:?}");

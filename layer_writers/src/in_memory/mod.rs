@@ -21,6 +21,20 @@
 //! [`write_to_disk`](InMemoryLayer::write_to_disk) runs on a frozen layer and holds a read lock
 //! throughout (nothing writes any more; readers are not blocked).
 //!
+//! # Where the bytes are
+//!
+//! In `buffered` mode the ephemeral file is written through and read back from the kernel's page cache.
+//! Where its reads bypass that cache (`direct`, `direct-rw`), the writer runs in spill mode (the default,
+//! [`InMemoryLayerOptions::spill`]): full buffers stay in memory, reserved from the context's
+//! [`MemoryBudget`](virtual_file::MemoryBudget), and are written to the file only when the budget runs
+//! short, oldest first: when the layer needs a buffer and neither free budget nor cache pages are left,
+//! or when any other consumer of the budget waits (a layer writer, a reader). A layer that fits in the
+//! budget is thus never written to the ephemeral file at all: `get` and the write-out copy from memory,
+//! and the bytes reach the device once, in the delta layer. The ephemeral file is a spill file, not a
+//! durable copy (durability comes from the delta layer's fsync), so nothing is lost by that. Without
+//! spill mode the bytes are written through and their pages kept in the page cache while the budget
+//! allows ([`VirtualFile::keep_written_pages`]).
+//!
 //! # Memory
 //!
 //! The index costs about 70-90 bytes per value: 40 in the put-order entry list and one hash-table slot
@@ -77,6 +91,11 @@ pub struct InMemoryLayerOptions {
     /// Bytes of values read back per batch when writing the layer out (two batches are in memory at
     /// once). Default 16 MiB.
     pub readout_batch_bytes: usize,
+    /// Where the ephemeral file's reads bypass the kernel's page cache (`direct`, `direct-rw`), keep its
+    /// bytes in memory from the context's memory budget and write them to the file only when the budget
+    /// runs short (the writer's spill mode; see the module docs). False: write them through at once.
+    /// Default true.
+    pub spill: bool,
 }
 
 impl Default for InMemoryLayerOptions {
@@ -84,6 +103,7 @@ impl Default for InMemoryLayerOptions {
         Self {
             buffer_capacity: 1 << 20,
             readout_batch_bytes: 16 << 20,
+            spill: true,
         }
     }
 }
@@ -145,15 +165,19 @@ impl InMemoryLayer {
                 path: dir.join(format!("{prefix}*{TEMP_SUFFIX}")),
                 source,
             })?;
-        // Written pages stay readable from the page cache while the memory budget allows.
-        file.keep_written_pages(true);
+        // In memory while the budget allows: kept in the writer (spill mode), or, written through, as pages
+        // in the page cache.
+        let spill = options.spill && ctx.io_mode().uses_direct(false);
+        file.keep_written_pages(!spill);
         let path = file.path().to_owned();
         let io = |source| InMemoryLayerError::Io {
             path: path.clone(),
             source,
         };
         let reader = file.open_again_read_only().await.map_err(io)?;
-        let wopts = BufferedWriterOptions::default().with_capacity(options.buffer_capacity);
+        let wopts = BufferedWriterOptions::default()
+            .with_capacity(options.buffer_capacity)
+            .with_spill(spill);
         let mut writer =
             BufferedWriter::new(file, wopts).map_err(|source| InMemoryLayerError::Write {
                 path: path.clone(),
@@ -395,9 +419,10 @@ impl InMemoryLayer {
     pub async fn remove(self) -> Result<(), InMemoryLayerError> {
         let path = self.path.clone();
         let Inner { writer, .. } = self.inner.into_inner();
-        // On a shutdown error the flush task has already ended and dropped (removed) the file.
+        // Nothing more is written (bytes kept in memory are dropped). On a shutdown error the flush task
+        // has already ended and dropped (removed) the file.
         let (_, file) = writer
-            .shutdown(ShutdownMode::DropTail)
+            .shutdown(ShutdownMode::Discard)
             .await
             .map_err(|source| InMemoryLayerError::Write {
                 path: path.clone(),

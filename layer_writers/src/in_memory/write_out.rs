@@ -127,22 +127,37 @@ impl<'a> RunReader<'a> {
         Ok(reader)
     }
 
-    /// Starts reads until [`READS_IN_FLIGHT`] are under way or every run is started.
+    /// Starts reads until [`READS_IN_FLIGHT`] are under way or every run is started. A run that lies
+    /// wholly in the writer's memory (after its durable end: spill mode keeps most of a layer there) is
+    /// not started ahead: [`next`](Self::next) copies it when it is wanted, so the write-out holds one
+    /// such copy at a time instead of a window of them.
     fn fill(&mut self) -> Result<(), InMemoryLayerError> {
+        let durable_end = self.writer.durable_end();
         while self.pending.len() < READS_IN_FLIGHT && self.started < self.batch.runs.len() {
             let (start, len, _) = self.batch.runs[self.started];
-            let plan = self.writer.read_plan(start, len).map_err(|source| {
-                InMemoryLayerError::ReadPlan {
-                    path: self.layer.path.clone(),
-                    source,
-                }
-            })?;
+            if start >= durable_end {
+                break;
+            }
+            let plan = self.plan(start, len)?;
             let file: Arc<VirtualFile> = Arc::clone(&self.layer.reader);
             self.pending
                 .push_back(tokio::spawn(async move { plan.execute(&*file).await }));
             self.started += 1;
         }
         Ok(())
+    }
+
+    fn plan(
+        &self,
+        start: u64,
+        len: usize,
+    ) -> Result<virtual_file::buffered_writer::ReadPlan, InMemoryLayerError> {
+        self.writer
+            .read_plan(start, len)
+            .map_err(|source| InMemoryLayerError::ReadPlan {
+                path: self.layer.path.clone(),
+                source,
+            })
     }
 
     /// Every run's read has been started.
@@ -153,7 +168,23 @@ impl<'a> RunReader<'a> {
     /// The bytes of the next run (in order), and its index; `None` after the last.
     async fn next(&mut self) -> Result<Option<(usize, Vec<u8>)>, InMemoryLayerError> {
         let Some(handle) = self.pending.pop_front() else {
-            return Ok(None);
+            if self.all_started() {
+                return Ok(None);
+            }
+            // a run in memory (see `fill`): copied now (read here, had it been spilled since)
+            let run = self.started;
+            let (start, len, _) = self.batch.runs[run];
+            let bytes = self
+                .plan(start, len)?
+                .execute(&*self.layer.reader)
+                .await
+                .map_err(|source| InMemoryLayerError::Read {
+                    path: self.layer.path.clone(),
+                    source,
+                })?;
+            self.started += 1;
+            self.fill()?;
+            return Ok(Some((run, bytes)));
         };
         let run = self.started - self.pending.len() - 1;
         let path = || self.layer.path.clone();

@@ -125,6 +125,7 @@ async fn record_run(mode: IoMode, inner: IoEngine, seed: u64) -> Run {
         let opts = InMemoryLayerOptions {
             buffer_capacity: 8192,
             readout_batch_bytes: 32 * 1024,
+            ..InMemoryLayerOptions::default()
         };
         let mem = InMemoryLayer::create_with_options(&ctx, dir.path(), round, opts)
             .await

@@ -41,6 +41,10 @@ pub enum ConfigError {
         /// The buffer type's alignment.
         align: usize,
     },
+    /// Spill mode keeps buffers in memory as long as a memory budget allows; without a budget nothing
+    /// would bound them.
+    #[error("spill mode needs a file that names a memory budget")]
+    SpillWithoutBudget,
     /// The writer spawns its flush task with `tokio::spawn`, which needs a runtime.
     #[error("BufferedWriter must be created inside a tokio runtime")]
     NoRuntime,

@@ -25,12 +25,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use io_engine::{Alignment, FullSlice, IoBuffer, IoBufferMut};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::error::ConfigError;
 use super::io_traits::OwnedAsyncWriter;
+use super::spill::{self, Retained};
 
 /// A write sent to the task and not yet finished: the frozen bytes (a clone of what the task writes) and
 /// where they go.
@@ -49,11 +50,15 @@ pub(super) struct Failure<E> {
 /// What the writer and the task agree on, changed only under [`Shared::lock`].
 ///
 /// Invariant while no write has failed: `[start_offset, flushed_end)` is in the file; the in-flight
-/// entries follow each other without gaps from `flushed_end`; the writer's mutable buffer follows the
-/// last of them.
+/// entries follow each other without gaps from `flushed_end`; the retained buffers (spill mode) follow
+/// the last of them, and the writer's mutable buffer follows the last retained one.
 pub(super) struct State<A: Alignment, E> {
     pub(super) flushed_end: u64,
     pub(super) in_flight: VecDeque<InFlight<A>>,
+    /// Spill mode: full buffers kept in memory, not yet handed to a write, oldest first.
+    pub(super) retained: VecDeque<Retained<A>>,
+    /// Spill mode: bytes of retained buffers to write and give back (asked by the budget's reclaim).
+    pub(super) spill_wanted: usize,
     pub(super) failure: Option<Failure<E>>,
 }
 
@@ -63,6 +68,8 @@ pub(super) struct Shared<A: Alignment, E> {
     failed: AtomicBool,
     /// Set when the writer was dropped without shutdown: the task starts no further write.
     abandoned: AtomicBool,
+    /// Wakes the task to write retained buffers (`state.spill_wanted` was raised).
+    pub(super) spill: Notify,
     state: Mutex<State<A, E>>,
 }
 
@@ -71,9 +78,12 @@ impl<A: Alignment, E> Shared<A, E> {
         Self {
             failed: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
+            spill: Notify::new(),
             state: Mutex::new(State {
                 flushed_end: start_offset,
                 in_flight: VecDeque::new(),
+                retained: VecDeque::new(),
+                spill_wanted: 0,
                 failure: None,
             }),
         }
@@ -88,6 +98,11 @@ impl<A: Alignment, E> Shared<A, E> {
     /// True once a write has failed.
     pub(super) fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// True once the writer was dropped without shutdown.
+    pub(super) fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 }
 
@@ -112,6 +127,8 @@ enum Request<A: Alignment> {
     },
     /// Answer once every earlier request is done.
     Barrier(oneshot::Sender<()>),
+    /// Spill mode: write every retained buffer (flush, shutdown).
+    SpillAll,
 }
 
 /// A permit to send one request; obtaining it is the only wait in [`FlushHandle::submit`].
@@ -130,6 +147,8 @@ pub(super) struct FlushHandle<W: OwnedAsyncWriter, A: Alignment> {
     reservations: Vec<crate::Reservation>,
     depth: usize,
     capacity: usize,
+    /// Spill mode (see [`spill`]): the mutable buffer's reservation, which travels with the buffer.
+    pub(super) spill: Option<spill::WriterSide>,
 }
 
 impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
@@ -139,9 +158,13 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
         capacity: usize,
         depth: usize,
         start_offset: u64,
+        spill: bool,
     ) -> Result<Self, ConfigError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let budget = writer.memory_budget();
+        if spill && budget.is_none() {
+            return Err(ConfigError::SpillWithoutBudget);
+        }
         let (requests, request_rx) = mpsc::channel(depth);
         let (recycle_tx, recycled) = mpsc::channel(depth);
         let shared = Arc::new(Shared::new(start_offset));
@@ -158,10 +181,15 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
             )
             .instrument(span),
         );
+        let spill = match (&budget, spill) {
+            (Some(budget), true) => Some(spill::WriterSide::register(budget, &shared)),
+            _ => None,
+        };
         tracing::debug!(
             capacity,
             depth,
             start_offset,
+            spill = spill.is_some(),
             "buffered writer: flush task started"
         );
         Ok(Self {
@@ -174,6 +202,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
             reservations: Vec::new(),
             depth,
             capacity,
+            spill,
         })
     }
 
@@ -188,6 +217,9 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
     /// too). After the first buffer, a budget that is short waits for a recycled buffer instead, so a
     /// writer never waits for memory while it holds a buffer it could reuse.
     pub(super) async fn acquire(&mut self) -> Result<IoBufferMut<A>, AcquireError> {
+        if let (Some(spill), Some(budget)) = (&mut self.spill, &self.budget) {
+            return spill.acquire(budget, self.capacity).await;
+        }
         match self.recycled.try_recv() {
             Ok(buf) => return Ok(buf),
             Err(mpsc::error::TryRecvError::Empty) => {}
@@ -247,6 +279,34 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
         });
     }
 
+    /// Spill mode: keeps the full mutable buffer `buf` (at `offset`) in memory; see [`spill`].
+    pub(super) fn retain(&mut self, offset: u64, buf: IoBuffer<A>) {
+        match &mut self.spill {
+            Some(spill) => spill.retain(&self.shared, offset, buf),
+            None => debug_assert!(false, "retain outside spill mode"),
+        }
+    }
+
+    /// Spill mode: drops every retained buffer unwritten (and gives its memory back).
+    pub(super) fn discard_retained(&self) {
+        let dropped: Vec<_> = {
+            let mut state = self.shared.lock();
+            state.spill_wanted = 0;
+            state.retained.drain(..).collect()
+        };
+        drop(dropped);
+    }
+
+    /// Spill mode: has the task write every retained buffer, and waits until it is done, so that a write
+    /// submitted afterwards (the tail) follows them in the in-flight list as in the file.
+    pub(super) async fn spill_all(&self) -> Result<(), TaskGone> {
+        if self.spill.is_some() {
+            self.reserve().await?.0.send(Request::SpillAll);
+            self.barrier().await?;
+        }
+        Ok(())
+    }
+
     /// Waits until every write submitted so far has finished (successfully or not).
     pub(super) async fn barrier(&self) -> Result<(), TaskGone> {
         let (done, wait) = oneshot::channel();
@@ -290,14 +350,32 @@ async fn run<W: OwnedAsyncWriter, A: Alignment>(
     shared: Arc<Shared<A, W::Error>>,
     capacity: usize,
 ) -> Option<W> {
-    while let Some(request) = requests.recv().await {
+    loop {
+        // A spill asked for by the budget is served between requests (the notification is kept if it
+        // comes while a write is under way).
+        let request = tokio::select! {
+            biased;
+            request = requests.recv() => match request {
+                Some(request) => Some(request),
+                None => break,
+            },
+            () = shared.spill.notified() => None,
+        };
         if shared.abandoned.load(Ordering::Acquire) {
             break;
         }
+        let Some(request) = request else {
+            spill::write_retained(&writer, &shared, false).await;
+            continue;
+        };
         let (offset, buf, recycle_buf) = match request {
             Request::Barrier(done) => {
                 // The writer may have stopped waiting (its future was dropped): nothing to do then.
                 let _ = done.send(());
+                continue;
+            }
+            Request::SpillAll => {
+                spill::write_retained(&writer, &shared, true).await;
                 continue;
             }
             Request::Write {
@@ -353,7 +431,7 @@ async fn run<W: OwnedAsyncWriter, A: Alignment>(
 
 /// Records the end of the write at `offset`: it leaves the in-flight list; on success the flushed end
 /// moves past it; the first error is kept. `result` is `None` for a write skipped after a failure.
-fn finish<A: Alignment, E: std::error::Error>(
+pub(super) fn finish<A: Alignment, E: std::error::Error>(
     shared: &Shared<A, E>,
     offset: u64,
     len: usize,

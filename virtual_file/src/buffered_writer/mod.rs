@@ -63,6 +63,16 @@
 //! | `DropTail` | none; the tail is discarded | unchanged by the tail | end of the last full buffer |
 //! | `ZeroPadToNextMultiple(n)` | the tail, then zeros up to the next multiple of `n` (absolute offset) | at least the padded end | the padded end |
 //! | `PadThenTruncate` | the tail, then zeros up to the next multiple of `A::ALIGN` | exactly the logical end (`set_len`) | the logical end |
+//! | `Discard` | none; the tail and (spill mode) the retained buffers are dropped | unchanged | end of the bytes the file acknowledged |
+//!
+//! # Spill mode
+//!
+//! With [`BufferedWriterOptions::spill`] a full buffer is not written but *retained* in memory, with its
+//! own reservation from the file's memory budget, and stays readable through
+//! [`read_plan`](BufferedWriter::read_plan). Retained buffers are written, oldest first, only when memory
+//! runs short (this writer needs a buffer the budget cannot give, or any other consumer of the budget
+//! waits), at `flush`, and at `shutdown` (except `Discard`, which drops them). Meant for spill files,
+//! whose bytes may never need to reach the device. See the `spill` module.
 //!
 //! # Read while writing
 //!
@@ -106,6 +116,8 @@
 //!   aligned), allocating it for the occasion.
 //! - A writer dropped without shutdown loses its tail and its queued buffers, and an error of the write
 //!   under way at that moment is only logged.
+//! - Spill mode allocates a fresh buffer for every full one it keeps (first-touch page faults), and a
+//!   spill writes one buffer at a time, like the normal mode.
 
 mod error;
 mod flush;
@@ -113,6 +125,7 @@ mod io_traits;
 mod options;
 mod read_plan;
 mod shutdown;
+mod spill;
 
 #[cfg(test)]
 mod mock;
@@ -156,6 +169,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
             options.capacity,
             options.depth,
             options.start_offset,
+            options.spill,
         )?;
         Ok(Self {
             flush,
@@ -200,6 +214,12 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
         self.mutable.as_ref().map_or(0, |buf| buf.len())
     }
 
+    /// Spill mode: bytes of full buffers kept in memory, not written to the file yet (0 otherwise).
+    pub fn retained_len(&self) -> u64 {
+        let state = self.flush.shared().lock();
+        state.retained.iter().map(|r| r.buf.len() as u64).sum()
+    }
+
     /// End of the bytes acknowledged by the file so far (absolute offset).
     pub fn durable_end(&self) -> u64 {
         self.flush.shared().lock().flushed_end
@@ -234,7 +254,11 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
             self.copy_in(&rest[..n]).await?;
             rest = rest.slice(n..);
         }
-        if self.buffered_len() == 0 && (rest.as_ptr() as usize) % A::ALIGN == 0 {
+        // Not in spill mode: a retained chunk would hold the caller's memory outside the budget.
+        if self.buffered_len() == 0
+            && self.flush.spill.is_none()
+            && (rest.as_ptr() as usize) % A::ALIGN == 0
+        {
             while rest.len() >= self.capacity {
                 let chunk = rest.slice(..self.capacity);
                 let permit = self.flush.reserve().await.map_err(|g| self.gone(g))?;
@@ -254,6 +278,7 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
         if self.buffered_len() == self.capacity {
             self.submit_mutable().await?;
         }
+        self.flush.spill_all().await.map_err(|g| self.gone(g))?;
         self.flush.barrier().await.map_err(|g| self.gone(g))?;
         self.check_failure()
     }
@@ -287,6 +312,13 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
     /// Hands the (full) mutable buffer to the flush task. Waits for room in the request queue first, so a
     /// dropped future leaves the buffer where it was.
     async fn submit_mutable(&mut self) -> Result<(), Error<W::Error>> {
+        if self.flush.spill.is_some() {
+            if let Some(buf) = self.mutable.take() {
+                let offset = self.end_offset - buf.len() as u64;
+                self.flush.retain(offset, buf.freeze());
+            }
+            return self.check_failure();
+        }
         {
             let permit = match self.flush.reserve().await {
                 Ok(permit) => permit,

@@ -23,6 +23,16 @@ pub struct BufferedWriterOptions {
     /// File offset of the first byte written. A multiple of the buffer alignment (a layer file starts its
     /// values after its 8 KiB summary block). Default 0.
     pub start_offset: u64,
+    /// Spill mode: full buffers stay in memory (readable through
+    /// [`read_plan`](super::BufferedWriter::read_plan)) while the file's memory budget has room, and are
+    /// written to the file only when memory runs short, oldest first: when this writer needs a buffer
+    /// the budget cannot give at once, when another consumer of the budget waits, at
+    /// [`flush`](super::BufferedWriter::flush) and at [`shutdown`](super::BufferedWriter::shutdown) (except
+    /// [`ShutdownMode::Discard`](super::ShutdownMode::Discard)). For spill files whose bytes are read back
+    /// soon and may never need to reach the device (an ephemeral file). Needs a file that names a
+    /// [`MemoryBudget`](crate::MemoryBudget); `depth` then only bounds the queue of tail writes. Default
+    /// false.
+    pub spill: bool,
 }
 
 impl Default for BufferedWriterOptions {
@@ -31,6 +41,7 @@ impl Default for BufferedWriterOptions {
             capacity: DEFAULT_CAPACITY,
             depth: DEFAULT_DEPTH,
             start_offset: 0,
+            spill: false,
         }
     }
 }
@@ -51,6 +62,12 @@ impl BufferedWriterOptions {
     /// Sets [`start_offset`](Self::start_offset).
     pub fn with_start_offset(mut self, start_offset: u64) -> Self {
         self.start_offset = start_offset;
+        self
+    }
+
+    /// Sets [`spill`](Self::spill).
+    pub fn with_spill(mut self, spill: bool) -> Self {
+        self.spill = spill;
         self
     }
 

@@ -9,6 +9,9 @@
 //!  |  in the file (W)  |  in flight: frozen buffers, in order  |  mutable buffer  |
 //! ```
 //!
+//! In spill mode the buffers kept in memory (retained) lie between the in-flight ones and the mutable
+//! buffer, and count as in flight in the plan.
+//!
 //! A requested range is therefore a prefix from the file and a suffix from memory. The file prefix stays
 //! valid after the lock is released because bytes below `flushed_end` are never written again.
 
@@ -108,7 +111,8 @@ pub struct ReadPlan<A: Alignment = DefaultAlign> {
     disk_len: usize,
     /// The other `len - disk_len` bytes.
     memory: Vec<u8>,
-    /// How many of `memory` came from in-flight buffers (the rest from the mutable buffer).
+    /// How many of `memory` came from in-flight (and, in spill mode, retained) buffers; the rest from the
+    /// mutable buffer.
     in_flight_len: usize,
     _align: PhantomData<A>,
 }
@@ -149,6 +153,9 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
         let mut memory = Vec::with_capacity(len - disk_len);
         let mut cursor = offset + disk_len as u64;
         for part in &state.in_flight {
+            copy_overlap(&mut memory, &mut cursor, end, part.offset, &part.buf);
+        }
+        for part in &state.retained {
             copy_overlap(&mut memory, &mut cursor, end, part.offset, &part.buf);
         }
         let in_flight_len = memory.len();
@@ -240,6 +247,10 @@ impl<A: Alignment> ReadPlan<A> {
         self,
         reader: &R,
     ) -> Result<Vec<u8>, ReadError<R::Error>> {
+        if self.disk_len == 0 {
+            // all of it was copied from memory already
+            return Ok(self.memory);
+        }
         let mut out = Vec::with_capacity(self.len);
         if self.disk_len > 0 && reader.read_from_memory(self.offset, self.disk_len, &mut out) {
             out.extend_from_slice(&self.memory);

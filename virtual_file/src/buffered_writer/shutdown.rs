@@ -20,6 +20,10 @@ pub enum ShutdownMode {
     /// capacity), then `set_len` the file to the logical end, so the file ends exactly after the last byte
     /// written. `shutdown` returns the logical end.
     PadThenTruncate,
+    /// Write nothing more: the tail and, in spill mode, the full buffers kept in memory are dropped
+    /// (their memory given back at once); writes already under way finish. For a file that is deleted
+    /// next (a spill file). `shutdown` returns the end of the bytes the file acknowledged.
+    Discard,
 }
 
 impl ShutdownMode {
@@ -57,14 +61,26 @@ impl<W: OwnedAsyncWriter, A: Alignment> BufferedWriter<W, A> {
     async fn shutdown_inner(&mut self, mode: ShutdownMode) -> Result<(u64, W), Error<W::Error>> {
         self.check_failure()?;
         mode.validate::<A>()?;
+        if mode == ShutdownMode::Discard {
+            self.mutable = None;
+            self.flush.discard_retained();
+            let writer = self.flush.close().await.map_err(|g| self.gone(g))?;
+            self.check_failure()?;
+            let end = self.durable_end();
+            tracing::debug!(?mode, end, "buffered writer: shut down");
+            return Ok((end, writer));
+        }
         if self.buffered_len() == self.capacity {
             self.submit_mutable().await?;
         }
+        // Spill mode: every retained buffer is written before the tail.
+        self.flush.spill_all().await.map_err(|g| self.gone(g))?;
         let logical_end = self.end_offset;
         let tail = self.mutable.take().filter(|buf| !buf.is_empty());
         let tail_start = logical_end - tail.as_ref().map_or(0, |buf| buf.len() as u64);
         let (final_write, end) = match mode {
-            ShutdownMode::DropTail => {
+            // (`Discard` returned above; it drops the tail too)
+            ShutdownMode::DropTail | ShutdownMode::Discard => {
                 if tail.is_some() {
                     tracing::debug!(
                         tail_start,

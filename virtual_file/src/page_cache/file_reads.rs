@@ -12,47 +12,110 @@ use crate::metrics::OpKind;
 
 const PAGE: u64 = CACHE_PAGE_SIZE as u64;
 
+/// The lengths of the per-page parts of `len` bytes at `offset`.
+fn page_parts(offset: u64, len: usize) -> impl Iterator<Item = usize> {
+    let mut pos = offset;
+    let end = offset + len as u64;
+    std::iter::from_fn(move || {
+        (pos < end).then(|| {
+            let want = (end - pos).min(PAGE - pos % PAGE);
+            pos += want;
+            want as usize
+        })
+    })
+}
+
 impl VirtualFile {
     /// Fills `dst` with the bytes at `offset` through the context's page cache: every
     /// [`CACHE_PAGE_SIZE`] page the range touches is served from the cache, or read once from the file
     /// (a whole aligned page, straight into the cache slot, also for `O_DIRECT`) and kept. End of file
     /// before `dst` is full is an error of kind `UnexpectedEof`. `offset` and `dst` need no alignment.
+    ///
+    /// A range of several pages that are all resident is copied under one lock; otherwise its pages are
+    /// looked up (and the missing ones read) concurrently, so a miss of several pages costs one device
+    /// round trip, not one per page.
     pub async fn read_cached_at(&self, offset: u64, dst: &mut [u8]) -> Result<(), Error> {
-        let cache = &self.ctx.inner.page_cache;
         self.mark_cached();
-        let mut done = 0;
-        while done < dst.len() {
-            let pos = offset + done as u64;
-            let page_no = pos / PAGE;
-            let in_page = (pos % PAGE) as usize;
-            let want = (dst.len() - done).min(CACHE_PAGE_SIZE - in_page);
-            let out = &mut dst[done..done + want];
-            let copied = cache
-                .with_page(
-                    self.page_key(page_no),
-                    |bytes| {
-                        let n = bytes.len().saturating_sub(in_page).min(want);
-                        out[..n].copy_from_slice(&bytes[in_page..in_page + n]);
-                        n
-                    },
-                    |buf| self.load_page(buf, page_no),
-                )
-                .await?;
-            done += copied;
-            if copied < want {
-                let msg = format!("end of file after {done} of {} bytes", dst.len());
-                return Err(Error::Io {
-                    op: OpKind::Read,
-                    path: self.path.clone(),
-                    offset: Some(offset),
-                    len: Some(dst.len()),
-                    mode: self.ctx.io_mode(),
-                    engine: self.ctx.engine_kind(),
-                    source: io::Error::new(io::ErrorKind::UnexpectedEof, msg),
-                });
+        let len = dst.len();
+        if len == 0 {
+            return Ok(());
+        }
+        let first = offset / PAGE;
+        let last = (offset + len as u64 - 1) / PAGE;
+        if first == last {
+            let copied = self.read_page_part(offset, dst).await?;
+            return self.check_full(offset, len, copied);
+        }
+        if self
+            .ctx
+            .inner
+            .page_cache
+            .copy_if_resident(self.cache_id, offset, dst)
+        {
+            return Ok(());
+        }
+        // One part of `dst` per page, read concurrently.
+        let mut parts = Vec::with_capacity((last - first + 1) as usize);
+        let mut rest = dst;
+        let mut pos = offset;
+        while !rest.is_empty() {
+            let want = rest.len().min(CACHE_PAGE_SIZE - (pos % PAGE) as usize);
+            let (part, tail) = rest.split_at_mut(want);
+            parts.push(self.read_page_part(pos, part));
+            rest = tail;
+            pos += want as u64;
+        }
+        let mut copied = 0;
+        for (result, want) in futures::future::join_all(parts)
+            .await
+            .into_iter()
+            .zip(page_parts(offset, len))
+        {
+            let n = result?;
+            copied += n;
+            if n < want {
+                break;
             }
         }
-        Ok(())
+        self.check_full(offset, len, copied)
+    }
+
+    /// Copies the bytes at `pos` into `out` (all within one page) from the cache, reading the page on a
+    /// miss; returns how many there were (fewer than `out.len()` at end of file).
+    async fn read_page_part(&self, pos: u64, out: &mut [u8]) -> Result<usize, Error> {
+        let page_no = pos / PAGE;
+        let in_page = (pos % PAGE) as usize;
+        let want = out.len();
+        self.ctx
+            .inner
+            .page_cache
+            .with_page(
+                self.page_key(page_no),
+                |bytes| {
+                    let n = bytes.len().saturating_sub(in_page).min(want);
+                    out[..n].copy_from_slice(&bytes[in_page..in_page + n]);
+                    n
+                },
+                |buf| self.load_page(buf, page_no),
+            )
+            .await
+    }
+
+    /// `UnexpectedEof` unless all `len` bytes at `offset` were copied.
+    fn check_full(&self, offset: u64, len: usize, copied: usize) -> Result<(), Error> {
+        if copied == len {
+            return Ok(());
+        }
+        let msg = format!("end of file after {copied} of {len} bytes");
+        Err(Error::Io {
+            op: OpKind::Read,
+            path: self.path.clone(),
+            offset: Some(offset),
+            len: Some(len),
+            mode: self.ctx.io_mode(),
+            engine: self.ctx.engine_kind(),
+            source: io::Error::new(io::ErrorKind::UnexpectedEof, msg),
+        })
     }
 
     /// Puts `data`, just written at `offset` (a multiple of [`CACHE_PAGE_SIZE`]), into the page cache as

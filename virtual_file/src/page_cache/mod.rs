@@ -373,7 +373,21 @@ impl PageCache {
         len: usize,
         out: &mut Vec<u8>,
     ) -> bool {
+        let start_len = out.len();
+        out.resize(start_len + len, 0);
+        if self.copy_if_resident(file_id, offset, &mut out[start_len..]) {
+            return true;
+        }
+        out.truncate(start_len);
+        false
+    }
+
+    /// Fills `dst` with the bytes at `offset` of file `file_id` if every page they touch is resident (and
+    /// long enough), counting each page as a hit; else false, with nothing counted and `dst` possibly
+    /// partly written. One lock for the whole range.
+    pub(crate) fn copy_if_resident(&self, file_id: u64, offset: u64, dst: &mut [u8]) -> bool {
         let page = CACHE_PAGE_SIZE as u64;
+        let len = dst.len();
         let first = offset / page;
         let last = (offset + len as u64).div_ceil(page);
         let mut st = self.lock();
@@ -385,8 +399,6 @@ impl PageCache {
         }) {
             return false;
         }
-        let start_len = out.len();
-        out.reserve(len);
         let mut done = 0;
         let mut pages = 0;
         while done < len {
@@ -394,7 +406,6 @@ impl PageCache {
             let in_page = (pos % page) as usize;
             let want = (len - done).min(CACHE_PAGE_SIZE - in_page);
             let Some(&i) = st.map.get(&(file_id, pos / page)) else {
-                out.truncate(start_len);
                 return false;
             };
             let Slot::Ready {
@@ -403,15 +414,13 @@ impl PageCache {
                 ..
             } = &mut st.slots[i]
             else {
-                out.truncate(start_len);
                 return false;
             };
             let bytes = buf.buf.as_slice();
             if bytes.len() < in_page + want {
-                out.truncate(start_len);
                 return false;
             }
-            out.extend_from_slice(&bytes[in_page..in_page + want]);
+            dst[done..done + want].copy_from_slice(&bytes[in_page..in_page + want]);
             *referenced = true;
             done += want;
             pages += 1;

@@ -123,7 +123,8 @@ async fn stream_ending_at_a_boundary(
         ShutdownMode::DropTail,
         ShutdownMode::ZeroPadToNextMultiple(512),
         ShutdownMode::ZeroPadToNextMultiple(4096),
-        ShutdownMode::PadThenTruncate
+        ShutdownMode::PadThenTruncate,
+        ShutdownMode::Discard
     )]
     mode: ShutdownMode,
 ) {
@@ -151,7 +152,8 @@ async fn empty_stream(
     #[values(
         ShutdownMode::DropTail,
         ShutdownMode::ZeroPadToNextMultiple(512),
-        ShutdownMode::PadThenTruncate
+        ShutdownMode::PadThenTruncate,
+        ShutdownMode::Discard
     )]
     mode: ShutdownMode,
 ) {
