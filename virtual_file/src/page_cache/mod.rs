@@ -13,6 +13,9 @@
 //!   the first slot found without it. A slot being read (`Loading`) is pinned: never evicted.
 //! - Concurrent misses of one page do one IO: the first miss puts the slot in `Loading` and reads; the
 //!   others wait for it (one `Notify` per cache) and then hit.
+//! - A read of several pages that are not all resident reads the whole range in one IO and puts the
+//!   pages in afterwards (`insert_read`), unless an invalidation happened meanwhile (the cache's epoch);
+//!   such reads are not merged with concurrent misses of the same pages.
 //! - The read goes straight into the slot's buffer (owned-buffer IO: the buffer leaves the slot for the
 //!   read and comes back with it), also for `O_DIRECT`; no bounce buffer.
 //! - A hit copies the wanted bytes out under the cache's lock; no pin outlives a call, so a lookup that
