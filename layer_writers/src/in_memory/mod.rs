@@ -40,14 +40,22 @@
 //! The index costs about 70-90 bytes per value: 40 in the put-order entry list and one hash-table slot
 //! (32 bytes, tables between half and 7/8 full) per key; a key's further versions 4 bytes each, in a
 //! sorted list or, for a hot key taking LSNs out of order, a B-tree (see `index.rs`). Plus the writer's
-//! buffers (`depth x buffer_capacity`) and the batch's scratch buffer (at most 256 KiB beyond one value).
-//! Writing out holds one arena of `readout_batch_bytes` and at most four reads of 4 MiB (see
+//! buffers: `depth x buffer_capacity` when written through; in spill mode the layer's bytes (headers and
+//! CRCs included) as far as the memory budget allows, all of it counted there. Plus the batch's scratch
+//! buffer (at most 256 KiB beyond one value). Writing out holds one arena of `readout_batch_bytes` and at
+//! most four reads of 4 MiB from the file, or one 4 MiB copy at a time of bytes still in memory (see
 //! `write_out.rs`), and sorts a 32-byte copy of each value's (key, LSN) when the puts were not in order.
 //!
 //! # Weaknesses
 //!
 //! - A small value is copied three times on the way in (into the batch's scratch buffer, into the write
-//!   buffer, and by the kernel); a value of 2 KiB or more skips the scratch copy.
+//!   buffer, and by the kernel; twice in spill mode while it stays in memory); a value of 2 KiB or more
+//!   skips the scratch copy.
+//! - Spill mode takes fresh memory for every buffer it keeps, and its ingest phase measured slower than
+//!   `buffered` mode's although no byte goes to the device (128 MiB of 8 KiB values: 90-125 ms against
+//!   45-65 ms, whose two write buffers stay hot in the CPU cache while the kernel copies on the other
+//!   core). First-touch page faults are the likely cause, not verified: prefaulting with
+//!   `MADV_POPULATE_WRITE` measured no clear gain.
 //! - Writing out a layer put in random key order rereads the ephemeral file once per batch (in large
 //!   sequential reads); a larger `readout_batch_bytes` means fewer passes.
 //! - Keys are sorted only at write-out, so there is no ordered scan of a layer that is still open.

@@ -12,28 +12,14 @@ use crate::metrics::OpKind;
 
 const PAGE: u64 = CACHE_PAGE_SIZE as u64;
 
-/// The lengths of the per-page parts of `len` bytes at `offset`.
-fn page_parts(offset: u64, len: usize) -> impl Iterator<Item = usize> {
-    let mut pos = offset;
-    let end = offset + len as u64;
-    std::iter::from_fn(move || {
-        (pos < end).then(|| {
-            let want = (end - pos).min(PAGE - pos % PAGE);
-            pos += want;
-            want as usize
-        })
-    })
-}
-
 impl VirtualFile {
     /// Fills `dst` with the bytes at `offset` through the context's page cache: every
     /// [`CACHE_PAGE_SIZE`] page the range touches is served from the cache, or read once from the file
     /// (a whole aligned page, straight into the cache slot, also for `O_DIRECT`) and kept. End of file
     /// before `dst` is full is an error of kind `UnexpectedEof`. `offset` and `dst` need no alignment.
     ///
-    /// A range of several pages that are all resident is copied under one lock; otherwise its pages are
-    /// looked up (and the missing ones read) concurrently, so a miss of several pages costs one device
-    /// round trip, not one per page.
+    /// A range of several pages that are all resident is copied under one lock; otherwise all its pages
+    /// are read from the file in one read (one device IO, not one per page) and put in the cache.
     pub async fn read_cached_at(&self, offset: u64, dst: &mut [u8]) -> Result<(), Error> {
         self.mark_cached();
         let len = dst.len();
@@ -54,30 +40,49 @@ impl VirtualFile {
         {
             return Ok(());
         }
-        // One part of `dst` per page, read concurrently.
-        let mut parts = Vec::with_capacity((last - first + 1) as usize);
-        let mut rest = dst;
-        let mut pos = offset;
-        while !rest.is_empty() {
-            let want = rest.len().min(CACHE_PAGE_SIZE - (pos % PAGE) as usize);
-            let (part, tail) = rest.split_at_mut(want);
-            parts.push(self.read_page_part(pos, part));
-            rest = tail;
-            pos += want as u64;
-        }
-        let mut copied = 0;
-        for (result, want) in futures::future::join_all(parts)
-            .await
-            .into_iter()
-            .zip(page_parts(offset, len))
-        {
-            let n = result?;
-            copied += n;
-            if n < want {
+        self.read_pages_once(offset, dst, first, last).await
+    }
+
+    /// A range over pages `first..=last` not all resident: one read of all of them (one device IO
+    /// where the kernel's cache is bypassed, as many as a value spanning two pages needs), the wanted
+    /// bytes copied out, and the pages put in the cache unless a write invalidated pages meanwhile.
+    /// Concurrent misses of these pages are not merged into one read, as single-page misses are.
+    async fn read_pages_once(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        first: u64,
+        last: u64,
+    ) -> Result<(), Error> {
+        let cache = &self.ctx.inner.page_cache;
+        let epoch = cache.epoch();
+        let start = first * PAGE;
+        let span = ((last - first + 1) * PAGE) as usize;
+        let align = self.ctx.alignment();
+        let mut buf = IoBufferMut::<io_engine::DefaultAlign>::with_capacity(span);
+        loop {
+            let done = buf.len();
+            if done == span {
                 break;
             }
+            let (slice, res) = self
+                .read_at(Slice::new(buf, done..span), start + done as u64)
+                .await;
+            buf = slice.into_inner();
+            match res {
+                Ok(0) => break,
+                // An O_DIRECT read ends short of an aligned position only at end of file.
+                Ok(_) if self.is_direct() && buf.len() % align != 0 => break,
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
         }
-        self.check_full(offset, len, copied)
+        cache.count_read(last - first + 1);
+        let skip = (offset - start) as usize;
+        let copied = buf.len().saturating_sub(skip).min(dst.len());
+        dst[..copied].copy_from_slice(&buf[skip..skip + copied]);
+        cache.insert_read(self.cache_id, first, &buf, epoch);
+        self.check_full(offset, dst.len(), copied)
     }
 
     /// Copies the bytes at `pos` into `out` (all within one page) from the cache, reading the page on a

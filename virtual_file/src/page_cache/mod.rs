@@ -13,6 +13,9 @@
 //!   the first slot found without it. A slot being read (`Loading`) is pinned: never evicted.
 //! - Concurrent misses of one page do one IO: the first miss puts the slot in `Loading` and reads; the
 //!   others wait for it (one `Notify` per cache) and then hit.
+//! - A read of several pages that are not all resident reads the whole range in one IO and puts the
+//!   pages in afterwards (`insert_read`), unless an invalidation happened meanwhile (the cache's epoch);
+//!   such reads are not merged with concurrent misses of the same pages.
 //! - The read goes straight into the slot's buffer (owned-buffer IO: the buffer leaves the slot for the
 //!   read and comes back with it), also for `O_DIRECT`; no bounce buffer.
 //! - A hit copies the wanted bytes out under the cache's lock; no pin outlives a call, so a lookup that
@@ -83,6 +86,9 @@ pub(crate) struct PageCache {
     evictions: AtomicU64,
     device_reads: AtomicU64,
     inserts: AtomicU64,
+    /// Bumped (under the state lock) by every invalidation: a read made outside the cache puts its pages
+    /// in only if no invalidation happened since it started ([`PageCache::insert_read`]).
+    epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -127,7 +133,8 @@ pub struct PageCacheSnapshot {
     pub evictions: u64,
     /// Page reads from the file (one per miss that completed, failed or not).
     pub device_reads: u64,
-    /// Pages put in by writers (write-through).
+    /// Pages put in other than by a single-page miss: by writers (write-through) and by reads of
+    /// several pages at once.
     pub inserts: u64,
     /// Pages held now.
     pub resident_pages: u64,
@@ -159,6 +166,7 @@ impl PageCache {
             evictions: AtomicU64::new(0),
             device_reads: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&cache);
         budget.register_reclaimer(weak);
@@ -335,11 +343,45 @@ impl PageCache {
         self.budget.notify_reclaimable();
     }
 
+    /// The invalidation epoch, to be passed to [`insert_read`](Self::insert_read) by a read that starts
+    /// now.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Relaxed)
+    }
+
+    /// Counts a read of `pages` missing pages made outside [`with_page`](Self::with_page) (one device
+    /// read).
+    pub(crate) fn count_read(&self, pages: u64) {
+        self.misses.fetch_add(pages, Relaxed);
+        self.device_reads.fetch_add(1, Relaxed);
+    }
+
+    /// Puts pages read from a file by one read outside the cache: `data` holds pages `first`, `first + 1`,
+    /// ... of file `file_id` (the last may be short at end of file). Only pages not resident or being
+    /// read are put in, and nothing at all if an invalidation happened since `epoch` (a write may have
+    /// changed them after the read). Takes memory like [`insert`](Self::insert); never waits.
+    pub(crate) fn insert_read(&self, file_id: u64, first: u64, data: &[u8], epoch: u64) {
+        let mut st = self.lock();
+        if self.epoch.load(Relaxed) != epoch {
+            return;
+        }
+        for (i, page) in data.chunks(CACHE_PAGE_SIZE).enumerate() {
+            let key = (file_id, first + i as u64);
+            if !st.map.contains_key(&key) {
+                self.insert_locked(&mut st, key, page);
+            }
+        }
+    }
+
     /// Puts a copy of `data` (at most one page) in as page `key`, for a file that was just written
     /// (write-through). Takes memory only if it is free or a page can be evicted; never waits.
     pub(crate) fn insert(&self, key: PageKey, data: &[u8]) {
-        debug_assert!(data.len() <= CACHE_PAGE_SIZE);
         let mut st = self.lock();
+        self.insert_locked(&mut st, key, data);
+    }
+
+    fn insert_locked(&self, st: &mut State, key: PageKey, data: &[u8]) {
+        debug_assert!(data.len() <= CACHE_PAGE_SIZE);
         if let Some(&i) = st.map.get(&key) {
             match &mut st.slots[i] {
                 Slot::Ready { page, .. } => {
@@ -351,7 +393,7 @@ impl PageCache {
             }
             return;
         }
-        if let Some((i, mut page)) = self.take_slot(&mut st) {
+        if let Some((i, mut page)) = self.take_slot(st) {
             page.buf.clear();
             page.buf.extend_from_slice(data);
             st.slots[i] = Slot::Ready {
@@ -432,6 +474,7 @@ impl PageCache {
     /// Drops the pages of file `file_id` numbered `pages` (a write changed them).
     pub(crate) fn invalidate(&self, file_id: u64, pages: std::ops::Range<u64>) {
         let mut st = self.lock();
+        self.epoch.fetch_add(1, Relaxed);
         if st.map.is_empty() {
             return;
         }

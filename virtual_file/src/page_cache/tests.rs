@@ -83,3 +83,29 @@ async fn reclaim_gives_back_unpinned_pages() {
     drop(r);
     assert!(budget.snapshot().total_peak <= 4 * CACHE_PAGE_SIZE as u64);
 }
+
+/// Pages read outside the cache are put in only if no invalidation happened since the read started
+/// (a write in between may have changed them), and never over a resident page.
+#[test]
+fn a_read_outside_the_cache_is_not_put_in_after_an_invalidation() {
+    let cache = PageCache::new(MemoryBudget::new(16 * CACHE_PAGE_SIZE));
+    let data = vec![7u8; 3 * CACHE_PAGE_SIZE - 100];
+    let epoch = cache.epoch();
+    cache.invalidate(1, 0..1);
+    cache.insert_read(1, 0, &data, epoch);
+    assert_eq!(cache.pages_of(1), 0, "stale read put in");
+    let epoch = cache.epoch();
+    cache.insert((1, 1), &[9u8; CACHE_PAGE_SIZE]);
+    cache.insert_read(1, 0, &data, epoch);
+    assert_eq!(cache.pages_of(1), 3);
+    let mut out = Vec::new();
+    assert!(cache.append_if_resident(1, 0, 3 * CACHE_PAGE_SIZE - 100, &mut out));
+    assert!(out[..CACHE_PAGE_SIZE].iter().all(|&b| b == 7));
+    assert!(
+        out[CACHE_PAGE_SIZE..2 * CACHE_PAGE_SIZE]
+            .iter()
+            .all(|&b| b == 9),
+        "a resident page is not replaced"
+    );
+    assert!(out[2 * CACHE_PAGE_SIZE..].iter().all(|&b| b == 7));
+}
