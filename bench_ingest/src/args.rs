@@ -100,6 +100,14 @@ pub struct Args {
     /// One JSON object per row on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Write the matrix as an SVG picture: MiB/s per mode x engine x value size with the reference as a
+    /// marker, and the case's memory (page-cache growth + RSS growth) in a second panel.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Write the metrics of every case's context at its end (the last measured run) to FILE, in the
+    /// Prometheus / OpenMetrics text format (latency histograms per op kind, labelled by case).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
     /// Seconds of random point lookups over the written delta layer, cold and then warm (0: none).
     #[arg(long, default_value_t = 2.0)]
     pub read_secs: f64,

@@ -42,6 +42,9 @@ pub fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        // a line when a span closes (with its fields and time), e.g. RUST_LOG=layer_writers=info shows
+        // each in-memory layer write-out
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
     match run(args) {
@@ -162,6 +165,9 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     let dir: PathBuf = tmp.path().to_owned();
     let remote_name = args.remote.to_string();
+    // for --plot and --metrics
+    let mut all_rows: Vec<Row> = Vec::new();
+    let mut case_metrics = Vec::new();
     rt.block_on(async {
         // warm-up: the first writes after boot fault memory in lazily
         if let Some((spec, engine)) = cases.first() {
@@ -206,11 +212,36 @@ pub fn run(args: Args) -> Result<(), String> {
                 Some(pb) => pb.println(text),
                 None => print_line(&text)?,
             }
+            if let Some(last) = runs.last() {
+                case_metrics.push((crate::metrics_file::case_labels(&row), last.metrics.clone()));
+            }
+            all_rows.push(row);
         }
         Ok::<(), String>(())
     })?;
     if let Some(pb) = progress {
         pb.finish_and_clear();
+    }
+    if let Some(path) = &args.metrics {
+        crate::metrics_file::write(path, &case_metrics)?;
+        note(&format!(
+            "bench_ingest: metrics written to {}",
+            path.display()
+        ));
+    }
+    if let Some(path) = &args.plot {
+        let caption = format!(
+            "bench_ingest: {} MiB per case, median of {} run(s), write-out {}",
+            args.volume_mib,
+            args.repeat,
+            if args.write_delta == YesNo::Yes {
+                "with fsync"
+            } else {
+                "off"
+            }
+        );
+        crate::plot::draw_svg(&all_rows, path, &caption).map_err(|e| e.to_string())?;
+        note(&format!("bench_ingest: plot written to {}", path.display()));
     }
     Ok(())
 }

@@ -6,10 +6,36 @@
 //! downloads it and reads the sample back from the download, against `object_store`'s plain put/get.
 //!
 //! The binary is `bench_ingest` (`cargo run --release -p bench_ingest -- --help`).
+//!
+//! # Example
+//!
+//! The library entry is [`cli::run`], which takes the parsed command line; this runs one small case
+//! (1 MiB of 8 KiB values, buffered mode, `std-fs` engine, no read phase) and prints its row with the
+//! reference next to it:
+//!
+//! ```
+//! use bench_ingest::args::Args;
+//! use clap::Parser as _;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let dir = tmp.path().to_str().expect("a UTF-8 temp path");
+//! let args = Args::parse_from([
+//!     "bench_ingest", "--dir", dir, "--volume-mib", "1", "--key-size", "8192",
+//!     "--io-mode", "buffered", "--io-engine", "std-fs", "--read-secs", "0",
+//! ]);
+//! bench_ingest::cli::run(args)?; // errors are messages for a person
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod args;
 pub mod cli;
 pub mod measure;
+pub mod metrics_file;
+pub mod plot;
 pub mod read_phase;
 pub mod reference;
 pub mod remote;

@@ -48,9 +48,10 @@ pub struct LookupStats {
 /// Both halves, and the layer's index size (to compare with the cache's device reads).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct ReadPhaseResult {
-    /// Cold start.
+    /// The first half: the layer's pages dropped from the kernel's page cache (`POSIX_FADV_DONTNEED`)
+    /// and a fresh context, so our page cache is empty too.
     pub cold: LookupStats,
-    /// Warm.
+    /// The second half: the same reader again, with what the first half cached.
     pub warm: LookupStats,
     /// Index pages of the layer.
     pub index_pages: u32,

@@ -24,7 +24,7 @@ use crate::measure::PageCacheSampler;
 
 /// The store a run uploads to, and what keeps it alive.
 pub struct RemoteBench {
-    /// The store.
+    /// The prefix of the store the cases upload to and download from.
     pub remote: Arc<RemoteStorage>,
     /// `local <dir>`, `s3 <endpoint> bucket <b>` (embedded or from the environment).
     pub label: String,
@@ -112,7 +112,8 @@ pub struct RemoteRun {
 /// The downloaded layer, open, for the case to read its sample from; [`finish`](Self::finish) removes
 /// the layer from the store.
 pub struct RoundTrip {
-    /// The measurements.
+    /// The round trip's figures: upload, download and first-read times, page-cache growth, and the
+    /// plain `object_store` put/get of the same bytes.
     pub run: RemoteRun,
     /// A reader of the downloaded copy.
     pub reader: DeltaLayerReader,

@@ -13,7 +13,7 @@ pub struct Row {
     pub io_engine: String,
     /// Bytes per value.
     pub key_size: usize,
-    /// Key layout.
+    /// The order keys were put in (`--key-layout`).
     pub key_layout: KeyLayout,
     /// Whether the delta layer was written.
     pub write_delta: bool,

@@ -65,6 +65,8 @@ pub struct CaseRun {
     pub verified_keys: usize,
     /// With a remote store: the upload / evict / download round trip of the delta layer.
     pub remote: Option<RemoteRun>,
+    /// The metrics of the case's context at its end.
+    pub metrics: virtual_file::MetricsSnapshot,
 }
 
 /// Errors of a case.
@@ -304,6 +306,7 @@ pub async fn run_case_with_remote(
         written_bytes,
         verified_keys: sample.len(),
         remote: remote_run,
+        metrics: ctx.metrics(),
     })
 }
 

@@ -244,6 +244,7 @@ pub fn encode_blob_into(
 /// A blob whose CRC matched: its header and its stored payload, borrowed from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckedBlob<'a> {
+    /// The decoded header: its own length, the payload length, the compression.
     pub header: BlobHeader,
     /// The stored bytes (compressed if `header.compression` says so).
     pub payload: &'a [u8],

@@ -12,39 +12,64 @@ pub enum FormatError {
     /// The input ended before the structure did.
     #[error("truncated {what}: need {needed} bytes, have {available}")]
     Truncated {
+        /// The structure being decoded (`blob header`, `blob`, `key`, `layer summary`, ...).
         what: &'static str,
+        /// Bytes the structure needs.
         needed: usize,
+        /// Bytes there were.
         available: usize,
     },
 
     /// A blob header names a compression algorithm this version does not know.
     #[error("blob header has unknown compression code {code}")]
-    UnknownCompression { code: u8 },
+    UnknownCompression {
+        /// The compression bits of the header.
+        code: u8,
+    },
 
     /// A blob (stored or uncompressed) is larger than the format can describe, or than the caller allows.
     #[error("blob of {len} bytes exceeds the limit of {max} bytes")]
-    TooLarge { len: u64, max: u64 },
+    TooLarge {
+        /// The blob's length, bytes.
+        len: u64,
+        /// The limit, bytes: the format's or the caller's, whichever applied.
+        max: u64,
+    },
 
     /// A blob's header describes a blob of `encoded` bytes (header and payload), but the blob's extent in
     /// the file (from its offset to the next blob's) is `extent` bytes: blobs are stored back to back.
     #[error("blob header says {encoded} bytes, its extent in the file is {extent} bytes")]
-    BlobExtentMismatch { extent: usize, encoded: usize },
+    BlobExtentMismatch {
+        /// Bytes from the blob's offset to the next blob's (or the end of the values).
+        extent: usize,
+        /// Bytes the header describes: header, payload and checksum.
+        encoded: usize,
+    },
 
     /// A blob's stored CRC32C does not match its header and payload.
     #[error("blob checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
-    BlobChecksumMismatch { stored: u32, computed: u32 },
+    BlobChecksumMismatch {
+        /// The CRC32C in the blob's trailer.
+        stored: u32,
+        /// The CRC32C of the header and payload as read.
+        computed: u32,
+    },
 
     /// Bytes the format requires to be zero (the padding between the values and the index) are not.
     #[error("non-zero byte {byte:#04x} in the {what} at offset {offset}")]
     NonZeroPadding {
+        /// The region that must be zero.
         what: &'static str,
+        /// File offset of the first non-zero byte.
         offset: u64,
+        /// The byte found there.
         byte: u8,
     },
 
     /// The zstd payload of a blob is not a valid zstd stream.
     #[error("corrupt zstd payload in blob")]
     Decompress {
+        /// What the zstd decoder reported.
         #[source]
         source: std::io::Error,
     },
@@ -54,31 +79,55 @@ pub enum FormatError {
         "index page {page}: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
     )]
     ChecksumMismatch {
+        /// Index page number, counted from the index's first page (`index_start`).
         page: u32,
+        /// The CRC32C stored in the page.
         stored: u32,
+        /// The CRC32C of the page as read.
         computed: u32,
     },
 
     /// A B-tree page has a valid checksum but breaks a structural rule (wrong page number, level,
     /// key length, ordering, ...).
     #[error("index page {page}: {reason}")]
-    BadPage { page: u32, reason: String },
+    BadPage {
+        /// Index page number, counted from the index's first page (`index_start`).
+        page: u32,
+        /// The rule it breaks.
+        reason: String,
+    },
 
     /// The layer summary does not start with the summary magic.
     #[error("bad layer summary magic {found:#010x}")]
-    BadMagic { found: u32 },
+    BadMagic {
+        /// The first four bytes of the summary (offset 0 of the file), big-endian.
+        found: u32,
+    },
 
     /// The layer summary is of a format version this code cannot read.
     #[error("unsupported layer format version {found} (this build reads {supported})")]
-    UnsupportedVersion { found: u16, supported: u16 },
+    UnsupportedVersion {
+        /// The version in the file.
+        found: u16,
+        /// The version this build reads.
+        supported: u16,
+    },
 
     /// The layer summary's stored CRC32C does not match its fields.
     #[error("layer summary checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
-    SummaryChecksumMismatch { stored: u32, computed: u32 },
+    SummaryChecksumMismatch {
+        /// The CRC32C stored in the summary.
+        stored: u32,
+        /// The CRC32C of the summary's fields as read.
+        computed: u32,
+    },
 
     /// The layer summary has a valid checksum but inconsistent fields.
     #[error("invalid layer summary: {reason}")]
-    Invalid { reason: String },
+    Invalid {
+        /// Which fields disagree, and how.
+        reason: String,
+    },
 }
 
 impl FormatError {

@@ -23,7 +23,9 @@ pub enum LayerError {
     /// A file operation failed (open, read, write, fsync, rename, directory sync).
     #[error("layer {}: {source}", .path.display())]
     Io {
+        /// The layer file's path.
         path: PathBuf,
+        /// The file error (operation, offset, IO mode, engine).
         #[source]
         source: virtual_file::Error,
     },
@@ -31,7 +33,9 @@ pub enum LayerError {
     /// A plain `std::io` operation failed (listing or removing files in a directory).
     #[error("{}: {source}", .path.display())]
     StdIo {
+        /// The file or directory.
         path: PathBuf,
+        /// The system error.
         #[source]
         source: std::io::Error,
     },
@@ -39,7 +43,9 @@ pub enum LayerError {
     /// The buffered writer of the values and index failed; see its `durable_len` for what reached the file.
     #[error("layer {}: buffered write failed", .path.display())]
     Write {
+        /// The layer file's path.
         path: PathBuf,
+        /// The buffered writer's error.
         #[source]
         source: BufferedWriteError,
     },
@@ -49,10 +55,15 @@ pub enum LayerError {
     /// structure starts; `key` and `lsn` name the record whose blob it is, where known.
     #[error("layer {} at offset {offset}{}: {source}", .path.display(), record_context(.key, .lsn))]
     Format {
+        /// The layer file's path.
         path: PathBuf,
+        /// File offset where the bad structure starts.
         offset: u64,
+        /// The key whose value or index entry it is, where known.
         key: Option<Key>,
+        /// The LSN of that value, where known.
         lsn: Option<Lsn>,
+        /// The format rule that was broken.
         #[source]
         source: FormatError,
     },
@@ -61,9 +72,13 @@ pub enum LayerError {
     /// the values, offsets out of order, a file longer than its summary says, ...).
     #[error("layer {} at offset {offset}{}: corrupt: {reason}", .path.display(), key_context(.key))]
     Corrupt {
+        /// The layer file's path.
         path: PathBuf,
+        /// File offset of the part that does not fit.
         offset: u64,
+        /// The key involved, where known.
         key: Option<Key>,
+        /// What does not fit.
         reason: String,
     },
 
@@ -74,21 +89,33 @@ pub enum LayerError {
         .path.display()
     )]
     KeyOrder {
+        /// The layer file's path.
         path: PathBuf,
+        /// Key of the refused put.
         key: Key,
+        /// LSN of the refused put (image layers: the layer's LSN).
         lsn: Lsn,
+        /// Key of the previous put.
         prev_key: Key,
+        /// LSN of the previous put.
         prev_lsn: Lsn,
     },
 
     /// A key or LSN whose exclusive range end cannot be represented ([`Key::MAX`], [`Lsn::MAX`]).
     #[error("layer {}: {what} has no successor, so the layer's range cannot end after it", .path.display())]
-    RangeOverflow { path: PathBuf, what: String },
+    RangeOverflow {
+        /// The layer file's path.
+        path: PathBuf,
+        /// The key, LSN or `(key, lsn)` without a successor.
+        what: String,
+    },
 
     /// The B-tree builder refused an entry or the index outgrew the format.
     #[error("layer {}: building the index", .path.display())]
     IndexBuild {
+        /// The layer file's path.
         path: PathBuf,
+        /// What the B-tree builder reported.
         #[source]
         source: BuildError,
     },
@@ -96,19 +123,30 @@ pub enum LayerError {
     /// The file holds a layer of another kind.
     #[error("layer {}: is a {found:?} layer, expected {expected:?}", .path.display())]
     WrongKind {
+        /// The layer file's path.
         path: PathBuf,
+        /// The kind the reader opens.
         expected: LayerKind,
+        /// The kind in the file's summary.
         found: LayerKind,
     },
 
     /// The layer file name is empty, contains a path separator, or ends with the temp suffix.
     #[error("invalid layer file name {name:?}: {reason}")]
-    InvalidFileName { name: String, reason: &'static str },
+    InvalidFileName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
 
     /// An earlier write failed (or was cancelled half-way); the writer refuses further work rather than
     /// write past a hole.
     #[error("layer {}: the writer failed earlier and refuses further work", .path.display())]
-    Poisoned { path: PathBuf },
+    Poisoned {
+        /// The layer file's path.
+        path: PathBuf,
+    },
 }
 
 fn key_context(key: &Option<Key>) -> String {

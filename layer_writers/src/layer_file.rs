@@ -303,7 +303,20 @@ impl LayerFileWriter {
         Ok(())
     }
 
-    /// Completes the file as the module docs describe and moves it into place.
+    /// Completes the file as the module docs describe and moves it into place. Runs in a `layer_finish`
+    /// span (layer path, kind, mode, engine; `bytes` recorded when written).
+    #[tracing::instrument(
+        level = "debug",
+        name = "layer_finish",
+        skip_all,
+        fields(
+            layer = %self.final_path.display(),
+            kind = ?self.kind,
+            mode = %self.ctx.io_mode(),
+            engine = %self.ctx.engine_kind(),
+            bytes = tracing::field::Empty,
+        )
+    )]
     pub async fn finish(
         self,
         key_range: Range<Key>,
@@ -401,6 +414,7 @@ impl LayerFileWriter {
         ctx.sync_dir(&dir)
             .await
             .map_err(|e| LayerError::io(&dir, e))?;
+        tracing::Span::current().record("bytes", end);
         tracing::debug!(
             path = %final_path.display(),
             file_len = end,

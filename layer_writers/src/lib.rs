@@ -30,6 +30,42 @@
 //! values_end      zero padding to a multiple of 8 KiB
 //! index_start     B-tree pages, root last            btree::BtreeBuilder
 //! ```
+//!
+//! # Example
+//!
+//! Write a delta layer (keys in order; the file is fsynced and renamed into place by `finish`), then look
+//! keys up in it. The README's quick start does the same through an [`InMemoryLayer`]:
+//!
+//! ```
+//! use layer_writers::{DeltaLayerReader, DeltaLayerWriter, Key, Lsn};
+//! use virtual_file::IoContext;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! rt.block_on(async {
+//!     let ctx = IoContext::from_env()?;
+//!     let dir = tempfile::tempdir()?;
+//!
+//!     let mut writer = DeltaLayerWriter::new(&ctx, dir.path(), "layer-1").await?;
+//!     for k in 0..100u128 {
+//!         // (key, lsn) pairs strictly increasing; `true`: the value initializes the key
+//!         let value = format!("value {k}");
+//!         writer.put_value(Key::from_u128(k), Lsn(10), true, value.as_bytes()).await?;
+//!     }
+//!     let info = writer.finish().await?;
+//!
+//!     let reader = DeltaLayerReader::open(&ctx, &info.path).await?;
+//!     // every value of the key with an LSN in the range
+//!     let found = reader.get(Key::from_u128(7), Lsn(0)..Lsn(11)).await?;
+//!     assert_eq!(found, vec![(Lsn(10), true, b"value 7".to_vec())]);
+//!     assert!(reader.get(Key::from_u128(7), Lsn(0)..Lsn(10)).await?.is_empty());
+//!     println!("{} entries, {} bytes in {}", info.num_entries, info.file_len, info.path.display());
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod blob;
 pub mod blob_io;

@@ -22,7 +22,12 @@ pub enum PageReadError {
     Io(#[from] virtual_file::Error),
     /// The page number is outside the index (a corrupt child pointer the tree did not catch).
     #[error("index page {page} is outside the index of {num_pages} pages")]
-    OutOfRange { page: u32, num_pages: u32 },
+    OutOfRange {
+        /// The page asked for, numbered from the index's first page.
+        page: u32,
+        /// Pages in the index.
+        num_pages: u32,
+    },
 }
 
 /// Reads index pages of a layer file.
@@ -45,7 +50,7 @@ impl FilePageSource {
         }
     }
 
-    /// The file.
+    /// The layer file the pages are read from.
     pub fn file(&self) -> &Arc<VirtualFile> {
         &self.file
     }

@@ -87,6 +87,7 @@ impl LayerKind {
 /// The decoded summary block of a layer file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
+    /// Delta or image layer.
     pub kind: LayerKind,
     /// Keys in the layer, end exclusive.
     pub key_range: Range<Key>,

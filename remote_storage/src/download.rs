@@ -99,7 +99,19 @@ fn file_chunks(
     .boxed()
 }
 
-/// Downloads layer `name` into `dir/name`, with retries on transient store errors.
+/// Downloads layer `name` into `dir/name`, with retries on transient store errors. Runs in a `download`
+/// span (layer name, mode, engine, bytes).
+#[tracing::instrument(
+    level = "info",
+    name = "download",
+    skip_all,
+    fields(
+        layer = name,
+        mode = %ctx.io_mode(),
+        engine = %ctx.engine_kind(),
+        bytes = entry.size,
+    )
+)]
 pub(crate) async fn download_file(
     remote: &RemoteStorage,
     ctx: &IoContext,

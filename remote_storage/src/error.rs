@@ -10,16 +10,24 @@ pub enum RemoteError {
     /// The store refused the credentials (HTTP 401 or 403), found at the first request.
     #[error("{store}: the credentials were refused (access key {access_key:?}): {source}")]
     Credentials {
+        /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
+        /// (`s3 ENDPOINT bucket BUCKET` or `local ROOT`).
         store: String,
+        /// The access key id that was sent (never the secret).
         access_key: String,
+        /// What `object_store` reported.
         #[source]
         source: Box<object_store::Error>,
     },
     /// The bucket does not exist, found at the first request.
     #[error("{store}: bucket {bucket:?} does not exist: {source}")]
     BucketNotFound {
+        /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
+        /// (`s3 ENDPOINT bucket BUCKET` or `local ROOT`).
         store: String,
+        /// The bucket name from the configuration.
         bucket: String,
+        /// What `object_store` reported.
         #[source]
         source: Box<object_store::Error>,
     },
@@ -29,33 +37,50 @@ pub enum RemoteError {
     /// A request failed after its retries (`attempts` whole-operation attempts).
     #[error("{store}: {op} {key} failed after {attempts} attempt(s): {source}")]
     Store {
+        /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
+        /// (`s3 ENDPOINT bucket BUCKET` or `local ROOT`).
         store: String,
+        /// The request: `get`, `put`, `list`, `delete`, `start multipart upload`, `upload part` or
+        /// `complete multipart upload`.
         op: &'static str,
+        /// The object key (or the prefix, for `list`) the request was for.
         key: String,
+        /// Whole-operation attempts made, the failed last one included (requests are also retried inside
+        /// `object_store`, not counted here).
         attempts: u32,
+        /// What `object_store` reported for the last attempt.
         #[source]
         source: Box<object_store::Error>,
     },
     /// Local file IO failed.
     #[error("layer {layer}: {source}")]
     Local {
+        /// The layer's name.
         layer: String,
+        /// The file error, with path, offset and IO mode.
         #[source]
         source: virtual_file::Error,
     },
     /// Writing a downloaded layer through the buffered writer failed.
     #[error("layer {layer}: writing the download to {path}: {message}")]
     LocalWrite {
+        /// The layer's name.
         layer: String,
+        /// The temporary file the download was written to.
         path: PathBuf,
+        /// The buffered writer's error, as text.
         message: String,
     },
     /// A file system call on the local directory failed (rename into place, unlink at eviction, listing).
     #[error("layer {layer}: {op} {path}: {source}")]
     LocalFs {
+        /// The layer's name (empty for the scan of the directory when the tier is opened).
         layer: String,
+        /// The call: for example `rename (no replace) into place`, `unlink`, `list directory`, `stat`.
         op: &'static str,
+        /// The file or directory it was applied to.
         path: PathBuf,
+        /// The system error.
         #[source]
         source: std::io::Error,
     },
@@ -69,18 +94,27 @@ pub enum RemoteError {
          {expected:#010x} ({size} bytes); the temporary file was removed"
     )]
     ChecksumMismatch {
+        /// The layer's name.
         layer: String,
+        /// The object's key in the store (prefix included).
         key: String,
+        /// CRC32C of the whole file recorded in the index at upload.
         expected: u32,
+        /// CRC32C of the bytes received.
         actual: u32,
+        /// Bytes received.
         size: u64,
     },
     /// The object's size is not the one recorded at upload (checked before any byte is written).
     #[error("layer {layer}: object {key} is {actual} bytes, the index records {expected}")]
     SizeMismatch {
+        /// The layer's name.
         layer: String,
+        /// The object's key in the store (prefix included).
         key: String,
+        /// Size recorded in the index at upload, bytes.
         expected: u64,
+        /// Size the store reports for the object, or the bytes the body actually carried.
         actual: u64,
     },
     /// The object's checksum metadata disagrees with the index.
@@ -89,23 +123,34 @@ pub enum RemoteError {
          {expected:#010x}"
     )]
     MetadataMismatch {
+        /// The layer's name.
         layer: String,
+        /// The object's key in the store (prefix included).
         key: String,
+        /// CRC32C recorded in the index.
         expected: u32,
+        /// The checksum attribute stored with the object, as found.
         metadata: String,
     },
     /// The local file changed while it was uploaded (its size or checksum differ between passes).
     #[error("layer {layer}: {path} changed while it was uploaded ({what})")]
     ChangedDuringUpload {
+        /// The layer's name.
         layer: String,
+        /// The local layer file.
         path: PathBuf,
+        /// What differed: the sizes or the checksums of the two passes.
         what: String,
     },
     /// The index object is not valid.
     #[error("{store}: index object {key} is invalid: {reason}")]
     BadIndex {
+        /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
+        /// (`s3 ENDPOINT bucket BUCKET` or `local ROOT`).
         store: String,
+        /// The index object's key.
         key: String,
+        /// Why it was refused (bad JSON, unknown version, an invalid entry).
         reason: String,
     },
     /// A layer name that cannot be an object key and a file name.
@@ -113,21 +158,38 @@ pub enum RemoteError {
         "invalid layer name {name:?}: {reason} (allowed: 1 to 200 of A-Z a-z 0-9 . _ -, not starting \
          with '.')"
     )]
-    BadLayerName { name: String, reason: &'static str },
+    BadLayerName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// No layer of this name is resident or uploaded.
     #[error("layer {layer}: neither resident in {dir} nor in the remote index")]
-    UnknownLayer { layer: String, dir: PathBuf },
+    UnknownLayer {
+        /// The layer's name.
+        layer: String,
+        /// The local directory of the tier.
+        dir: PathBuf,
+    },
     /// A layer of this name is already known.
     #[error("layer {layer}: already present")]
-    AlreadyPresent { layer: String },
+    AlreadyPresent {
+        /// The layer's name.
+        layer: String,
+    },
     /// The layer alone is larger than the byte budget of the local directory.
     #[error(
         "layer {layer} is {size} bytes, larger than the whole local budget of {budget} bytes in {dir}"
     )]
     BudgetTooSmall {
+        /// The layer's name.
         layer: String,
+        /// The layer's size, bytes.
         size: u64,
+        /// The local directory's byte budget.
         budget: u64,
+        /// The local directory of the tier.
         dir: PathBuf,
     },
     /// Room for the layer cannot be made: the other resident layers are not uploaded yet or are open.
@@ -136,18 +198,29 @@ pub enum RemoteError {
          {pinned} bytes are held by layers not yet uploaded or in use"
     )]
     BudgetExhausted {
+        /// The layer's name.
         layer: String,
+        /// The layer's size, bytes.
         size: u64,
+        /// The local directory's byte budget.
         budget: u64,
+        /// Bytes of resident layers that cannot be evicted (not uploaded yet, or open).
         pinned: u64,
+        /// The local directory of the tier.
         dir: PathBuf,
     },
     /// The layer is not uploaded, so its local copy is the only one and cannot be evicted.
     #[error("layer {layer}: not uploaded, so it cannot be evicted")]
-    NotUploaded { layer: String },
+    NotUploaded {
+        /// The layer's name.
+        layer: String,
+    },
     /// The layer is open through a [`ResidentLayer`](crate::ResidentLayer) handle.
     #[error("layer {layer}: in use, so it cannot be evicted")]
-    InUse { layer: String },
+    InUse {
+        /// The layer's name.
+        layer: String,
+    },
 }
 
 impl RemoteError {

@@ -23,6 +23,44 @@
 //! - A multipart upload that could not be aborted because the store was unreachable is left to the
 //!   bucket's lifecycle rules: `object_store` cannot list unfinished uploads.
 //! - Eviction unlinks files under a short in-process lock with a plain `unlink(2)`.
+//!
+//! # Example
+//!
+//! Upload a layer to a store (here `object_store`'s local file system backend; [`StoreConfig::S3`] for
+//! S3), download it into another directory and read it:
+//!
+//! ```
+//! use layer_writers::{DeltaLayerReader, DeltaLayerWriter, Key, Lsn};
+//! use remote_storage::{RemoteOptions, RemoteStorage, StoreConfig};
+//! use virtual_file::IoContext;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+//! rt.block_on(async {
+//!     let ctx = IoContext::from_env()?;
+//!     let (local, bucket, elsewhere) = (tempfile::tempdir()?, tempfile::tempdir()?, tempfile::tempdir()?);
+//!
+//!     let mut writer = DeltaLayerWriter::new(&ctx, local.path(), "layer-1").await?;
+//!     writer.put_value(Key::from_u128(1), Lsn(5), true, b"one").await?;
+//!     let info = writer.finish().await?;
+//!
+//!     let store = StoreConfig::Local { root: bucket.path().to_owned() };
+//!     let remote = RemoteStorage::connect(&store, RemoteOptions::default()).await?;
+//!     // the entry (size, CRC32C) is also recorded in the prefix's index object
+//!     let entry = remote.upload_layer(&ctx, &info.path, "layer-1").await?;
+//!
+//!     // checksummed, fsynced, renamed into place
+//!     let copy = remote.download_layer(&ctx, "layer-1", &entry, elsewhere.path()).await?;
+//!     let reader = DeltaLayerReader::open(&ctx, &copy).await?;
+//!     let found = reader.get(Key::from_u128(1), Lsn(0)..Lsn(6)).await?;
+//!     assert_eq!(found, vec![(Lsn(5), true, b"one".to_vec())]);
+//!     println!("{} bytes, crc32c {:08x}", entry.size, entry.crc32c);
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod download;

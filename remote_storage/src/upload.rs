@@ -164,6 +164,18 @@ fn crc_attributes(remote: &RemoteStorage, crc: u32) -> Attributes {
 }
 
 /// Uploads the file at `path` as layer `name`'s object, with retries. Returns its size and checksum.
+/// Runs in an `upload` span (layer name, mode, engine; `bytes` recorded when uploaded).
+#[tracing::instrument(
+    level = "info",
+    name = "upload",
+    skip_all,
+    fields(
+        layer = name,
+        mode = %ctx.io_mode(),
+        engine = %ctx.engine_kind(),
+        bytes = tracing::field::Empty,
+    )
+)]
 pub(crate) async fn upload_file(
     remote: &RemoteStorage,
     ctx: &IoContext,
@@ -175,6 +187,7 @@ pub(crate) async fn upload_file(
     let size = ChunkReader::open(ctx, path, name, opts.part_size)
         .await?
         .size();
+    tracing::Span::current().record("bytes", size);
     if size <= opts.multipart_threshold {
         // Small: the whole file in memory, one request.
         let mut reader = ChunkReader::open(ctx, path, name, size.max(1) as usize).await?;

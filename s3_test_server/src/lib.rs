@@ -12,6 +12,35 @@
 //! - [`S3TestServer::kill_at_upload_part`] arms a fault: the `n`th `UploadPart` request kills the server
 //!   before it is served, and the returned [`KillSignal`] fires so the test can restart it.
 //! - [`S3TestServer::hold_next_object_get`] holds the next object read until the test releases it.
+//!
+//! # Example
+//!
+//! Start a server, point a client at [`S3TestServer::endpoint`] with [`ACCESS_KEY`] / [`SECRET_KEY`]
+//! (`remote_storage`'s tests use `object_store`'s S3 client), and kill and restart it under the client:
+//!
+//! ```
+//! use s3_test_server::S3TestServer;
+//! use tokio::net::TcpStream;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+//! rt.block_on(async {
+//!     let data = tempfile::tempdir()?;
+//!     let server = S3TestServer::start(data.path(), "bucket").await?;
+//!     println!("S3 at {} (bucket {})", server.endpoint(), server.bucket());
+//!     assert!(TcpStream::connect(server.addr()).await.is_ok());
+//!
+//!     server.kill().await; // as if the process died: connections dropped, port closed
+//!     assert!(TcpStream::connect(server.addr()).await.is_err());
+//!
+//!     server.restart().await?; // same port, same objects
+//!     assert!(TcpStream::connect(server.addr()).await.is_ok());
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,17 +73,27 @@ pub enum ServerError {
     /// The data directory or the bucket directory could not be created.
     #[error("s3 test server: cannot prepare the data directory {path}: {source}")]
     DataDir {
+        /// The directory that could not be created.
         path: PathBuf,
+        /// The system error.
         #[source]
         source: std::io::Error,
     },
     /// The S3 implementation refused the data directory.
     #[error("s3 test server: the s3s-fs backend refused {path}: {message}")]
-    Backend { path: PathBuf, message: String },
+    Backend {
+        /// The data directory.
+        path: PathBuf,
+        /// What `s3s-fs` said.
+        message: String,
+    },
     /// The listening socket could not be set up.
     #[error("s3 test server: cannot listen on {addr}: {source}")]
     Listen {
+        /// The address asked for: `127.0.0.1:0` (any free port) at the first start, the same port at a
+        /// restart.
         addr: SocketAddr,
+        /// The system error.
         #[source]
         source: std::io::Error,
     },

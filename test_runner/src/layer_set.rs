@@ -91,18 +91,18 @@ pub enum VerifyError {
     /// The layer failed to open or read (checksum, truncation, ...).
     #[error("{path}: {source}")]
     Layer {
-        /// The layer.
+        /// The layer file (or the directory, if removing temp files failed).
         path: PathBuf,
-        /// Why.
+        /// What opening, verifying or reading it reported.
         #[source]
         source: LayerError,
     },
     /// The layer read fine but holds other bytes than were written.
     #[error("{path}: {what}")]
     Content {
-        /// The layer.
+        /// The layer file.
         path: PathBuf,
-        /// What differs.
+        /// What differs: the number of entries, or the first entry whose bytes differ.
         what: String,
     },
     /// Listing the directory failed.

@@ -243,7 +243,7 @@ impl IoContext {
         self.inner.mode_explicit
     }
 
-    /// The engine.
+    /// The IO engine every file opened through this context uses.
     pub fn engine(&self) -> &IoEngine {
         &self.inner.engine
     }

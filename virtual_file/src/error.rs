@@ -34,13 +34,21 @@ pub enum Error {
          alignment {align}, io mode {mode})"
     )]
     Misaligned {
+        /// The operation that was refused.
         op: OpKind,
+        /// The file's path as opened.
         path: PathBuf,
+        /// Which of offset, length and buffer address broke the rule (the first one checked).
         part: MisalignedPart,
+        /// File offset of the request, bytes.
         offset: u64,
+        /// Length of the request, bytes.
         len: usize,
+        /// Memory address of the buffer.
         addr: usize,
+        /// The alignment required, bytes (the context's alignment).
         align: usize,
+        /// The context's IO mode.
         mode: IoMode,
     },
     /// The kernel (or the loop around it) failed the operation. `source.kind()` is `UnexpectedEof` for a
@@ -49,12 +57,19 @@ pub enum Error {
         "{op} {path} (offset {offset:?}, len {len:?}, io mode {mode}, engine {engine}): {source}"
     )]
     Io {
+        /// The operation that failed.
         op: OpKind,
+        /// The file's path as opened.
         path: PathBuf,
+        /// File offset of the request; `None` for operations without one (open, sync, metadata).
         offset: Option<u64>,
+        /// Length of the request, bytes; `None` for operations without one.
         len: Option<usize>,
+        /// The context's IO mode.
         mode: IoMode,
+        /// The IO engine that ran it.
         engine: IoEngineKind,
+        /// The system error (or `UnexpectedEof` / `WriteZero` from the transfer loop).
         #[source]
         source: io::Error,
     },
@@ -64,8 +79,11 @@ pub enum Error {
          VIRTUAL_FILE_IO_MODE=buffered for this file system"
     )]
     DirectUnsupported {
+        /// The file's path as opened.
         path: PathBuf,
+        /// The IO mode that asked for `O_DIRECT`.
         mode: IoMode,
+        /// The error of the `O_DIRECT` open (typically `EINVAL`).
         #[source]
         source: io::Error,
     },
@@ -75,10 +93,15 @@ pub enum Error {
          {offset_align}, but this context aligns to {align} (io mode {mode}); use a 4096-byte alignment"
     )]
     AlignmentUnsupported {
+        /// The file's path as opened.
         path: PathBuf,
+        /// Buffer address alignment the file system needs, bytes (`statx` `STATX_DIOALIGN`).
         mem_align: u32,
+        /// File offset and length alignment the file system needs, bytes.
         offset_align: u32,
+        /// The context's alignment, bytes.
         align: usize,
+        /// The context's IO mode.
         mode: IoMode,
     },
     /// A reopen by path (after the open-file cache evicted the descriptor) found another file than the one
@@ -88,17 +111,24 @@ pub enum Error {
          replaced (io mode {mode})"
     )]
     FileReplaced {
+        /// The path that was reopened.
         path: PathBuf,
+        /// Device and inode of the file first opened.
         expected: FileId,
+        /// Device and inode the path names now.
         found: FileId,
+        /// The context's IO mode.
         mode: IoMode,
     },
     /// A rename that must not replace anything found its target taken (`RENAME_NOREPLACE`, `EEXIST`).
     /// Neither file was changed.
     #[error("rename {from} to {to}: the target already exists and replacing it was not asked for")]
     AlreadyExists {
+        /// The file being renamed.
         from: PathBuf,
+        /// The target path, which exists.
         to: PathBuf,
+        /// The `EEXIST` error.
         #[source]
         source: io::Error,
     },
@@ -108,9 +138,13 @@ pub enum Error {
          existed"
     )]
     NameCollision {
+        /// The directory the file was to be created in.
         dir: PathBuf,
+        /// The name's fixed start, before the random part.
         prefix: String,
+        /// The name's fixed end, after the random part.
         suffix: String,
+        /// Names tried ([`TEMP_NAME_ATTEMPTS`](crate::TEMP_NAME_ATTEMPTS)).
         attempts: u32,
     },
     /// A configuration value is invalid.

@@ -48,20 +48,32 @@ pub struct BtreeSummary {
 pub enum BuildError {
     /// Keys must be 1 to 255 bytes.
     #[error("B-tree key length {key_len} is not in 1..=255")]
-    InvalidKeyLength { key_len: usize },
+    InvalidKeyLength {
+        /// The key length asked for, bytes.
+        key_len: usize,
+    },
     /// The key does not have the tree's key length.
     #[error("entry {entry}: key is {got} bytes, the tree has {expected}-byte keys")]
     WrongKeyLength {
+        /// Number of the refused entry, counting from 0 (the entries appended before it).
         entry: u64,
+        /// The tree's key length, bytes.
         expected: usize,
+        /// The refused key's length, bytes.
         got: usize,
     },
     /// The key is not greater than the previous one.
     #[error("entry {entry}: key is not greater than the previous key")]
-    KeyNotIncreasing { entry: u64 },
+    KeyNotIncreasing {
+        /// Number of the refused entry, counting from 0 (the entries appended before it).
+        entry: u64,
+    },
     /// The index would need more than `u32::MAX` pages.
     #[error("B-tree index exceeds {max} pages")]
-    TooManyPages { max: u32 },
+    TooManyPages {
+        /// The page limit (`u32::MAX`).
+        max: u32,
+    },
 }
 
 /// Entries of the unfinished page of one level.

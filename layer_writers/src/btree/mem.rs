@@ -17,7 +17,9 @@ pub struct MemPageSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("page {page} is beyond the {num_pages} pages held in memory")]
 pub struct PageOutOfRange {
+    /// The page asked for.
     pub page: u32,
+    /// Pages held.
     pub num_pages: usize,
 }
 

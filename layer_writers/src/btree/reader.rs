@@ -59,7 +59,9 @@ pub enum ReadError<E> {
     /// The page source failed.
     #[error("reading index page {page}")]
     Source {
+        /// The page being read, numbered from the index's first page.
         page: u32,
+        /// The page source's error.
         #[source]
         source: E,
     },
@@ -68,7 +70,12 @@ pub enum ReadError<E> {
     Format(#[from] FormatError),
     /// The lookup key does not have the index's key length.
     #[error("lookup key is {got} bytes, the index has {expected}-byte keys")]
-    WrongKeyLength { expected: usize, got: usize },
+    WrongKeyLength {
+        /// The index's key length, bytes.
+        expected: usize,
+        /// The lookup key's length, bytes.
+        got: usize,
+    },
 }
 
 /// Reads a B-tree built by [`super::BtreeBuilder`].

@@ -35,7 +35,7 @@ pub enum InMemoryLayerError {
     ReadPlan {
         /// The ephemeral file.
         path: PathBuf,
-        /// Why.
+        /// Why the buffered writer could not plan it.
         #[source]
         source: ReadPlanError,
     },
@@ -79,9 +79,9 @@ pub enum InMemoryLayerError {
     OutOfRange {
         /// The ephemeral file.
         path: PathBuf,
-        /// The key.
+        /// Key of the refused put.
         key: Key,
-        /// The LSN.
+        /// LSN of the refused put.
         lsn: Lsn,
     },
     /// A write came after [`freeze`](super::InMemoryLayer::freeze).
@@ -101,9 +101,9 @@ pub enum InMemoryLayerError {
     Duplicate {
         /// The ephemeral file.
         path: PathBuf,
-        /// The key.
+        /// Key of the refused put.
         key: Key,
-        /// The LSN.
+        /// LSN of the refused put.
         lsn: Lsn,
     },
     /// The layer holds as many values as it can index.

@@ -205,7 +205,22 @@ impl<'a> RunReader<'a> {
 
 impl InMemoryLayer {
     /// Writes every value, in (key, LSN) order, to a new delta layer `dir/file_name` (durable and renamed
-    /// into place when this returns). The layer must be frozen. Reads keep working meanwhile.
+    /// into place when this returns). The layer must be frozen. Reads keep working meanwhile. Runs in an
+    /// `in_memory_write_out` span (layer name, mode, engine, entries; `bytes` of the delta layer recorded
+    /// when written).
+    #[tracing::instrument(
+        level = "info",
+        name = "in_memory_write_out",
+        skip_all,
+        fields(
+            layer = file_name,
+            ephemeral = %self.path.display(),
+            mode = %ctx.io_mode(),
+            engine = %ctx.engine_kind(),
+            entries = self.num_entries(),
+            bytes = tracing::field::Empty,
+        )
+    )]
     pub async fn write_to_disk(
         &self,
         ctx: &IoContext,
@@ -281,7 +296,9 @@ impl InMemoryLayer {
             self.check_blobs(&reader.batch.records, &arena)?;
             out.put_encoded_blobs(&reader.batch.records, &arena).await?;
         }
-        Ok(out.finish().await?)
+        let info = out.finish().await?;
+        tracing::Span::current().record("bytes", info.file_len);
+        Ok(info)
     }
 
     /// Checks the CRC (and extent) of each blob in `bytes`, which holds `records`' blobs back to back.

@@ -60,7 +60,7 @@ struct State {
 pub struct TierStats {
     /// Bytes of resident layers (and downloads in progress).
     pub resident_bytes: u64,
-    /// The budget.
+    /// The local directory's byte budget.
     pub budget: u64,
     /// Layers resident now.
     pub resident_layers: usize,

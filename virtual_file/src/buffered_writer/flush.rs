@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use io_engine::{Alignment, FullSlice, IoBuffer, IoBufferMut};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::error::ConfigError;
 use super::io_traits::OwnedAsyncWriter;
@@ -167,13 +168,19 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
         let (requests, request_rx) = mpsc::channel(depth);
         let (recycle_tx, recycled) = mpsc::channel(depth);
         let shared = Arc::new(Shared::new(start_offset));
-        let task = runtime.spawn(run(
-            writer,
-            request_rx,
-            recycle_tx,
-            Arc::clone(&shared),
-            capacity,
-        ));
+        // The task's span is a child of the span the writer is created in (a layer write-out, a
+        // download), so its flushes are found under that layer's name, mode and engine.
+        let span = tracing::debug_span!("flush_task", capacity, depth, start_offset);
+        let task = runtime.spawn(
+            run(
+                writer,
+                request_rx,
+                recycle_tx,
+                Arc::clone(&shared),
+                capacity,
+            )
+            .instrument(span),
+        );
         let spill = match (&budget, spill) {
             (Some(budget), true) => Some(spill::WriterSide::register(budget, &shared)),
             _ => None,
@@ -387,7 +394,10 @@ async fn run<W: OwnedAsyncWriter, A: Alignment>(
             finish(&shared, offset, len, None);
             buf
         } else {
-            let (slice, result) = writer.write_all_at(FullSlice::new(buf), offset).await;
+            let (slice, result) = writer
+                .write_all_at(FullSlice::new(buf), offset)
+                .instrument(tracing::debug_span!("flush", offset, bytes = len))
+                .await;
             if result.is_ok() {
                 writer.written(offset, slice.as_slice());
             }

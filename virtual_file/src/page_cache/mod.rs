@@ -1,4 +1,4 @@
-//! [`PageCache`]: our own cache of file pages, so that `O_DIRECT` files do not read the device for every
+//! `PageCache`: our own cache of file pages, so that `O_DIRECT` files do not read the device for every
 //! index page (the kernel's page cache is bypassed by design).
 //!
 //! # Shape

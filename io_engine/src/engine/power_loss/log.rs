@@ -29,7 +29,7 @@ impl Entry {
 pub enum DurableOp {
     /// `open` with `O_CREAT` made a new file under `entry`.
     Create {
-        /// Where.
+        /// The directory and name it was created under.
         entry: Entry,
         /// The new file.
         file: FileId,

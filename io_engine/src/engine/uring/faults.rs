@@ -11,14 +11,14 @@ pub enum RingFault {
     /// The next `times` submitting calls fail with `errno` (meant for `EAGAIN`, `EBUSY`, `EINTR`,
     /// `ENOMEM`: the engine retries them), then the kernel is entered as usual.
     Transient {
-        /// The error.
+        /// The errno the calls fail with.
         errno: i32,
         /// How many calls fail.
         times: u32,
     },
     /// Every submitting call from now on fails with `errno` (e.g. `EBADF`, `EFAULT`): a broken ring.
     Broken {
-        /// The error.
+        /// The errno the calls fail with.
         errno: i32,
     },
 }

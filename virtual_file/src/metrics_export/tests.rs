@@ -1,0 +1,216 @@
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use enum_map::EnumMap;
+use io_engine::{DefaultAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, Slice};
+
+use super::*;
+use crate::{IoMode, OpMetricsSnapshot, VirtualFile};
+
+/// A series: metric name and labels.
+type Series = (String, BTreeMap<String, String>);
+
+/// Parses `name{k="v",...}` (label values here hold no `"` or `,`).
+fn parse_series(series: &str) -> Series {
+    let Some((name, rest)) = series.split_once('{') else {
+        return (series.to_owned(), BTreeMap::new());
+    };
+    let body = rest
+        .strip_suffix('}')
+        .unwrap_or_else(|| panic!("unclosed labels: {series:?}"));
+    let labels = body
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .unwrap_or_else(|| panic!("bad label {kv:?} in {series:?}"));
+            (k.to_owned(), v.trim_matches('"').to_owned())
+        })
+        .collect();
+    (name.to_owned(), labels)
+}
+
+/// The samples of a text exposition. Fails on a line that is neither a comment nor `series value`, and
+/// on a series given twice.
+fn scrape(text: &str) -> HashMap<Series, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("bad value in {line:?}: {e}"));
+        assert!(
+            samples.insert(parse_series(series), value).is_none(),
+            "series twice: {series}"
+        );
+    }
+    samples
+}
+
+/// The value of series `name` with exactly `labels`.
+fn get(samples: &HashMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let key = (
+        name.to_owned(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    *samples
+        .get(&key)
+        .unwrap_or_else(|| panic!("no series {key:?}"))
+}
+
+fn all_kinds() -> Vec<OpKind> {
+    EnumMap::<OpKind, ()>::default()
+        .into_iter()
+        .map(|(k, ())| k)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_op_kind_has_a_histogram_matching_the_snapshot() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let ctx = IoContext::builder()
+            .engine(IoEngine::launch(IoEngineKind::StdFs).unwrap())
+            .mode(IoMode::Buffered)
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = VirtualFile::create(&ctx, dir.path().join("f"))
+            .await
+            .unwrap();
+        let buf = IoBufferMut::<DefaultAlign>::from_slice(&[7u8; 8192]);
+        let (_, res) = file.write_all_at(FullSlice::new(buf), 0).await;
+        res.unwrap();
+        file.sync_data().await.unwrap();
+        file.sync_all().await.unwrap();
+        file.set_len(4096).await.unwrap();
+        file.metadata().await.unwrap();
+        let buf = IoBufferMut::<DefaultAlign>::with_capacity(4096);
+        let (_, res) = file.read_exact_at(Slice::new(buf, ..), 0).await;
+        res.unwrap();
+
+        let snapshot = ctx.metrics();
+        let text = ctx.metrics_text().unwrap();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE virtual_file_op_latency_seconds histogram\n"));
+        let samples = scrape(&text);
+        let h = "virtual_file_op_latency_seconds";
+        for kind in all_kinds() {
+            let op: &str = kind.into();
+            let want: &OpMetricsSnapshot = &snapshot.ops[kind];
+            let labels = [("io_mode", "buffered"), ("io_engine", "std-fs"), ("op", op)];
+            let with_le = |le: &str| {
+                let mut l = labels.to_vec();
+                l.push(("le", le));
+                get(&samples, &format!("{h}_bucket"), &l)
+            };
+            let count = get(&samples, &format!("{h}_count"), &labels);
+            assert_eq!(count, want.count as f64, "{op}");
+            assert_eq!(with_le("+Inf"), count, "{op}: the open bucket counts all");
+            let sum = get(&samples, &format!("{h}_sum"), &labels);
+            assert_eq!(sum > 0.0, count > 0.0, "{op}: sum {sum}, count {count}");
+            // every bound present, cumulative counts never decrease
+            let mut prev = 0.0;
+            for i in 0..LATENCY_BUCKETS - 1 {
+                let le = format!("{}", bucket_upper_bound_seconds(i));
+                let le = samples
+                    .keys()
+                    .filter(|(n, l)| {
+                        *n == format!("{h}_bucket") && l.get("op").map(String::as_str) == Some(op)
+                    })
+                    .filter_map(|(_, l)| l.get("le"))
+                    .find(|v| v.parse::<f64>().ok() == le.parse::<f64>().ok())
+                    .unwrap_or_else(|| panic!("{op}: no bucket le={le}"))
+                    .clone();
+                let c = with_le(&le);
+                assert!(c >= prev, "{op}: bucket {i} decreases");
+                prev = c;
+            }
+            assert_eq!(
+                get(&samples, "virtual_file_ops_total", &labels),
+                want.count as f64
+            );
+            assert_eq!(
+                get(&samples, "virtual_file_op_bytes_total", &labels),
+                want.bytes as f64
+            );
+            assert_eq!(
+                get(&samples, "virtual_file_op_errors_total", &labels),
+                want.errors as f64
+            );
+        }
+        for kind in [
+            OpKind::Open,
+            OpKind::Read,
+            OpKind::Write,
+            OpKind::SyncAll,
+            OpKind::SyncData,
+            OpKind::SetLen,
+            OpKind::Metadata,
+        ] {
+            assert!(snapshot.ops[kind].count > 0, "{kind} ran");
+        }
+        let ctx_labels = [("io_mode", "buffered"), ("io_engine", "std-fs")];
+        assert_eq!(
+            get(
+                &samples,
+                "virtual_file_open_file_cache_hits_total",
+                &ctx_labels
+            ),
+            snapshot.cache_hits as f64
+        );
+    })
+    .await
+    .expect("timed out");
+}
+
+#[test]
+fn buckets_are_cumulative_and_the_sum_is_estimated_from_them() {
+    let mut snapshot = MetricsSnapshot::default();
+    snapshot.ops[OpKind::Read].latency_us[0] = 2; // < 1 us
+    snapshot.ops[OpKind::Read].latency_us[3] = 1; // 4..8 us
+    snapshot.ops[OpKind::Read].latency_us[LATENCY_BUCKETS - 1] = 1; // open
+    snapshot.ops[OpKind::Read].count = 4;
+    let text = encode_text(&[
+        LabeledSnapshot {
+            labels: vec![("case".into(), "a".into())],
+            snapshot: snapshot.clone(),
+        },
+        LabeledSnapshot {
+            labels: vec![("case".into(), "b".into())],
+            snapshot: MetricsSnapshot::default(),
+        },
+    ])
+    .unwrap();
+    assert_eq!(
+        text.matches("# TYPE virtual_file_op_latency_seconds histogram")
+            .count(),
+        1,
+        "one family, a series per snapshot"
+    );
+    let samples = scrape(&text);
+    let h = "virtual_file_op_latency_seconds";
+    let bucket = |le: &str| {
+        get(
+            &samples,
+            &format!("{h}_bucket"),
+            &[("case", "a"), ("op", "read"), ("le", le)],
+        )
+    };
+    assert_eq!(bucket("0.000001"), 2.0);
+    assert_eq!(bucket("0.000004"), 2.0);
+    assert_eq!(bucket("0.000008"), 3.0);
+    assert_eq!(bucket("+Inf"), 4.0);
+    let a = [("case", "a"), ("op", "read")];
+    assert_eq!(get(&samples, &format!("{h}_count"), &a), 4.0);
+    let want_sum = (2.0 * 0.5 + 0.75 * 8.0 + (1u64 << 22) as f64) * 1e-6;
+    let sum = get(&samples, &format!("{h}_sum"), &a);
+    assert!((sum - want_sum).abs() < 1e-12, "sum {sum}, want {want_sum}");
+    let b = [("case", "b"), ("op", "read")];
+    assert_eq!(get(&samples, &format!("{h}_count"), &b), 0.0);
+    assert_eq!(get(&samples, "virtual_file_ops_total", &a), 4.0);
+}
