@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use virtual_file::MetricsSnapshot;
+use crate::workload::CaseMetrics;
 
 use crate::report::Row;
 
@@ -17,18 +17,20 @@ pub fn case_labels(row: &Row) -> Vec<(String, String)> {
     ]
 }
 
-/// The text of `cases` ((labels, snapshot) per case).
+/// The text of `cases` ((labels, figures) per case): ops, page cache and memory budget.
 #[cfg(feature = "prometheus")]
-pub fn render(cases: &[(Vec<(String, String)>, MetricsSnapshot)]) -> Result<String, String> {
+pub fn render(cases: &[(Vec<(String, String)>, CaseMetrics)]) -> Result<String, String> {
     use virtual_file::metrics_export::{encode_text, LabeledSnapshot};
     let snapshots: Vec<LabeledSnapshot> = cases
         .iter()
-        .map(|(labels, snapshot)| LabeledSnapshot {
+        .map(|(labels, m)| LabeledSnapshot {
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.clone().into(), v.clone().into()))
                 .collect(),
-            snapshot: snapshot.clone(),
+            snapshot: m.ops.clone(),
+            page_cache: Some(m.page_cache),
+            memory: Some(m.memory.clone()),
         })
         .collect();
     encode_text(&snapshots).map_err(|e| e.to_string())
@@ -36,15 +38,12 @@ pub fn render(cases: &[(Vec<(String, String)>, MetricsSnapshot)]) -> Result<Stri
 
 /// Without the `prometheus` feature there is no exporter.
 #[cfg(not(feature = "prometheus"))]
-pub fn render(_cases: &[(Vec<(String, String)>, MetricsSnapshot)]) -> Result<String, String> {
+pub fn render(_cases: &[(Vec<(String, String)>, CaseMetrics)]) -> Result<String, String> {
     Err("--metrics needs bench_ingest built with its `prometheus` feature (on by default)".into())
 }
 
 /// Renders `cases` and writes them to `path`.
-pub fn write(
-    path: &Path,
-    cases: &[(Vec<(String, String)>, MetricsSnapshot)],
-) -> Result<(), String> {
+pub fn write(path: &Path, cases: &[(Vec<(String, String)>, CaseMetrics)]) -> Result<(), String> {
     let text = render(cases)?;
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

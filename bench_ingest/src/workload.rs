@@ -65,8 +65,20 @@ pub struct CaseRun {
     pub verified_keys: usize,
     /// With a remote store: the upload / evict / download round trip of the delta layer.
     pub remote: Option<RemoteRun>,
-    /// The metrics of the case's context at its end.
-    pub metrics: virtual_file::MetricsSnapshot,
+    /// The metrics of the case's context at its end (ingest, write-out and check; the read phase has a
+    /// context of its own).
+    pub metrics: CaseMetrics,
+}
+
+/// The figures of a case's context, for `--metrics`.
+#[derive(Debug, Clone)]
+pub struct CaseMetrics {
+    /// Op counts, bytes and latencies.
+    pub ops: virtual_file::MetricsSnapshot,
+    /// The page cache.
+    pub page_cache: virtual_file::PageCacheSnapshot,
+    /// The memory budget.
+    pub memory: virtual_file::MemoryBudgetSnapshot,
 }
 
 /// Errors of a case.
@@ -306,7 +318,11 @@ pub async fn run_case_with_remote(
         written_bytes,
         verified_keys: sample.len(),
         remote: remote_run,
-        metrics: ctx.metrics(),
+        metrics: CaseMetrics {
+            ops: ctx.metrics(),
+            page_cache: ctx.page_cache_metrics(),
+            memory: ctx.memory_metrics(),
+        },
     })
 }
 

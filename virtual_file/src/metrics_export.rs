@@ -10,6 +10,17 @@
 //! | `virtual_file_op_errors_total` | counter: ops that failed | `op` |
 //! | `virtual_file_op_bytes_total` | counter: bytes transferred | `op` |
 //! | `virtual_file_open_file_cache_{hits,misses,evictions}_total` | counter | |
+//! | `virtual_file_page_cache_{hits,misses,evictions,device_reads,inserts}_total` | counter (page cache, when given) | |
+//! | `virtual_file_page_cache_resident_pages` | gauge | |
+//! | `virtual_file_memory_budget_bytes` | gauge: the budget (when given) | |
+//! | `virtual_file_memory_reserved_bytes` | gauge: reserved now | `consumer` |
+//! | `virtual_file_memory_reserved_peak_bytes` | gauge: most reserved at once | `consumer` |
+//! | `virtual_file_memory_budget_waits_total` | counter: reservations that waited | |
+//!
+//! `consumer` is a [`Consumer`] in kebab case (`writer-buffers`, `read-buffers`,
+//! `page-cache`). The page-cache and budget families are written for the snapshots that carry those
+//! figures ([`LabeledSnapshot::page_cache`], [`LabeledSnapshot::memory`];
+//! [`IoContext::metrics_text`](crate::IoContext::metrics_text) gives both).
 //!
 //! `op` is an [`OpKind`] in snake case (`open`, `read`, `write`, `sync_all`, ...); every kind is present,
 //! with zeros when it never ran, so a dashboard's queries never miss a series.
@@ -36,7 +47,9 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::memory_budget::{Consumer, MemoryBudgetSnapshot};
 use crate::metrics::{OpKind, LATENCY_BUCKETS};
+use crate::page_cache::PageCacheSnapshot;
 use crate::{IoContext, MetricsSnapshot};
 
 /// A label: (name, value).
@@ -51,6 +64,34 @@ pub struct LabeledSnapshot {
     pub labels: Vec<Label>,
     /// The values, as [`IoContext::metrics`](crate::IoContext::metrics) returned them.
     pub snapshot: MetricsSnapshot,
+    /// The page cache's figures ([`IoContext::page_cache_metrics`](crate::IoContext::page_cache_metrics)),
+    /// if they are to be exported.
+    pub page_cache: Option<PageCacheSnapshot>,
+    /// The memory budget's figures ([`IoContext::memory_metrics`](crate::IoContext::memory_metrics)), if
+    /// they are to be exported.
+    pub memory: Option<MemoryBudgetSnapshot>,
+}
+
+impl LabeledSnapshot {
+    /// A snapshot with `labels` and only the op metrics.
+    pub fn new(labels: Vec<Label>, snapshot: MetricsSnapshot) -> LabeledSnapshot {
+        LabeledSnapshot {
+            labels,
+            snapshot,
+            page_cache: None,
+            memory: None,
+        }
+    }
+
+    /// All figures of `ctx` now (ops, page cache, memory budget), with `labels`.
+    pub fn of_context(ctx: &IoContext, labels: Vec<Label>) -> LabeledSnapshot {
+        LabeledSnapshot {
+            labels,
+            snapshot: ctx.metrics(),
+            page_cache: Some(ctx.page_cache_metrics()),
+            memory: Some(ctx.memory_metrics()),
+        }
+    }
 }
 
 /// Rendering the text failed (`prometheus-client` reports a formatting error).
@@ -79,16 +120,16 @@ pub fn encode_text(snapshots: &[LabeledSnapshot]) -> Result<String, MetricsExpor
 }
 
 impl IoContext {
-    /// This context's metrics now, as [`encode_text`] renders them, labelled with `io_mode` and
-    /// `io_engine`.
+    /// This context's metrics now (ops, page cache, memory budget), as [`encode_text`] renders them,
+    /// labelled with `io_mode` and `io_engine`.
     pub fn metrics_text(&self) -> Result<String, MetricsExportError> {
-        encode_text(&[LabeledSnapshot {
-            labels: vec![
+        encode_text(&[LabeledSnapshot::of_context(
+            self,
+            vec![
                 ("io_mode".into(), self.io_mode().to_string().into()),
                 ("io_engine".into(), self.engine_kind().to_string().into()),
             ],
-            snapshot: self.metrics(),
-        }])
+        )])
     }
 }
 
@@ -122,6 +163,13 @@ fn series_labels(s: &LabeledSnapshot, op: Option<OpKind>) -> Vec<Label> {
     labels
 }
 
+/// The labels of a budget series: the snapshot's, then `consumer`.
+fn consumer_labels(s: &LabeledSnapshot, consumer: Consumer) -> Vec<Label> {
+    let mut labels = s.labels.clone();
+    labels.push(("consumer".into(), <&'static str>::from(consumer).into()));
+    labels
+}
+
 impl SnapshotCollector {
     /// One counter family with a series per snapshot and op kind.
     fn encode_op_counter(
@@ -141,6 +189,132 @@ impl SnapshotCollector {
             }
         }
         Ok(())
+    }
+
+    /// One family (counter or gauge) with a series per snapshot that has the figure (`value` gives
+    /// `None` for the others).
+    fn encode_optional(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        metric_type: MetricType,
+        value: impl Fn(&LabeledSnapshot) -> Option<u64>,
+    ) -> Result<(), std::fmt::Error> {
+        if self.0.iter().all(|s| value(s).is_none()) {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+        for s in &self.0 {
+            if let Some(v) = value(s) {
+                let labels = series_labels(s, None);
+                let mut metric = family.encode_family(&labels)?;
+                match metric_type {
+                    MetricType::Counter => metric.encode_counter::<NoLabelSet, _, u64>(&v, None)?,
+                    _ => metric.encode_gauge(&(v as i64))?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One gauge family with a series per snapshot that has budget figures and per consumer.
+    fn encode_consumer_gauge(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        value: impl Fn(&MemoryBudgetSnapshot, Consumer) -> u64,
+    ) -> Result<(), std::fmt::Error> {
+        if self.0.iter().all(|s| s.memory.is_none()) {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for s in &self.0 {
+            let Some(memory) = &s.memory else { continue };
+            for (consumer, _) in &memory.current {
+                let labels = consumer_labels(s, consumer);
+                family
+                    .encode_family(&labels)?
+                    .encode_gauge(&(value(memory, consumer) as i64))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The page cache's and the memory budget's families.
+    fn encode_cache_and_budget(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        type CacheFigure = fn(&PageCacheSnapshot) -> u64;
+        let cache: [(&str, &str, CacheFigure); 5] = [
+            ("hits", "Page lookups that found the page resident.", |c| {
+                c.hits
+            }),
+            (
+                "misses",
+                "Page lookups that read the page from the file.",
+                |c| c.misses,
+            ),
+            (
+                "evictions",
+                "Pages dropped for others or to give memory back to the budget.",
+                |c| c.evictions,
+            ),
+            (
+                "device_reads",
+                "Reads from files made to fill pages.",
+                |c| c.device_reads,
+            ),
+            (
+                "inserts",
+                "Pages put in by writers (write-through) and by reads of several pages at once.",
+                |c| c.inserts,
+            ),
+        ];
+        for (name, help, figure) in cache {
+            self.encode_optional(
+                encoder,
+                &format!("virtual_file_page_cache_{name}"),
+                help,
+                MetricType::Counter,
+                |s| s.page_cache.as_ref().map(figure),
+            )?;
+        }
+        self.encode_optional(
+            encoder,
+            "virtual_file_page_cache_resident_pages",
+            "Pages held by the page cache now.",
+            MetricType::Gauge,
+            |s| s.page_cache.as_ref().map(|c| c.resident_pages),
+        )?;
+        self.encode_optional(
+            encoder,
+            "virtual_file_memory_budget_bytes",
+            "The memory budget of the context (all IO memory).",
+            MetricType::Gauge,
+            |s| s.memory.as_ref().map(|m| m.total),
+        )?;
+        self.encode_consumer_gauge(
+            encoder,
+            "virtual_file_memory_reserved_bytes",
+            "Bytes of the memory budget reserved now, by consumer.",
+            |m, c| m.current[c],
+        )?;
+        self.encode_consumer_gauge(
+            encoder,
+            "virtual_file_memory_reserved_peak_bytes",
+            "Most bytes of the memory budget reserved at once, by consumer.",
+            |m, c| m.peak[c],
+        )?;
+        self.encode_optional(
+            encoder,
+            "virtual_file_memory_budget_waits",
+            "Reservations that had to wait for memory.",
+            MetricType::Counter,
+            |s| s.memory.as_ref().map(|m| m.waits),
+        )
     }
 
     /// One counter family with a series per snapshot.
@@ -229,7 +403,8 @@ impl Collector for SnapshotCollector {
             "virtual_file_open_file_cache_evictions",
             "Descriptors closed to make room for another file.",
             |s| s.cache_evictions,
-        )
+        )?;
+        self.encode_cache_and_budget(&mut encoder)
     }
 }
 

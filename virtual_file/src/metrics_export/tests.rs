@@ -176,14 +176,11 @@ fn buckets_are_cumulative_and_the_sum_is_estimated_from_them() {
     snapshot.ops[OpKind::Read].latency_us[LATENCY_BUCKETS - 1] = 1; // open
     snapshot.ops[OpKind::Read].count = 4;
     let text = encode_text(&[
-        LabeledSnapshot {
-            labels: vec![("case".into(), "a".into())],
-            snapshot: snapshot.clone(),
-        },
-        LabeledSnapshot {
-            labels: vec![("case".into(), "b".into())],
-            snapshot: MetricsSnapshot::default(),
-        },
+        LabeledSnapshot::new(vec![("case".into(), "a".into())], snapshot.clone()),
+        LabeledSnapshot::new(
+            vec![("case".into(), "b".into())],
+            MetricsSnapshot::default(),
+        ),
     ])
     .unwrap();
     assert_eq!(
@@ -213,4 +210,79 @@ fn buckets_are_cumulative_and_the_sum_is_estimated_from_them() {
     let b = [("case", "b"), ("op", "read")];
     assert_eq!(get(&samples, &format!("{h}_count"), &b), 0.0);
     assert_eq!(get(&samples, "virtual_file_ops_total", &a), 4.0);
+}
+
+/// The page cache's and the memory budget's figures are in the export, equal to the snapshots.
+#[tokio::test]
+async fn page_cache_and_budget_figures_are_exported() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let ctx = IoContext::builder()
+            .engine(IoEngine::launch(IoEngineKind::StdFs).unwrap())
+            .mode(IoMode::Buffered)
+            .memory_budget_bytes(1 << 20)
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = VirtualFile::create(&ctx, dir.path().join("f"))
+            .await
+            .unwrap();
+        let buf = IoBufferMut::<DefaultAlign>::from_slice(&[7u8; 3 * 8192]);
+        file.write_all_at(FullSlice::new(buf), 0).await.1.unwrap();
+        let mut out = vec![0u8; 8192];
+        for _ in 0..3 {
+            file.read_cached_at(8192, &mut out).await.unwrap();
+        }
+        let held = ctx
+            .memory_budget()
+            .reserve(crate::Consumer::ReadBuffers, 4096)
+            .await
+            .unwrap();
+        let cache = ctx.page_cache_metrics();
+        let memory = ctx.memory_metrics();
+        let samples = scrape(&ctx.metrics_text().unwrap());
+        drop(held);
+        let l = [("io_mode", "buffered"), ("io_engine", "std-fs")];
+        assert_eq!(cache.misses, 1);
+        assert_eq!(cache.hits, 2);
+        for (name, value) in [
+            ("virtual_file_page_cache_hits_total", cache.hits),
+            ("virtual_file_page_cache_misses_total", cache.misses),
+            ("virtual_file_page_cache_evictions_total", cache.evictions),
+            (
+                "virtual_file_page_cache_device_reads_total",
+                cache.device_reads,
+            ),
+            ("virtual_file_page_cache_inserts_total", cache.inserts),
+            (
+                "virtual_file_page_cache_resident_pages",
+                cache.resident_pages,
+            ),
+            ("virtual_file_memory_budget_bytes", 1 << 20),
+            ("virtual_file_memory_budget_waits_total", memory.waits),
+        ] {
+            assert_eq!(get(&samples, name, &l), value as f64, "{name}");
+        }
+        for (consumer, current) in &memory.current {
+            let name: &str = consumer.into();
+            let cl = [l[0], l[1], ("consumer", name)];
+            assert_eq!(
+                get(&samples, "virtual_file_memory_reserved_bytes", &cl),
+                *current as f64,
+                "{name}"
+            );
+            assert_eq!(
+                get(&samples, "virtual_file_memory_reserved_peak_bytes", &cl),
+                memory.peak[consumer] as f64,
+                "{name}"
+            );
+        }
+        assert_eq!(memory.current[crate::Consumer::ReadBuffers], 4096);
+        assert!(memory.current[crate::Consumer::PageCache] >= 8192);
+        // A snapshot without these figures exports none of their families.
+        let text = encode_text(&[LabeledSnapshot::new(Vec::new(), ctx.metrics())]).unwrap();
+        assert!(!text.contains("virtual_file_page_cache"), "{text}");
+        assert!(!text.contains("virtual_file_memory"), "{text}");
+    })
+    .await
+    .expect("timed out");
 }
