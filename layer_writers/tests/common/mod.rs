@@ -18,6 +18,10 @@ pub const ENGINES: [IoEngineKind; 2] = [IoEngineKind::StdFs, IoEngineKind::Tokio
 /// A context with `mode` and a freshly started engine `kind`; `None` (with the reason printed) where the
 /// engine cannot start here, so the test is skipped visibly rather than passing silently. Must be called
 /// inside a tokio runtime (the io_uring engine registers with it).
+pub fn context(mode: IoMode, kind: IoEngineKind) -> Option<IoContext> {
+    context_with_budget(mode, kind, virtual_file::DEFAULT_MEMORY_BYTES)
+}
+
 /// [`context`] with a memory budget of `budget` bytes (a small one makes the in-memory layer's
 /// ephemeral file spill in the direct modes).
 pub fn context_with_budget(mode: IoMode, kind: IoEngineKind, budget: usize) -> Option<IoContext> {
@@ -33,23 +37,6 @@ pub fn context_with_budget(mode: IoMode, kind: IoEngineKind, budget: usize) -> O
             .engine(engine)
             .mode(mode)
             .memory_budget_bytes(budget)
-            .build()
-            .expect("context"),
-    )
-}
-
-pub fn context(mode: IoMode, kind: IoEngineKind) -> Option<IoContext> {
-    let engine = match IoEngine::launch(kind) {
-        Ok(engine) => engine,
-        Err(e) => {
-            engine_unavailable(kind, &e);
-            return None;
-        }
-    };
-    Some(
-        IoContext::builder()
-            .engine(engine)
-            .mode(mode)
             .build()
             .expect("context"),
     )
