@@ -46,11 +46,14 @@ impl std::fmt::Debug for BlobWriter {
 }
 
 impl BlobWriter {
-    /// A writer appending to `file` from `start_offset` (a multiple of the alignment), with buffers of
-    /// [`LAYER_WRITE_BUFFER_CAPACITY`] bytes. Must run inside a tokio runtime.
+    /// A writer appending to `file` from `start_offset` (a multiple of the alignment), with 4 buffers of
+    /// [`LAYER_WRITE_BUFFER_CAPACITY`] bytes (measured against 2: 608-739 vs 485-610 MiB/s for an 8 KiB
+    /// `direct-rw` in-memory write-out, neutral in `buffered`; buffers after the first are taken only if
+    /// the memory budget has room). Must run inside a tokio runtime.
     pub fn new(file: VirtualFile, start_offset: u64) -> Result<BlobWriter, LayerError> {
         let options = BufferedWriterOptions::default()
             .with_capacity(LAYER_WRITE_BUFFER_CAPACITY)
+            .with_depth(4)
             .with_start_offset(start_offset);
         Self::with_options(file, options)
     }
