@@ -70,14 +70,20 @@ fn all_kinds() -> Vec<OpKind> {
         .collect()
 }
 
+/// A `buffered`, `std-fs` context with a memory budget of `budget` bytes (inside a runtime).
+fn buffered_std_fs(budget: usize) -> IoContext {
+    IoContext::builder()
+        .engine(IoEngine::launch(IoEngineKind::StdFs).unwrap())
+        .mode(IoMode::Buffered)
+        .memory_budget_bytes(budget)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_op_kind_has_a_histogram_matching_the_snapshot() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let ctx = IoContext::builder()
-            .engine(IoEngine::launch(IoEngineKind::StdFs).unwrap())
-            .mode(IoMode::Buffered)
-            .build()
-            .unwrap();
+        let ctx = buffered_std_fs(crate::DEFAULT_MEMORY_BYTES);
         let dir = tempfile::tempdir().unwrap();
         let file = VirtualFile::create(&ctx, dir.path().join("f"))
             .await
@@ -216,12 +222,7 @@ fn buckets_are_cumulative_and_the_sum_is_estimated_from_them() {
 #[tokio::test]
 async fn page_cache_and_budget_figures_are_exported() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let ctx = IoContext::builder()
-            .engine(IoEngine::launch(IoEngineKind::StdFs).unwrap())
-            .mode(IoMode::Buffered)
-            .memory_budget_bytes(1 << 20)
-            .build()
-            .unwrap();
+        let ctx = buffered_std_fs(1 << 20);
         let dir = tempfile::tempdir().unwrap();
         let file = VirtualFile::create(&ctx, dir.path().join("f"))
             .await

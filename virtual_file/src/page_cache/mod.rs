@@ -349,8 +349,9 @@ impl PageCache {
         self.epoch.load(Relaxed)
     }
 
-    /// Counts a read of `pages` missing pages made outside [`with_page`](Self::with_page) (one device
-    /// read).
+    /// Counts a read of `pages` pages made outside [`with_page`](Self::with_page) (one device read): each
+    /// counts as a miss, also one that happened to be resident (a range is read whole when any of its
+    /// pages is missing).
     pub(crate) fn count_read(&self, pages: u64) {
         self.misses.fetch_add(pages, Relaxed);
         self.device_reads.fetch_add(1, Relaxed);
