@@ -245,6 +245,11 @@ impl MemoryBudget {
             return Ok(r);
         }
         self.inner.waits.fetch_add(1, Relaxed);
+        // One acquisition for the whole wait: it keeps its place in the semaphore's queue (and the
+        // permits already assigned to it) across reclaim notifications, so waiters are served in
+        // arrival order.
+        let acquire = self.inner.semaphore.acquire_many(bytes as u32);
+        tokio::pin!(acquire);
         loop {
             let notified = self.inner.reclaimable.notified();
             tokio::pin!(notified);
@@ -252,12 +257,12 @@ impl MemoryBudget {
             let short = bytes.saturating_sub(self.available());
             self.reclaim(short);
             tokio::select! {
-                permit = self.inner.semaphore.acquire_many(bytes as u32) => {
+                biased;
+                permit = &mut acquire => {
                     // The semaphore is never closed: it lives as long as `self`.
-                    if let Ok(permit) = permit {
-                        permit.forget();
-                        return Ok(self.account(consumer, bytes));
-                    }
+                    let permit = permit.expect("the budget's semaphore is never closed");
+                    permit.forget();
+                    return Ok(self.account(consumer, bytes));
                 }
                 () = &mut notified => {}
             }

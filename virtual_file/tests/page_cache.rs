@@ -149,19 +149,28 @@ async fn a_reused_path_never_hits_old_pages(
         out == new,
         "the new file's bytes, not the old file's cached pages"
     );
-    // A reopen of the same path is a new id too: it reads the file, not the old open's pages.
+    // A second open of the same file while `b` is open shares its pages: all hits, no read.
     let before = ctx.page_cache_metrics();
     let c = VirtualFile::open(&ctx, &path).await.unwrap();
     c.read_cached_at(0, &mut out).await.unwrap();
     assert!(out == new);
     let after = ctx.page_cache_metrics();
-    // all 8 pages missed, and were read in one read
-    assert_eq!(after.misses - before.misses, 8);
-    assert_eq!(after.device_reads - before.device_reads, 1);
-    // and are cached now: a second read is all hits
-    c.read_cached_at(0, &mut out).await.unwrap();
+    assert_eq!(after.device_reads, before.device_reads, "{after:?}");
+    assert_eq!(after.hits - before.hits, 8, "{after:?}");
+    // Once every handle is gone, the pages go with them, and an open reads the file again.
+    drop((b, c));
+    assert_eq!(ctx.page_cache_metrics().resident_pages, 0);
+    let d = VirtualFile::open(&ctx, &path).await.unwrap();
+    d.read_cached_at(0, &mut out).await.unwrap();
     assert!(out == new);
-    assert_eq!(ctx.page_cache_metrics().device_reads, after.device_reads);
+    let again = ctx.page_cache_metrics();
+    // all 8 pages missed, and were read in one read
+    assert_eq!(again.misses - after.misses, 8);
+    assert_eq!(again.device_reads - after.device_reads, 1);
+    // and are cached now: a second read is all hits
+    d.read_cached_at(0, &mut out).await.unwrap();
+    assert!(out == new);
+    assert_eq!(ctx.page_cache_metrics().device_reads, again.device_reads);
 }
 
 #[rstest]

@@ -15,6 +15,9 @@ pub struct FileStat {
     pub dev: u64,
     /// The inode number.
     pub ino: u64,
+    /// When the inode was created (`STATX_BTIME`: seconds and nanoseconds since the epoch), if the file
+    /// system reports it: with `dev` and `ino`, it tells a file from a later one that reuses its inode.
+    pub birth: Option<(i64, u32)>,
 }
 
 /// `O_DIRECT` alignment requirements reported by `statx(STATX_DIOALIGN)`.
@@ -27,7 +30,8 @@ pub struct DioAlign {
 }
 
 /// The `statx` mask this project asks for.
-pub(crate) const STATX_MASK: u32 = libc::STATX_BASIC_STATS | libc::STATX_DIOALIGN;
+pub(crate) const STATX_MASK: u32 =
+    libc::STATX_BASIC_STATS | libc::STATX_DIOALIGN | libc::STATX_BTIME;
 
 impl FileStat {
     /// Extracts the fields from a `statx` result.
@@ -45,6 +49,8 @@ impl FileStat {
             dio,
             dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
             ino: stx.stx_ino,
+            birth: (stx.stx_mask & libc::STATX_BTIME != 0)
+                .then_some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)),
         }
     }
 }

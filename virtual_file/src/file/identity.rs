@@ -87,10 +87,7 @@ impl super::VirtualFile {
                 mode: self.mode(),
             });
         }
-        let mut other = other;
-        // The same file (checked above): it shares this open's page cache pages, so pages this open
-        // wrote through are served to the other.
-        other.cache_id = self.cache_id;
+        // The same file (checked above): it shares this open's cached pages, like every handle of the file.
         Ok(other)
     }
 }

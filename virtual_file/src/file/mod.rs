@@ -11,7 +11,11 @@
 //! - Temp files get unique names and are created exclusively (`O_CREAT | O_EXCL`); they are removed on
 //!   drop unless persisted, and persisting renames without replacing an existing file unless asked
 //!   (`RENAME_NOREPLACE`); see [`VirtualFile::create_temp`] and [`VirtualFile::persist`] (`temp.rs`).
+//! - Every handle of one file shares one set of cached pages, and every mutation through any of them
+//!   (write, `set_len`, `fallocate`, an open that truncates) drops the pages it can change before its IO
+//!   and again after it completed, also when its future is dropped (`coherence.rs`).
 
+mod coherence;
 mod identity;
 mod open_options;
 mod owned_io;
@@ -22,6 +26,8 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use coherence::{GuardedBuf, MutationGuard, SharedFile};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -38,15 +44,21 @@ use crate::context::IoContext;
 use crate::error::{Error, MisalignedPart};
 use crate::io_mode::IoMode;
 use crate::metrics::OpKind;
+use crate::page_cache::CACHE_PAGE_SIZE;
 
 /// A file opened through an [`IoContext`].
 pub struct VirtualFile {
     pub(crate) ctx: IoContext,
     pub(crate) path: PathBuf,
-    /// This open file's id in the page cache: fresh per open, never reused.
-    pub(crate) cache_id: u64,
-    /// Some of the file's pages were put in the page cache, so writes must drop what they change.
-    cached: AtomicBool,
+    /// What every handle of this file in the process shares: its page-cache id and the invalidation of
+    /// cached pages by mutations (`coherence.rs`).
+    pub(crate) shared: Arc<SharedFile>,
+    /// This handle registered its context's page cache with `shared` (so mutations through any handle
+    /// drop pages there).
+    registered: AtomicBool,
+    /// (offset, length, invalidation count after it) of this handle's last completed write, for
+    /// write-through ([`Self::cache_written`]).
+    last_write: Mutex<Option<(u64, usize, u64)>>,
     /// Pages written through a `BufferedWriter` are put in the page cache ([`Self::keep_written_pages`]).
     keep_written: bool,
     /// Flags for reopening after eviction (includes `O_DIRECT` if the file uses it).
@@ -113,6 +125,10 @@ impl VirtualFile {
         let base_flags = opts
             .flags()
             .map_err(|msg| Error::Config(format!("open {}: {msg}", path.display())))?;
+        // A truncation is a mutation like any other (`set_len(0)` below, with its page invalidation), not
+        // a side effect of the open that the page caches could not see.
+        let truncate = base_flags & libc::O_TRUNC != 0;
+        let base_flags = base_flags & !libc::O_TRUNC;
         let mut direct = mode.uses_direct(opts.is_write());
         let (index, mut guard) = ctx.inner.cache.victim().await;
         if guard.fd.take().is_some() {
@@ -184,8 +200,9 @@ impl VirtualFile {
         let mut file = VirtualFile {
             ctx: ctx.clone(),
             path,
-            cache_id: ctx.inner.page_cache.next_file_id(),
-            cached: AtomicBool::new(false),
+            shared: SharedFile::of(&stat),
+            registered: AtomicBool::new(false),
+            last_write: Mutex::new(None),
             keep_written: false,
             reopen_flags: flags,
             direct,
@@ -196,6 +213,9 @@ impl VirtualFile {
         };
         if direct {
             file.check_dio_alignment(&stat)?;
+        }
+        if truncate && stat.size > 0 {
+            file.set_len(0).await?;
         }
         file.remove_on_drop = false;
         Ok(file)
@@ -253,11 +273,42 @@ impl VirtualFile {
         &self.ctx
     }
 
-    /// Records that the file has (or may soon have) pages in the page cache.
+    /// Records that the file has (or may soon have) pages in this handle's page cache: from now on every
+    /// mutation of the file, through any handle, drops the pages it changes there. Called before
+    /// anything is looked up or put in.
     pub(crate) fn mark_cached(&self) {
-        if !self.cached.load(Ordering::Relaxed) {
-            self.cached.store(true, Ordering::Relaxed);
+        if !self.registered.load(Ordering::Acquire) {
+            self.shared.register_cache(&self.ctx.inner.page_cache);
+            self.registered.store(true, Ordering::Release);
         }
+    }
+
+    /// The file's id in the page caches (shared by every handle of the file in this process).
+    pub(crate) fn cache_id(&self) -> u64 {
+        self.shared.cache_id
+    }
+
+    /// Mutations (writes, `set_len`, `fallocate`) of this file through any handle in this process whose
+    /// IO has not completed yet, including those whose futures were dropped while the io_uring engine
+    /// still had them. For tests and orderly shutdown: 0 means every mutation started so far is in the
+    /// file and its stale pages are dropped.
+    pub fn mutations_in_flight(&self) -> usize {
+        self.shared.mutations_in_flight()
+    }
+
+    /// The invalidation count after this handle's last completed write, if that write was `len` bytes at
+    /// `offset`.
+    pub(crate) fn last_write_seq(&self, offset: u64, len: usize) -> Option<u64> {
+        let last = *self.last_write.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            Some((o, l, seq)) if o == offset && l == len => Some(seq),
+            _ => None,
+        }
+    }
+
+    /// Starts a mutation that can change the cached pages `pages` of this file (`coherence.rs`).
+    fn begin_mutation(&self, pages: std::ops::Range<u64>) -> MutationGuard {
+        self.shared.begin_mutation(pages)
     }
 
     /// Keep what a [`BufferedWriter`](crate::BufferedWriter) writes to this file readable from the page
@@ -273,10 +324,6 @@ impl VirtualFile {
     /// True if written pages are kept in the page cache.
     pub fn keeps_written_pages(&self) -> bool {
         self.keep_written
-    }
-
-    pub(crate) fn has_cached_pages(&self) -> bool {
-        self.cached.load(Ordering::Relaxed)
     }
 
     fn mode(&self) -> IoMode {
@@ -491,7 +538,15 @@ impl VirtualFile {
         };
         let start = Instant::now();
         let mut done = 0;
-        let mut inner = buf.into_inner();
+        // The guard rides with the buffer: it is dropped (and the written pages invalidated a second
+        // time) when the engine gives the buffer back, which for a write whose future was dropped is
+        // when the kernel completed it.
+        let page = CACHE_PAGE_SIZE as u64;
+        let pages = offset / page..(offset + len as u64).div_ceil(page);
+        let mut inner = GuardedBuf {
+            buf: buf.into_inner(),
+            guard: self.begin_mutation(pages),
+        };
         let result = loop {
             let part = FullSlice::with_range(inner, begin + done..end);
             let (p, res) = self
@@ -534,8 +589,11 @@ impl VirtualFile {
         };
         self.record(OpKind::Write, start, done, result.is_ok());
         drop(pinned);
-        self.invalidate_cached(offset, len as u64);
-        (FullSlice::with_range(inner, begin..end), result)
+        let GuardedBuf { buf, guard } = inner;
+        let seq = guard.finish();
+        *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) =
+            result.is_ok().then_some((offset, len, seq));
+        (FullSlice::with_range(buf, begin..end), result)
     }
 
     async fn simple_op<T, F, Fut>(
@@ -561,16 +619,65 @@ impl VirtualFile {
         res.map_err(|e| self.io_error(op, offset, len, e))
     }
 
-    /// Sets the file's length (any length, also for `O_DIRECT` files).
+    /// Sets the file's length (any length, also for `O_DIRECT` files). Cached pages from the new length
+    /// on are dropped for every handle of the file (only whole pages are cached, so growing changes
+    /// none of them).
     pub async fn set_len(&self, len: u64) -> Result<(), Error> {
-        let engine = &self.ctx.inner.engine;
-        let res = self
-            .simple_op(OpKind::SetLen, Some(len), None, |fd| async move {
-                engine.ftruncate(&fd, len).await
-            })
-            .await;
-        self.invalidate_cached_from(len);
-        res
+        let pages = len / CACHE_PAGE_SIZE as u64..u64::MAX;
+        self.mutating_op(
+            OpKind::SetLen,
+            Some(len),
+            None,
+            pages,
+            move |engine, fd| async move { engine.ftruncate(&fd, len).await },
+        )
+        .await
+    }
+
+    /// Runs the mutation `f` (retrying `EINTR`) with its page invalidation: the pages `pages` are
+    /// dropped before and after the op. The op runs on a spawned task that owns the guard, so if this
+    /// future is dropped while the engine still has the op, the second drop of the pages happens when
+    /// the op completed, not before. Outside a tokio runtime it runs inline.
+    async fn mutating_op<F, Fut>(
+        &self,
+        op: OpKind,
+        offset: Option<u64>,
+        len: Option<usize>,
+        pages: std::ops::Range<u64>,
+        f: F,
+    ) -> Result<(), Error>
+    where
+        F: Fn(io_engine::IoEngine, Arc<IoFd>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
+    {
+        let pinned = self.pin().await?;
+        let fd = Arc::clone(pinned.fd());
+        let ctx = self.ctx.clone();
+        let guard = self.begin_mutation(pages);
+        let task = async move {
+            let start = Instant::now();
+            let res = loop {
+                match f(ctx.inner.engine.clone(), Arc::clone(&fd)).await {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            ctx.inner.metrics.ops[op].record(start.elapsed(), 0, res.is_ok());
+            guard.finish();
+            res
+        };
+        let res = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => match runtime.spawn(task).await {
+                Ok(res) => res,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(io::Error::other(
+                    "the runtime shut down before the op ran (its pages were dropped)",
+                )),
+            },
+            Err(_) => task.await,
+        };
+        drop(pinned);
+        res.map_err(|e| self.io_error(op, offset, len, e))
     }
 
     /// `fsync`: data and metadata durable.
@@ -600,14 +707,27 @@ impl VirtualFile {
         .await
     }
 
-    /// Reserves space: `fallocate(mode, offset, len)`.
+    /// `fallocate(mode, offset, len)`: reserves space, or with `FALLOC_FL_*` flags punches holes, zeroes,
+    /// collapses or inserts ranges. Cached pages the op can change are dropped for every handle of the
+    /// file: the range's pages, or every page from `offset` on for `COLLAPSE_RANGE` / `INSERT_RANGE`
+    /// (which shift the rest of the file) and for flags this code does not know.
     pub async fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> Result<(), Error> {
-        let engine = &self.ctx.inner.engine;
-        self.simple_op(
+        let page = CACHE_PAGE_SIZE as u64;
+        const IN_PLACE: libc::c_int = libc::FALLOC_FL_KEEP_SIZE
+            | libc::FALLOC_FL_PUNCH_HOLE
+            | libc::FALLOC_FL_ZERO_RANGE
+            | libc::FALLOC_FL_UNSHARE_RANGE;
+        let pages = if mode & !IN_PLACE == 0 {
+            offset / page..offset.saturating_add(len).div_ceil(page)
+        } else {
+            offset / page..u64::MAX
+        };
+        self.mutating_op(
             OpKind::Fallocate,
             Some(offset),
             Some(len as usize),
-            |fd| async move { engine.fallocate(&fd, mode, offset, len).await },
+            pages,
+            move |engine, fd| async move { engine.fallocate(&fd, mode, offset, len).await },
         )
         .await
     }

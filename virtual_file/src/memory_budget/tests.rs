@@ -91,3 +91,58 @@ async fn a_waiter_reclaims_cache_memory() {
     assert_eq!(hoard.held.lock().unwrap().len(), 6);
     assert!(b.snapshot().total_peak <= 1000);
 }
+
+/// First come, first served: a large request that waits is not overtaken by small requests that arrive
+/// after it, however often reclaimable memory is announced in between (each announcement used to drop
+/// the large request's place in the queue and put it back at the end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_waiter_is_not_overtaken_by_small_ones() {
+    const PAGE: usize = 8 << 10;
+    let b = MemoryBudget::new(16 * PAGE);
+    let mut held: Vec<Reservation> = (0..16)
+        .map(|_| b.try_reserve(Consumer::PageCache, PAGE).unwrap())
+        .collect();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let wait_for_waiters = |n: u64| {
+        let b = b.clone();
+        async move {
+            tokio::time::timeout(T, async {
+                while b.snapshot().waits < n {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .unwrap();
+        }
+    };
+    let spawn = |name: &'static str, bytes: usize| {
+        let (b, order) = (b.clone(), Arc::clone(&order));
+        tokio::spawn(async move {
+            let r = b.reserve(Consumer::WriterBuffers, bytes).await.unwrap();
+            order.lock().unwrap().push(name);
+            // Hold it a little, then give it back.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(r);
+        })
+    };
+    let large = spawn("large", 8 * PAGE);
+    wait_for_waiters(1).await;
+    // counted just before it queues in the same poll: give that poll time to end
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let small: Vec<_> = (0..20).map(|_| spawn("small", PAGE)).collect();
+    wait_for_waiters(21).await;
+    // Memory comes back one page at a time, each time announced as reclaimable.
+    while let Some(r) = held.pop() {
+        drop(r);
+        b.notify_reclaimable();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::timeout(T, large).await.unwrap().unwrap();
+    for s in small {
+        tokio::time::timeout(T, s).await.unwrap().unwrap();
+    }
+    let order = order.lock().unwrap();
+    assert_eq!(order.len(), 21);
+    assert_eq!(order[0], "large", "served in the order {order:?}");
+    assert!(b.snapshot().total_peak <= 16 * PAGE as u64);
+}

@@ -5,7 +5,7 @@ use std::io;
 
 use io_engine::{IoBufferMut, Slice};
 
-use super::{PageKey, CACHE_PAGE_SIZE};
+use super::{PageBuf, PageKey, CACHE_PAGE_SIZE};
 use crate::error::Error;
 use crate::file::VirtualFile;
 use crate::metrics::OpKind;
@@ -16,18 +16,26 @@ impl VirtualFile {
     /// Fills `dst` with the bytes at `offset` through the context's page cache: every
     /// [`CACHE_PAGE_SIZE`] page the range touches is served from the cache, or read once from the file
     /// (a whole aligned page, straight into the cache slot, also for `O_DIRECT`) and kept. End of file
-    /// before `dst` is full is an error of kind `UnexpectedEof`. `offset` and `dst` need no alignment.
+    /// before `dst` is full (also a range that starts past the end) is an error of kind `UnexpectedEof`.
+    /// `offset` and `dst` need no alignment.
     ///
     /// A range of several pages that are all resident is copied under one lock; otherwise all its pages
     /// are read from the file in one read (one device IO, not one per page) and put in the cache.
+    ///
+    /// Coherent with every mutation through any [`VirtualFile`] of the same file in this process (see
+    /// `file/coherence.rs`): once a write, `set_len` or `fallocate` has completed, no read returns the bytes
+    /// it replaced. Writes by other processes or raw descriptors are not seen while pages are cached.
     pub async fn read_cached_at(&self, offset: u64, dst: &mut [u8]) -> Result<(), Error> {
         self.mark_cached();
         let len = dst.len();
         if len == 0 {
             return Ok(());
         }
+        let Some(end) = offset.checked_add(len as u64) else {
+            return self.check_full(offset, len, 0);
+        };
         let first = offset / PAGE;
-        let last = (offset + len as u64 - 1) / PAGE;
+        let last = (end - 1) / PAGE;
         if first == last {
             let copied = self.read_page_part(offset, dst).await?;
             return self.check_full(offset, len, copied);
@@ -36,7 +44,7 @@ impl VirtualFile {
             .ctx
             .inner
             .page_cache
-            .copy_if_resident(self.cache_id, offset, dst)
+            .copy_if_resident(self.cache_id(), offset, dst)
         {
             return Ok(());
         }
@@ -45,7 +53,8 @@ impl VirtualFile {
 
     /// A range over pages `first..=last` not all resident: one read of all of them (one device IO
     /// where the kernel's cache is bypassed, as many as a value spanning two pages needs), the wanted
-    /// bytes copied out, and the pages put in the cache unless a write invalidated pages meanwhile.
+    /// bytes copied out, and the pages put in the cache unless a mutation of the file began or ended
+    /// meanwhile.
     /// Concurrent misses of these pages are not merged into one read, as single-page misses are.
     async fn read_pages_once(
         &self,
@@ -55,7 +64,7 @@ impl VirtualFile {
         last: u64,
     ) -> Result<(), Error> {
         let cache = &self.ctx.inner.page_cache;
-        let epoch = cache.epoch();
+        let seen = self.shared.seq();
         let start = first * PAGE;
         let span = ((last - first + 1) * PAGE) as usize;
         let align = self.ctx.alignment();
@@ -80,8 +89,16 @@ impl VirtualFile {
         cache.count_read(last - first + 1);
         let skip = (offset - start) as usize;
         let copied = buf.len().saturating_sub(skip).min(dst.len());
-        dst[..copied].copy_from_slice(&buf[skip..skip + copied]);
-        cache.insert_read(self.cache_id, first, &buf, epoch);
+        if copied > 0 {
+            dst[..copied].copy_from_slice(&buf[skip..skip + copied]);
+        }
+        cache.insert_pages(
+            self.cache_id(),
+            first,
+            &buf,
+            (self.shared.seq_counter(), seen),
+            false,
+        );
         self.check_full(offset, dst.len(), copied)
     }
 
@@ -98,7 +115,9 @@ impl VirtualFile {
                 self.page_key(page_no),
                 |bytes| {
                     let n = bytes.len().saturating_sub(in_page).min(want);
-                    out[..n].copy_from_slice(&bytes[in_page..in_page + n]);
+                    if n > 0 {
+                        out[..n].copy_from_slice(&bytes[in_page..in_page + n]);
+                    }
                     n
                 },
                 |buf| self.load_page(buf, page_no),
@@ -123,42 +142,26 @@ impl VirtualFile {
         })
     }
 
-    /// Puts `data`, just written at `offset` (a multiple of [`CACHE_PAGE_SIZE`]), into the page cache as
-    /// this file's pages, while the budget allows (write-through: later reads of them do not go to the
-    /// device). A last partial page is kept only if it ends the file (`data` is the file's tail).
-    pub fn cache_written(&self, offset: u64, data: &[u8]) {
+    /// Puts `data`, just written at `offset` by this handle's last completed write (`write_all_at` of
+    /// exactly these bytes, a multiple of [`CACHE_PAGE_SIZE`] from a page boundary), into the page cache
+    /// as this file's pages, while the budget allows (write-through: later reads of them do not go to
+    /// the device). A last partial page is not kept. Nothing is put in if any other mutation of the file
+    /// began or ended since that write completed, or if `data` is not what that write wrote.
+    pub(crate) fn cache_written(&self, offset: u64, data: &[u8]) {
         if offset % PAGE != 0 {
             return;
         }
+        let Some(seen) = self.last_write_seq(offset, data.len()) else {
+            return;
+        };
         self.mark_cached();
-        let cache = &self.ctx.inner.page_cache;
-        for (i, chunk) in data.chunks(CACHE_PAGE_SIZE).enumerate() {
-            cache.insert(self.page_key(offset / PAGE + i as u64), chunk);
-        }
-    }
-
-    /// Drops cached pages that a write of `len` bytes at `offset` changes.
-    pub(crate) fn invalidate_cached(&self, offset: u64, len: u64) {
-        if !self.has_cached_pages() || len == 0 {
-            return;
-        }
-        let first = offset / PAGE;
-        let end = (offset + len).div_ceil(PAGE);
-        self.ctx
-            .inner
-            .page_cache
-            .invalidate(self.cache_id, first..end);
-    }
-
-    /// Drops every cached page from `len` on (a truncation or extension changes the last page).
-    pub(crate) fn invalidate_cached_from(&self, len: u64) {
-        if !self.has_cached_pages() {
-            return;
-        }
-        self.ctx
-            .inner
-            .page_cache
-            .invalidate(self.cache_id, len / PAGE..u64::MAX);
+        self.ctx.inner.page_cache.insert_pages(
+            self.cache_id(),
+            offset / PAGE,
+            data,
+            (self.shared.seq_counter(), seen),
+            true,
+        );
     }
 
     /// Appends the `len` bytes at `offset` to `out` if every page they touch is in the cache now
@@ -169,24 +172,20 @@ impl VirtualFile {
         self.ctx
             .inner
             .page_cache
-            .append_if_resident(self.cache_id, offset, len, out)
+            .append_if_resident(self.cache_id(), offset, len, out)
     }
 
     fn page_key(&self, page_no: u64) -> PageKey {
-        (self.cache_id, page_no)
+        (self.cache_id(), page_no)
     }
 
     /// Reads page `page_no` into `buf` (empty, capacity at least a page): a whole page, or less at end of
     /// file.
-    async fn load_page(
-        &self,
-        mut buf: IoBufferMut,
-        page_no: u64,
-    ) -> (IoBufferMut, Result<(), Error>) {
+    async fn load_page(&self, mut buf: PageBuf, page_no: u64) -> (PageBuf, Result<(), Error>) {
         let base = page_no * PAGE;
         let align = self.ctx.alignment();
         loop {
-            let done = buf.len();
+            let done = buf.buf.len();
             if done == CACHE_PAGE_SIZE {
                 return (buf, Ok(()));
             }
@@ -197,7 +196,7 @@ impl VirtualFile {
             match res {
                 Ok(0) => return (buf, Ok(())),
                 // An O_DIRECT read ends short of an aligned position only at end of file.
-                Ok(_) if self.is_direct() && buf.len() % align != 0 => return (buf, Ok(())),
+                Ok(_) if self.is_direct() && buf.buf.len() % align != 0 => return (buf, Ok(())),
                 Ok(_) => {}
                 Err(e) => return (buf, Err(e)),
             }

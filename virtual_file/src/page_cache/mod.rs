@@ -6,16 +6,24 @@
 //! - Fixed-size slots of [`CACHE_PAGE_SIZE`] bytes, each an aligned [`IoBufferMut`], carved from the
 //!   context's [`MemoryBudget`] (consumer [`Consumer::PageCache`]): a slot holds a [`Reservation`] for its
 //!   buffer from before the buffer is allocated until it is freed.
-//! - Keyed by (file cache id, page number). The cache id is a fresh number per opened
-//!   [`VirtualFile`](crate::VirtualFile), never reused in the process, so a page can never be served for
-//!   another file that reuses a path (or for the same path reopened).
+//! - Keyed by (file cache id, page number). The cache id belongs to the file, not to one open of it:
+//!   every handle of one file in the process (read-only twins, second opens, opens through other
+//!   contexts) has the same id, and a file that reuses a path or an inode gets a new one (see
+//!   `file/coherence.rs` for the identity and the coherence rule: every mutation through a
+//!   [`VirtualFile`](crate::VirtualFile) drops the pages it can change, before its IO and after it).
+//! - Only whole pages are kept: a page that ends short (the end of the file) is served to the read that
+//!   loaded it and not kept, so a later change of the file's length cannot leave a short page behind.
 //! - Clock eviction (second chance): a hit sets the slot's referenced bit, the hand clears it and takes
 //!   the first slot found without it. A slot being read (`Loading`) is pinned: never evicted.
 //! - Concurrent misses of one page do one IO: the first miss puts the slot in `Loading` and reads; the
 //!   others wait for it (one `Notify` per cache) and then hit.
 //! - A read of several pages that are not all resident reads the whole range in one IO and puts the
-//!   pages in afterwards (`insert_read`), unless an invalidation happened meanwhile (the cache's epoch);
-//!   such reads are not merged with concurrent misses of the same pages.
+//!   pages in afterwards (`insert_read`), unless a mutation of the file began or ended meanwhile (the
+//!   file's invalidation count); such reads are not merged with concurrent misses of the same pages.
+//! - A load is panic-safe and cancellation-safe: if it fails, panics or its future is dropped, the slot
+//!   is left vacant and its waiters look again (a slot is never `Loading` forever). The page's budget
+//!   reservation travels with its buffer, so a read cancelled while the kernel owns the buffer keeps its
+//!   bytes reserved until the kernel gives the buffer back.
 //! - The read goes straight into the slot's buffer (owned-buffer IO: the buffer leaves the slot for the
 //!   read and comes back with it), also for `O_DIRECT`; no bounce buffer.
 //! - A hit copies the wanted bytes out under the cache's lock; no pin outlives a call, so a lookup that
@@ -28,19 +36,20 @@
 //!
 //! - One mutex for the whole cache; the copy of a hit (8 KiB, about 1.5 us) is made under it. With many
 //!   cores this lock would need sharding.
-//! - A file's pages stay until evicted after the file is closed (their id is never looked up again).
-//! - Writes through [`VirtualFile`](crate::VirtualFile) drop the cached pages they overlap, but a read that
-//!   races with a write of the same page may return either version, as an uncached read may.
+//! - A read that races with a write of the same page may return either version, as an uncached read
+//!   may; once the write has completed, every read returns the new bytes.
+//! - Writes by other processes or through raw descriptors are not seen (see `file/coherence.rs`).
+//! - The last page of a file whose length is not a multiple of a page is read from the file every time.
 
 mod file_reads;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use io_engine::IoBufferMut;
+use io_engine::{IoBuf, IoBufMut, IoBufferMut};
 use tokio::sync::Notify;
 
 use crate::memory_budget::{Consumer, MemoryBudget, MemoryBudgetError, Reclaim, Reservation};
@@ -80,15 +89,11 @@ pub(crate) struct PageCache {
     state: Mutex<State>,
     /// A load finished (page ready, or slot free again) or a slot became free.
     changed: Notify,
-    next_file_id: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
     device_reads: AtomicU64,
     inserts: AtomicU64,
-    /// Bumped (under the state lock) by every invalidation: a read made outside the cache puts its pages
-    /// in only if no invalidation happened since it started ([`PageCache::insert_read`]).
-    epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -116,10 +121,37 @@ enum Slot {
     },
 }
 
-/// A slot's buffer and the budget bytes that pay for it.
+/// A slot's buffer and the budget bytes that pay for it. A page read takes both, so the bytes stay
+/// reserved for as long as the engine (or the kernel) holds the buffer.
 pub(crate) struct PageBuf {
     pub(crate) buf: IoBufferMut,
     _reservation: Reservation,
+}
+
+// SAFETY: every pointer and length is `buf`'s (`IoBufferMut` keeps the stable-pointer invariant: its heap
+// allocation does not move with the value and is not reallocated while an engine owns it); the
+// reservation is plain bookkeeping that touches no part of the buffer.
+unsafe impl IoBuf for PageBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.buf.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.buf.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.buf.bytes_total()
+    }
+}
+
+// SAFETY: as for `IoBuf`: the writable memory is `buf`'s alone.
+unsafe impl IoBufMut for PageBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.buf.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: the caller's guarantee (`[0, pos)` initialized, `pos <= bytes_total()`) is about `buf`.
+        unsafe { self.buf.set_init(pos) }
+    }
 }
 
 /// A point-in-time copy of the page cache's metrics.
@@ -160,22 +192,15 @@ impl PageCache {
             budget: budget.clone(),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
-            next_file_id: AtomicU64::new(1),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             device_reads: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&cache);
         budget.register_reclaimer(weak);
         cache
-    }
-
-    /// A fresh file id, never handed out before in this cache.
-    pub(crate) fn next_file_id(&self) -> u64 {
-        self.next_file_id.fetch_add(1, Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -194,9 +219,9 @@ impl PageCache {
         }
     }
 
-    /// Calls `f` with the bytes of page `key` (shorter than a page only at end of file), reading the page
-    /// with `load` on a miss. `load` gets an empty page buffer and returns it filled (or an error, and the
-    /// buffer back).
+    /// Calls `f` with the bytes of page `key` (shorter than a page only at end of file, and then not kept),
+    /// reading the page with `load` on a miss. `load` gets an empty page buffer and returns it filled (or
+    /// an error, and the buffer back).
     pub(crate) async fn with_page<R, E, L, Fut>(
         &self,
         key: PageKey,
@@ -204,8 +229,8 @@ impl PageCache {
         load: L,
     ) -> Result<R, E>
     where
-        L: Fn(IoBufferMut) -> Fut,
-        Fut: std::future::Future<Output = (IoBufferMut, Result<(), E>)>,
+        L: Fn(PageBuf) -> Fut,
+        Fut: std::future::Future<Output = (PageBuf, Result<(), E>)>,
         E: From<MemoryBudgetError>,
     {
         // The hit path: one lock, one lookup, the copy; no waiter registered.
@@ -247,24 +272,18 @@ impl PageCache {
                 }
                 Lookup::Load { slot, mut page } => {
                     self.misses.fetch_add(1, Relaxed);
+                    // Armed until `finish`: a load that is dropped, or a `load` or `f` that panics, leaves
+                    // the slot vacant and wakes the waiters.
                     let guard = LoadGuard {
                         cache: self,
                         slot,
                         key,
-                        armed: true,
                     };
                     page.buf.clear();
-                    let (buf, res) = load(std::mem::replace(
-                        &mut page.buf,
-                        IoBufferMut::with_capacity(0),
-                    ))
-                    .await;
-                    page.buf = buf;
-                    let mut guard = guard;
-                    guard.armed = false;
+                    let (page, res) = load(page).await;
                     self.device_reads.fetch_add(1, Relaxed);
                     let out = res.map(|()| f(page.buf.as_slice()));
-                    self.finish_load(slot, key, page, out.is_ok());
+                    guard.finish(page, out.is_ok());
                     return out;
                 }
             }
@@ -325,7 +344,7 @@ impl PageCache {
         {
             let mut st = self.lock();
             let stale = matches!(st.slots[slot], Slot::Loading { stale: true, .. });
-            if ok && !stale {
+            if ok && !stale && page.buf.len() == CACHE_PAGE_SIZE {
                 st.slots[slot] = Slot::Ready {
                     key,
                     page,
@@ -343,12 +362,6 @@ impl PageCache {
         self.budget.notify_reclaimable();
     }
 
-    /// The invalidation epoch, to be passed to [`insert_read`](Self::insert_read) by a read that starts
-    /// now.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Relaxed)
-    }
-
     /// Counts a read of `pages` pages made outside [`with_page`](Self::with_page) (one device read): each
     /// counts as a miss, also one that happened to be resident (a range is read whole when any of its
     /// pages is missing).
@@ -357,32 +370,35 @@ impl PageCache {
         self.device_reads.fetch_add(1, Relaxed);
     }
 
-    /// Puts pages read from a file by one read outside the cache: `data` holds pages `first`, `first + 1`,
-    /// ... of file `file_id` (the last may be short at end of file). Only pages not resident or being
-    /// read are put in, and nothing at all if an invalidation happened since `epoch` (a write may have
-    /// changed them after the read). Takes memory like [`insert`](Self::insert); never waits.
-    pub(crate) fn insert_read(&self, file_id: u64, first: u64, data: &[u8], epoch: u64) {
+    /// Puts pages of file `file_id` read or written outside the cache: `data` holds pages `first`,
+    /// `first + 1`, ... (a last short page is not kept). Nothing at all is put in unless `seq` still
+    /// holds `seen` (the file's invalidation count, checked under the cache's lock: a mutation that
+    /// began or ended since the read started, or since the write completed, may have changed the pages).
+    /// With `replace`, resident pages are overwritten (write-through: `data` is what the file now holds);
+    /// without, only pages not resident are put in. Takes memory only if it is free or a page can be
+    /// evicted; never waits.
+    pub(crate) fn insert_pages(
+        &self,
+        file_id: u64,
+        first: u64,
+        data: &[u8],
+        (seq, seen): (&AtomicU64, u64),
+        replace: bool,
+    ) {
         let mut st = self.lock();
-        if self.epoch.load(Relaxed) != epoch {
+        if seq.load(Ordering::SeqCst) != seen {
             return;
         }
-        for (i, page) in data.chunks(CACHE_PAGE_SIZE).enumerate() {
+        for (i, page) in data.chunks_exact(CACHE_PAGE_SIZE).enumerate() {
             let key = (file_id, first + i as u64);
-            if !st.map.contains_key(&key) {
+            if replace || !st.map.contains_key(&key) {
                 self.insert_locked(&mut st, key, page);
             }
         }
     }
 
-    /// Puts a copy of `data` (at most one page) in as page `key`, for a file that was just written
-    /// (write-through). Takes memory only if it is free or a page can be evicted; never waits.
-    pub(crate) fn insert(&self, key: PageKey, data: &[u8]) {
-        let mut st = self.lock();
-        self.insert_locked(&mut st, key, data);
-    }
-
     fn insert_locked(&self, st: &mut State, key: PageKey, data: &[u8]) {
-        debug_assert!(data.len() <= CACHE_PAGE_SIZE);
+        debug_assert!(data.len() == CACHE_PAGE_SIZE);
         if let Some(&i) = st.map.get(&key) {
             match &mut st.slots[i] {
                 Slot::Ready { page, .. } => {
@@ -472,10 +488,10 @@ impl PageCache {
         true
     }
 
-    /// Drops the pages of file `file_id` numbered `pages` (a write changed them).
+    /// Drops the pages of file `file_id` numbered `pages` (a mutation may change them); a page being read
+    /// is marked so that it is not kept when its read completes.
     pub(crate) fn invalidate(&self, file_id: u64, pages: std::ops::Range<u64>) {
         let mut st = self.lock();
-        self.epoch.fetch_add(1, Relaxed);
         if st.map.is_empty() {
             return;
         }
@@ -603,20 +619,26 @@ impl Reclaim for PageCache {
     }
 }
 
-/// Undoes a load whose future was dropped before the read finished: the slot is left vacant (its buffer
-/// went with the read, and the read's owner frees it) and waiters look again.
+/// Undoes a load that did not finish (its future was dropped, or `load` or the copy panicked): the slot
+/// is left vacant (its buffer and reservation went with the read, whose owner frees them when the kernel
+/// is done) and waiters look again.
 struct LoadGuard<'a> {
     cache: &'a PageCache,
     slot: usize,
     key: PageKey,
-    armed: bool,
+}
+
+impl LoadGuard<'_> {
+    /// The load finished: the page is kept if `ok` (and whole, and not invalidated meanwhile).
+    fn finish(self, page: PageBuf, ok: bool) {
+        let (cache, slot, key) = (self.cache, self.slot, self.key);
+        std::mem::forget(self);
+        cache.finish_load(slot, key, page, ok);
+    }
 }
 
 impl Drop for LoadGuard<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
         {
             let mut st = self.cache.lock();
             if st.map.get(&self.key) == Some(&self.slot) {

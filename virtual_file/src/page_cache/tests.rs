@@ -51,16 +51,16 @@ async fn a_dropped_load_frees_its_slot_and_memory() {
         cache.with_page(
             (1, 0),
             |b: &[u8]| b.len(),
-            |mut buf| async move {
-                buf.extend_from_slice(&[7; 100]);
-                (buf, Ok::<(), Failed>(()))
+            |mut page| async move {
+                page.buf.extend_from_slice(&[7; CACHE_PAGE_SIZE]);
+                (page, Ok::<(), Failed>(()))
             },
         ),
     )
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(n, 100);
+    assert_eq!(n, CACHE_PAGE_SIZE);
     assert_eq!(cache.pages_of(1), 1);
 }
 
@@ -68,8 +68,9 @@ async fn a_dropped_load_frees_its_slot_and_memory() {
 async fn reclaim_gives_back_unpinned_pages() {
     let budget = MemoryBudget::new(4 * CACHE_PAGE_SIZE);
     let cache = PageCache::new(budget.clone());
+    let seq = AtomicU64::new(0);
     for p in 0..4 {
-        cache.insert((1, p), &[p as u8; 10]);
+        cache.insert_pages(1, p, &[p as u8; CACHE_PAGE_SIZE], (&seq, 0), true);
     }
     assert_eq!(budget.available(), 0);
     let r = tokio::time::timeout(
@@ -84,28 +85,96 @@ async fn reclaim_gives_back_unpinned_pages() {
     assert!(budget.snapshot().total_peak <= 4 * CACHE_PAGE_SIZE as u64);
 }
 
-/// Pages read outside the cache are put in only if no invalidation happened since the read started
-/// (a write in between may have changed them), and never over a resident page.
+/// Pages read outside the cache are put in only if the file's invalidation count is what it was when
+/// the read started (a mutation in between may have changed them), never over a resident page unless
+/// asked (write-through), and a short last page is never kept.
 #[test]
 fn a_read_outside_the_cache_is_not_put_in_after_an_invalidation() {
     let cache = PageCache::new(MemoryBudget::new(16 * CACHE_PAGE_SIZE));
+    let seq = AtomicU64::new(0);
     let data = vec![7u8; 3 * CACHE_PAGE_SIZE - 100];
-    let epoch = cache.epoch();
-    cache.invalidate(1, 0..1);
-    cache.insert_read(1, 0, &data, epoch);
+    let seen = seq.load(Ordering::SeqCst);
+    seq.fetch_add(1, Ordering::SeqCst);
+    cache.insert_pages(1, 0, &data, (&seq, seen), false);
     assert_eq!(cache.pages_of(1), 0, "stale read put in");
-    let epoch = cache.epoch();
-    cache.insert((1, 1), &[9u8; CACHE_PAGE_SIZE]);
-    cache.insert_read(1, 0, &data, epoch);
-    assert_eq!(cache.pages_of(1), 3);
+    let seen = seq.load(Ordering::SeqCst);
+    cache.insert_pages(1, 1, &[9u8; CACHE_PAGE_SIZE], (&seq, seen), true);
+    cache.insert_pages(1, 0, &data, (&seq, seen), false);
+    assert_eq!(cache.pages_of(1), 2, "the short last page is not kept");
     let mut out = Vec::new();
-    assert!(cache.append_if_resident(1, 0, 3 * CACHE_PAGE_SIZE - 100, &mut out));
+    assert!(cache.append_if_resident(1, 0, 2 * CACHE_PAGE_SIZE, &mut out));
     assert!(out[..CACHE_PAGE_SIZE].iter().all(|&b| b == 7));
     assert!(
-        out[CACHE_PAGE_SIZE..2 * CACHE_PAGE_SIZE]
-            .iter()
-            .all(|&b| b == 9),
+        out[CACHE_PAGE_SIZE..].iter().all(|&b| b == 9),
         "a resident page is not replaced"
     );
-    assert!(out[2 * CACHE_PAGE_SIZE..].iter().all(|&b| b == 7));
+    cache.insert_pages(1, 1, &[5u8; CACHE_PAGE_SIZE], (&seq, seen), true);
+    out.clear();
+    assert!(cache.append_if_resident(1, CACHE_PAGE_SIZE as u64, 10, &mut out));
+    assert_eq!(out, [5u8; 10], "write-through replaces");
+}
+
+/// A load whose copy panics leaves the slot vacant: the next lookup loads again instead of waiting for
+/// a `Loading` slot forever.
+#[tokio::test]
+async fn a_panicking_load_leaves_no_slot_loading() {
+    let cache = PageCache::new(MemoryBudget::new(4 * CACHE_PAGE_SIZE));
+    let c = Arc::clone(&cache);
+    let panicked = tokio::spawn(async move {
+        c.with_page(
+            (1, 0),
+            |_: &[u8]| -> usize { panic!("copy failed") },
+            |mut page| async move {
+                page.buf.extend_from_slice(&[1; CACHE_PAGE_SIZE]);
+                (page, Ok::<(), Failed>(()))
+            },
+        )
+        .await
+    })
+    .await;
+    assert!(panicked.unwrap_err().is_panic());
+    let n = tokio::time::timeout(
+        Duration::from_secs(10),
+        cache.with_page(
+            (1, 0),
+            |b: &[u8]| b.len(),
+            |mut page| async move {
+                page.buf.extend_from_slice(&[2; CACHE_PAGE_SIZE]);
+                (page, Ok::<(), Failed>(()))
+            },
+        ),
+    )
+    .await
+    .expect("the page is not left loading")
+    .unwrap();
+    assert_eq!(n, CACHE_PAGE_SIZE);
+}
+
+/// A page read cancelled while the engine holds its buffer keeps its budget bytes reserved until the
+/// buffer is given back (the reservation travels with the buffer).
+#[tokio::test]
+async fn a_cancelled_load_keeps_its_reservation_with_the_buffer() {
+    let budget = MemoryBudget::new(4 * CACHE_PAGE_SIZE);
+    let cache = PageCache::new(budget.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<PageBuf>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let load = cache.with_page(
+        (1, 0),
+        |b: &[u8]| b.len(),
+        |page| {
+            // The "engine" keeps the buffer, as the io_uring engine does for a read in flight.
+            let _ = tx.lock().unwrap().take().unwrap().send(page);
+            std::future::pending::<(PageBuf, Result<(), Failed>)>()
+        },
+    );
+    let polled = tokio::time::timeout(Duration::from_millis(50), load).await;
+    assert!(polled.is_err(), "the load is pending");
+    let in_flight = rx.await.unwrap();
+    assert_eq!(
+        budget.snapshot().current[Consumer::PageCache],
+        CACHE_PAGE_SIZE as u64,
+        "reserved while the engine holds the buffer"
+    );
+    drop(in_flight);
+    assert_eq!(budget.snapshot().current[Consumer::PageCache], 0);
 }
