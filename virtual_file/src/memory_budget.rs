@@ -25,7 +25,10 @@
 //!
 //! - A reservation is counted in bytes, not pages; the allocator's own rounding is not counted.
 //! - Memory held outside any reservation (a lookup's transient copies of index pages, decoded values handed
-//!   to the caller) is not in the budget; the budget bounds IO buffers, not the process.
+//!   to the caller, the one buffer a cached read of several missing pages reads them into) is not in the
+//!   budget; the budget bounds IO buffers, not the process.
+//! - A waiter is told about reclaimable memory without knowing how many bytes the semaphore already
+//!   assigned to it, so it may ask the caches for more than it still lacks.
 //! - A consumer that holds a reservation and waits for another one can deadlock with others doing the same;
 //!   the consumers in this workspace hold at most one reservation while they wait (see the page cache and
 //!   the layer readers).
