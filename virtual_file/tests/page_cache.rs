@@ -289,3 +289,44 @@ async fn written_pages_are_read_back_from_memory(
     w.flush().await.unwrap();
     assert_eq!(bctx.page_cache_metrics().inserts, 0);
 }
+
+/// A write future dropped after its first poll (the io_uring engine still has the write) drops the
+/// written pages again once the kernel is done: a read after that sees what the file holds.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_write_drops_its_pages_when_the_kernel_is_done(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    let ctx = ctx(mode, kind, 64);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let w = VirtualFile::create(&ctx, &path).await.unwrap();
+    for round in 0..50u8 {
+        let mut buf = IoBufferMut::<io_engine::DefaultAlign>::with_capacity(4 * PAGE);
+        buf.extend_from_slice(&vec![round; 4 * PAGE]);
+        {
+            let fut = w.write_all_at(FullSlice::new(buf), 0);
+            let mut fut = std::pin::pin!(fut);
+            std::future::poll_fn(|cx| {
+                let _ = std::future::Future::poll(fut.as_mut(), cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            // read the old or new bytes into the cache while the write may be in flight
+            let mut out = vec![0u8; PAGE];
+            let _ = w.read_cached_at(0, &mut out).await;
+        }
+        tokio::time::timeout(T, async {
+            while w.mutations_in_flight() > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap();
+        let real = std::fs::read(&path).unwrap();
+        let mut out = vec![0u8; real.len().min(4 * PAGE)];
+        w.read_cached_at(0, &mut out).await.unwrap();
+        assert!(out == real[..out.len()], "round {round}: a stale page");
+    }
+}
