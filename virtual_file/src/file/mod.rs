@@ -408,6 +408,27 @@ impl VirtualFile {
         })
     }
 
+    /// `offset + len` must stay within the largest file offset the kernel takes (`i64::MAX`): else an
+    /// `InvalidInput` error naming the range, before any syscall (and before any arithmetic on the
+    /// range can overflow).
+    fn check_range(&self, op: OpKind, offset: u64, len: usize) -> Result<(), Error> {
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= i64::MAX as u64 => Ok(()),
+            _ => Err(self.io_error(
+                op,
+                Some(offset),
+                Some(len),
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{len} bytes at offset {offset} end past the largest file offset ({})",
+                        i64::MAX
+                    ),
+                ),
+            )),
+        }
+    }
+
     fn record(&self, op: OpKind, start: Instant, bytes: usize, ok: bool) {
         self.ctx.inner.metrics.ops[op].record(start.elapsed(), bytes, ok);
     }
@@ -420,8 +441,9 @@ impl VirtualFile {
         offset: u64,
     ) -> (Slice<B>, Result<usize, Error>) {
         let len = buf.len();
-        if let Err(e) = self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
-        {
+        if let Err(e) = self.check_range(OpKind::Read, offset, len).and_then(|()| {
+            self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
+        }) {
             return (buf, Err(e));
         }
         let pinned = match self.pin().await {
@@ -463,8 +485,9 @@ impl VirtualFile {
     ) -> (Slice<B>, Result<(), Error>) {
         let (begin, end) = (buf.begin(), buf.end());
         let len = end - begin;
-        if let Err(e) = self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
-        {
+        if let Err(e) = self.check_range(OpKind::Read, offset, len).and_then(|()| {
+            self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
+        }) {
             return (buf, Err(e));
         }
         if len == 0 {
@@ -526,7 +549,9 @@ impl VirtualFile {
     ) -> (FullSlice<B>, Result<(), Error>) {
         let (begin, end) = (buf.begin(), buf.end());
         let len = end - begin;
-        if let Err(e) = self.check_aligned(OpKind::Write, offset, len, buf.stable_ptr() as usize) {
+        if let Err(e) = self.check_range(OpKind::Write, offset, len).and_then(|()| {
+            self.check_aligned(OpKind::Write, offset, len, buf.stable_ptr() as usize)
+        }) {
             return (buf, Err(e));
         }
         if len == 0 {
