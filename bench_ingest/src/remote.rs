@@ -4,7 +4,7 @@
 //! for the upload is `object_store`'s own multipart upload of the same bytes from memory.
 //!
 //! `s3` uses the endpoint in `REMOTE_STORAGE_S3_*` if set, else starts the embedded S3 server
-//! (`s3_test_server`: s3s-fs, signed requests) on 127.0.0.1 with its data under the bench's directory.
+//! (`s3_test_server`: s3s-fs, signed requests) on a loopback address with its data under the bench's directory.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -238,7 +238,7 @@ async fn failed_write_mid_batch_applies_none_of_it(
     let inner = match IoEngine::launch(kind) {
         Ok(engine) => engine,
         Err(e) => {
-            eprintln!("skipped: engine {kind} cannot start here: {e}");
+            common::engine_unavailable(kind, &e);
             return;
         }
     };

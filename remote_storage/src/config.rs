@@ -122,6 +122,13 @@ pub struct RemoteOptions {
     pub retry: RetryPolicy,
     /// Time limit of one HTTP request (S3).
     pub request_timeout: Duration,
+    /// An object under `<prefix>/layers/` that no index names is deleted by
+    /// [`RemoteStorage::remove_orphans`](crate::RemoteStorage::remove_orphans) only once it is at least
+    /// this old (by the store's clock): younger ones may belong to an upload, in this or another
+    /// process, that has not written its index entry yet. Must be longer than any upload takes from its
+    /// start to its index entry; an upload that takes longer checks its object afterwards (see
+    /// [`crate::remote`]).
+    pub orphan_grace: Duration,
 }
 
 impl Default for RemoteOptions {
@@ -135,6 +142,7 @@ impl Default for RemoteOptions {
             download_buffer: 1024 * 1024,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(120),
+            orphan_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -158,8 +166,8 @@ impl RemoteOptions {
         if self.part_concurrency == 0 || self.max_concurrent_transfers == 0 {
             return bad("part_concurrency and max_concurrent_transfers must be at least 1".into());
         }
-        if self.retry.max_attempts == 0 {
-            return bad("retry.max_attempts must be at least 1".into());
+        if self.retry.max_attempts == 0 || self.retry.conflict_attempts == 0 {
+            return bad("retry.max_attempts and retry.conflict_attempts must be at least 1".into());
         }
         if self
             .prefix

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteError {
-    /// The store refused the credentials (HTTP 401 or 403), found at the first request.
+    /// The store refused the credentials: HTTP 401, or 403 with an S3 code other than `AccessDenied`
+    /// (`InvalidAccessKeyId`, `SignatureDoesNotMatch`: an unknown key or a wrong secret). Found at the
+    /// first request, or at any later one (a rotated key).
     #[error("{store}: the credentials were refused (access key {access_key:?}): {source}")]
     Credentials {
         /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
@@ -19,7 +21,8 @@ pub enum RemoteError {
         #[source]
         source: Box<object_store::Error>,
     },
-    /// The bucket does not exist, found at the first request.
+    /// The bucket does not exist (the S3 error code `NoSuchBucket`), found at the first request or at
+    /// any later one (a bucket deleted under a running client). Never reported as a missing object.
     #[error("{store}: bucket {bucket:?} does not exist: {source}")]
     BucketNotFound {
         /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
@@ -30,6 +33,57 @@ pub enum RemoteError {
         /// What `object_store` reported.
         #[source]
         source: Box<object_store::Error>,
+    },
+    /// The store knows the credentials but does not allow this request (HTTP 403 with the S3 code
+    /// `AccessDenied`: a bucket policy or IAM rule).
+    #[error("{store}: access denied to {op} {key} (access key {access_key:?}): {source}")]
+    AccessDenied {
+        /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
+        /// (`s3 ENDPOINT bucket BUCKET` or `local ROOT`).
+        store: String,
+        /// The request, as in [`RemoteError::Store`].
+        op: &'static str,
+        /// The object key (or the prefix, for `list`) the request was for.
+        key: String,
+        /// The access key id that was sent (never the secret); empty for the local backend.
+        access_key: String,
+        /// What `object_store` reported.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// A conditional write of the index lost to other writers `attempts` times in a row (each time the
+    /// index was read again and the change applied again); nothing of this change was written.
+    #[error(
+        "{store}: index object {key} was changed by other writers during each of {attempts} attempts \
+         to update it; this change was not written"
+    )]
+    IndexConflict {
+        /// The store, as [`RemoteStorage::description`](crate::RemoteStorage::description) names it
+        /// (`s3 ENDPOINT bucket BUCKET` or `local ROOT`).
+        store: String,
+        /// The index object's key.
+        key: String,
+        /// Conditional writes tried ([`RetryPolicy::conflict_attempts`](crate::RetryPolicy::conflict_attempts)).
+        attempts: u32,
+    },
+    /// The local file is not the size it should have: the size recorded for it (when it was admitted to
+    /// the tier) or the size it had when the upload opened it differs from the size read or found at the
+    /// end of the upload (the file grew or shrank). Nothing was recorded in the index.
+    #[error(
+        "layer {layer}: {path} is {actual} bytes, expected {expected} ({when}); it changed or is not \
+         the layer file recorded, so it was not uploaded"
+    )]
+    UploadSizeMismatch {
+        /// The layer's name.
+        layer: String,
+        /// The local layer file.
+        path: PathBuf,
+        /// The size expected: recorded for the layer, or found when the upload opened the file.
+        expected: u64,
+        /// The size found: at open, or at the end of the upload.
+        actual: u64,
+        /// Which two sizes were compared: `recorded vs at open`, `at open vs at the end`.
+        when: &'static str,
     },
     /// A setting is missing or invalid (for example an environment variable).
     #[error("remote storage configuration: {0}")]

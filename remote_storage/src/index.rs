@@ -10,6 +10,12 @@
 //! {"format":1,"generation":7,"layers":{"layer-a":{"size":1048576,"crc32c":305419896,"generation":7}}}
 //! ```
 //!
+//! Every change is a conditional write of the whole object (`If-Match` with the ETag read, or
+//! `If-None-Match: *` for the first), applied again on a fresh read when another writer got there
+//! first; on the local backend a file lock stands in for the condition. The protocol is in the
+//! `index_write` module's source docs; the rule that keeps `remove_orphans` from deleting a layer an
+//! index is about to name is in [`crate::orphans`].
+//!
 //! Nothing read from the index is trusted blindly: its size is bounded before it is read, layer names are
 //! validated (they become file names), and sizes are checked against the object and the download.
 

@@ -5,7 +5,8 @@
 //! - [`RemoteStorage`] ([`remote`]): one prefix of a store; [`upload`] (streamed from the local file
 //!   through `VirtualFile`, multipart above a threshold, CRC32C in the object's metadata),
 //!   [`download`] (unique temp file, `BufferedWriter`, fsync, checksum, no-replace rename, directory
-//!   fsync), the [`index`] object written after the layers it names, orphan cleanup.
+//!   fsync), the [`index`] object written after the layers it names (conditionally), and the cleanup
+//!   of what failed uploads leave ([`orphans`]).
 //! - [`TieredLayers`] ([`tiered`]): a local directory with a byte budget; least recently used uploaded
 //!   layers are evicted, a layer not resident is downloaded (once) when opened.
 //! - [`retry`]: backoff for requests (`object_store`'s own) and whole operations (ours).
@@ -18,10 +19,17 @@
 //!   when the upload starts).
 //! - The index is one object: every upload reads and rewrites it (fine for thousands of layers, not for
 //!   millions).
-//! - The index is read-modify-written under an in-process lock: two processes uploading to one prefix at
-//!   once can lose each other's entries (no conditional put here).
-//! - A multipart upload that could not be aborted because the store was unreachable is left to the
+//! - Index updates are conditional writes (`If-Match` / `If-None-Match: *`, see [`index`]): writers on
+//!   one prefix lose nothing, but under heavy contention from many instances each update may need
+//!   several rounds (read, apply, conditional put); updates are not batched.
+//! - On the local file system backend the index is kept safe by a `flock` on a lock file, which
+//!   serializes writers on one machine only (not over NFS).
+//! - `remove_orphans` keeps objects younger than [`RemoteOptions::orphan_grace`] (default 1 hour), so
+//!   an orphan lingers that long; the rule is in [`orphans`].
+//! - A multipart upload whose abort failed for the whole retry window is aborted later by this
+//!   instance's `remove_orphans`; one left by another process or before a restart is left to the
 //!   bucket's lifecycle rules: `object_store` cannot list unfinished uploads.
+//! - Opening a [`TieredLayers`] reads every resident uploaded layer once to check its CRC32C.
 //! - Eviction unlinks files under a short in-process lock with a plain `unlink(2)`.
 //!
 //! # Example
@@ -66,6 +74,8 @@ pub mod config;
 pub mod download;
 mod error;
 pub mod index;
+mod index_write;
+pub mod orphans;
 pub mod remote;
 pub mod retry;
 pub mod tiered;
@@ -74,6 +84,7 @@ pub mod upload;
 pub use config::{RemoteOptions, S3Config, StoreConfig};
 pub use error::RemoteError;
 pub use index::{IndexEntry, RemoteIndex};
+pub use orphans::OrphanReport;
 pub use remote::RemoteStorage;
 pub use retry::RetryPolicy;
 pub use tiered::{ResidentLayer, TierStats, TieredLayers};

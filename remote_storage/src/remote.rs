@@ -3,23 +3,41 @@
 //! ```text
 //! <prefix>/index.json        the index (see crate::index), written after the layers it names
 //! <prefix>/layers/<name>     one object per layer: the layer file's bytes, with metadata crc32c=<hex>
+//! <prefix>/orphan-scan       written by remove_orphans to learn the store's clock
+//! <prefix>/index.json.lock   local backend only: the file lock of index updates (not an object)
 //! ```
+//!
+//! # Rules
+//!
+//! - **Index updates are conditional** (see [`crate::index`] for the protocol): any number of
+//!   `RemoteStorage` instances, in one process or many, may upload to one prefix; none loses another's
+//!   entries.
+//! - **Errors say what they are.** Every request's failure goes through one classification: the S3 code
+//!   `NoSuchBucket` is [`RemoteError::BucketNotFound`] (never a missing object, so a deleted bucket
+//!   never reads as an empty index), `AccessDenied` is [`RemoteError::AccessDenied`], other 401/403
+//!   (an unknown access key, a wrong secret) are [`RemoteError::Credentials`]; each names the store
+//!   (endpoint and bucket).
+//! - **Orphans** (objects no index names) are deleted only when older than
+//!   [`RemoteOptions::orphan_grace`], so an upload in flight anywhere keeps its object; see
+//!   [`RemoteStorage::remove_orphans`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
-use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
 use tokio::sync::{Mutex, Semaphore};
 use virtual_file::IoContext;
 
 use crate::config::{RemoteOptions, StoreConfig};
 use crate::error::RemoteError;
 use crate::index::{validate_layer_name, IndexEntry, RemoteIndex, MAX_INDEX_BYTES};
+use crate::orphans::Unaborted;
 use crate::retry::with_retries;
+use crate::upload::Expect;
 
 /// True if `needle` appears in the message of `e` or of any error in its source chain (the S3 error code
 /// is in the response body that `object_store` keeps there).
@@ -46,9 +64,21 @@ pub struct RemoteStorage {
     pub(crate) options: RemoteOptions,
     /// The backend stores user metadata with objects (the local file system backend does not).
     pub(crate) supports_metadata: bool,
-    prefix: ObjectPath,
-    /// Serializes the read-modify-write of the index within this process.
-    index_lock: Mutex<()>,
+    pub(crate) prefix: ObjectPath,
+    /// The bucket (S3), for [`RemoteError::BucketNotFound`].
+    pub(crate) bucket: Option<String>,
+    /// The access key id sent (S3), for [`RemoteError::Credentials`]; never the secret.
+    pub(crate) access_key: Option<String>,
+    /// Serializes this instance's index updates (fewer conflicts between them; other instances and
+    /// processes are kept apart by the conditional write, or on the local backend by the file lock).
+    pub(crate) index_lock: Mutex<()>,
+    /// Local backend only: the file `flock`ed around each index update, as `object_store`'s local
+    /// backend has no conditional update (`PutMode::Update` is `NotImplemented` there).
+    pub(crate) index_file_lock: Option<PathBuf>,
+    /// Multipart uploads whose abort failed for the whole retry window
+    /// ([`RetryPolicy::abort_window`](crate::RetryPolicy::abort_window)); retried by
+    /// [`remove_orphans`](Self::remove_orphans).
+    pub(crate) unaborted: Arc<std::sync::Mutex<Vec<Unaborted>>>,
     /// Limits requests carrying layer bytes ([`RemoteOptions::max_concurrent_transfers`]).
     pub(crate) transfers: Arc<Semaphore>,
 }
@@ -71,6 +101,8 @@ impl RemoteStorage {
         options: RemoteOptions,
     ) -> Result<RemoteStorage, RemoteError> {
         options.validate()?;
+        let prefix = ObjectPath::parse(&options.prefix)
+            .map_err(|e| RemoteError::Config(format!("prefix {:?}: {e}", options.prefix)))?;
         let (store, description, supports_metadata): (Arc<dyn ObjectStore>, String, bool) =
             match config {
                 StoreConfig::Local { root } => {
@@ -103,59 +135,58 @@ impl RemoteStorage {
                     (Arc::new(store), description, true)
                 }
             };
-        let prefix = ObjectPath::parse(&options.prefix)
-            .map_err(|e| RemoteError::Config(format!("prefix {:?}: {e}", options.prefix)))?;
+        let (bucket, access_key, index_file_lock) = match config {
+            StoreConfig::Local { root } => {
+                let dir = root.join(prefix.as_ref());
+                std::fs::create_dir_all(&dir).map_err(|source| RemoteError::LocalFs {
+                    layer: String::new(),
+                    op: "create the prefix directory for the index lock",
+                    path: dir.clone(),
+                    source,
+                })?;
+                (
+                    None,
+                    None,
+                    Some(dir.join(crate::index_write::LOCAL_LOCK_FILE)),
+                )
+            }
+            StoreConfig::S3(s3) => (
+                Some(s3.bucket.clone()),
+                Some(s3.access_key_id.clone()),
+                None,
+            ),
+        };
         let remote = RemoteStorage {
             store,
             description,
             supports_metadata,
             prefix,
+            bucket,
+            access_key,
             index_lock: Mutex::new(()),
+            index_file_lock,
+            unaborted: Arc::default(),
             transfers: Arc::new(Semaphore::new(options.max_concurrent_transfers)),
             options,
         };
-        remote.first_request(config).await?;
+        remote.first_request().await?;
         Ok(remote)
     }
 
-    /// Reads the first byte of the index object and names the cause of a refusal: 401/403 are refused
-    /// credentials; without an index, a listing of the prefix whose S3 error code is `NoSuchBucket` is a
-    /// missing bucket (an empty listing is a new prefix, fine).
-    async fn first_request(&self, config: &StoreConfig) -> Result<(), RemoteError> {
+    /// Reads the first byte of the index object and names the cause of a refusal (through
+    /// [`store_error`](Self::store_error)). Without an index, a listing of the prefix tells a new prefix
+    /// (an empty listing, fine) from a missing bucket (some servers answer `NoSuchKey` for both).
+    async fn first_request(&self) -> Result<(), RemoteError> {
         let key = self.index_key();
-        let res = self.store.get_range(&key, 0..1).await;
-        let Err(source) = res else { return Ok(()) };
-        let store = self.description.clone();
-        let StoreConfig::S3(s3) = config else {
-            return match source {
-                object_store::Error::NotFound { .. } => Ok(()),
-                source => Err(self.store_error("get", key.as_ref(), source)),
-            };
-        };
-        match source {
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => Err(RemoteError::Credentials {
-                store,
-                access_key: s3.access_key_id.clone(),
-                source: Box::new(source),
-            }),
-            object_store::Error::NotFound { .. } => {
-                // No index: a new prefix, or no bucket (some servers answer NoSuchKey for both). A
-                // listing tells them apart.
-                let listed = self.store.list_with_delimiter(Some(&self.prefix)).await;
-                match listed {
+        match self.store.get_range(&key, 0..1).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing_object(&e) => {
+                match self.store.list_with_delimiter(Some(&self.prefix)).await {
                     Ok(_) => Ok(()),
-                    Err(e) if source_chain_mentions(&e, "NoSuchBucket") => {
-                        Err(RemoteError::BucketNotFound {
-                            store,
-                            bucket: s3.bucket.clone(),
-                            source: Box::new(e),
-                        })
-                    }
                     Err(e) => Err(self.store_error("list", self.prefix.as_ref(), e)),
                 }
             }
-            source => Err(self.store_error("get", key.as_ref(), source)),
+            Err(e) => Err(self.store_error("get", key.as_ref(), e)),
         }
     }
 
@@ -185,28 +216,70 @@ impl RemoteStorage {
         self.prefix.clone().join("layers").join(name)
     }
 
+    /// The one classification of a failed request: a missing bucket, refused credentials and a denied
+    /// request are their own variants (naming the store, the bucket, the access key); anything else is
+    /// [`RemoteError::Store`] with the request and key.
     pub(crate) fn store_error(
         &self,
         op: &'static str,
         key: &str,
         source: object_store::Error,
     ) -> RemoteError {
-        RemoteError::Store {
-            store: self.description.clone(),
-            op,
-            key: key.to_owned(),
-            attempts: 1,
-            source: Box::new(source),
+        let store = self.description.clone();
+        if let Some(bucket) = self.bucket.as_ref().filter(|_| is_no_such_bucket(&source)) {
+            return RemoteError::BucketNotFound {
+                store,
+                bucket: bucket.clone(),
+                source: Box::new(source),
+            };
+        }
+        let access_key = self.access_key.clone().unwrap_or_default();
+        match source {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+                if self.access_key.is_some()
+                    && !source_chain_mentions(&source, "<Code>AccessDenied</Code>") =>
+            {
+                RemoteError::Credentials {
+                    store,
+                    access_key,
+                    source: Box::new(source),
+                }
+            }
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => RemoteError::AccessDenied {
+                store,
+                op,
+                key: key.to_owned(),
+                access_key,
+                source: Box::new(source),
+            },
+            source => RemoteError::Store {
+                store,
+                op,
+                key: key.to_owned(),
+                attempts: 1,
+                source: Box::new(source),
+            },
         }
     }
 
-    /// Reads the index; a prefix without one has an empty index.
+    /// Reads the index; a prefix without one has an empty index (a missing bucket is
+    /// [`RemoteError::BucketNotFound`], not an empty index).
     pub async fn load_index(&self) -> Result<RemoteIndex, RemoteError> {
+        Ok(self.load_index_versioned().await?.0)
+    }
+
+    /// The index and the version it was read at (`None`: there is no index object), for a conditional
+    /// write of a change to it.
+    pub(crate) async fn load_index_versioned(
+        &self,
+    ) -> Result<(RemoteIndex, Option<object_store::UpdateVersion>), RemoteError> {
         let key = self.index_key();
         with_retries(&self.options.retry, "load index", |_| async {
             let res = match self.store.get(&key).await {
                 Ok(res) => res,
-                Err(object_store::Error::NotFound { .. }) => return Ok(RemoteIndex::empty()),
+                Err(e) if is_missing_object(&e) => return Ok((RemoteIndex::empty(), None)),
                 Err(e) => return Err(self.store_error("get", key.as_ref(), e)),
             };
             if res.meta.size > MAX_INDEX_BYTES {
@@ -219,57 +292,50 @@ impl RemoteStorage {
                     ),
                 });
             }
+            let version = object_store::UpdateVersion {
+                e_tag: res.meta.e_tag.clone(),
+                version: res.meta.version.clone(),
+            };
             let bytes = res
                 .bytes()
                 .await
                 .map_err(|e| self.store_error("get", key.as_ref(), e))?;
-            RemoteIndex::decode(&bytes, &self.description, key.as_ref())
+            let index = RemoteIndex::decode(&bytes, &self.description, key.as_ref())?;
+            Ok((index, Some(version)))
         })
         .await
-    }
-
-    /// Read-modify-write of the index under the in-process lock. `change` gets the index and the
-    /// generation this write will have, and returns false for no change (nothing is written then).
-    /// Returns the index as stored afterwards.
-    pub(crate) async fn update_index(
-        &self,
-        change: impl FnOnce(&mut RemoteIndex, u64) -> bool,
-    ) -> Result<RemoteIndex, RemoteError> {
-        let _guard = self.index_lock.lock().await;
-        let mut index = self.load_index().await?;
-        let generation = index.generation + 1;
-        if !change(&mut index, generation) {
-            return Ok(index);
-        }
-        index.generation = generation;
-        let key = self.index_key();
-        let bytes = bytes::Bytes::from(index.encode());
-        with_retries(&self.options.retry, "store index", |_| {
-            let payload = PutPayload::from(bytes.clone());
-            let key = &key;
-            async move {
-                self.store
-                    .put(key, payload)
-                    .await
-                    .map_err(|e| self.store_error("put", key.as_ref(), e))
-            }
-        })
-        .await?;
-        Ok(index)
     }
 
     /// Uploads the layer file at `path` as layer `name` (see [`crate::upload`]), then records it in the
     /// index. If the future is dropped before the index is written, the layer has no index entry (an
     /// object already complete is an orphan for [`remove_orphans`](Self::remove_orphans); an unfinished
     /// multipart upload is aborted in the background).
+    ///
+    /// The file must keep its size while it is uploaded: a file that grows or shrinks is
+    /// [`RemoteError::UploadSizeMismatch`] and nothing is recorded.
     pub async fn upload_layer(
         &self,
         ctx: &IoContext,
         path: &Path,
         name: &str,
     ) -> Result<IndexEntry, RemoteError> {
+        self.upload_layer_expecting(ctx, path, name, Expect::default())
+            .await
+    }
+
+    /// [`upload_layer`](Self::upload_layer) of a file whose size (and CRC32C, where known) is
+    /// recorded elsewhere (the tier's record): a file of another size is
+    /// [`RemoteError::UploadSizeMismatch`] before anything is sent.
+    pub(crate) async fn upload_layer_expecting(
+        &self,
+        ctx: &IoContext,
+        path: &Path,
+        name: &str,
+        expect: Expect,
+    ) -> Result<IndexEntry, RemoteError> {
         validate_layer_name(name)?;
-        let uploaded = crate::upload::upload_file(self, ctx, path, name).await?;
+        let started = Instant::now();
+        let uploaded = crate::upload::upload_file(self, ctx, path, name, expect).await?;
         let index = self
             .update_index(|index, generation| {
                 index.layers.insert(
@@ -283,7 +349,32 @@ impl RemoteStorage {
                 true
             })
             .await?;
-        Ok(index.layers[name])
+        let entry = index.layers[name];
+        let elapsed = started.elapsed();
+        if elapsed >= self.options.orphan_grace {
+            // Past the grace period a concurrent remove_orphans may have taken the object for an
+            // orphan before the entry was written: check it, and upload it again if it is gone.
+            tracing::warn!(
+                layer = name,
+                elapsed_ms = elapsed.as_millis() as u64,
+                grace_ms = self.options.orphan_grace.as_millis() as u64,
+                "upload took longer than the orphan grace period; checking its object"
+            );
+            let key = self.layer_key(name);
+            match self.store.head(&key).await {
+                Ok(_) => {}
+                Err(e) if is_missing_object(&e) => {
+                    tracing::warn!(layer = name, %key, "the object was removed as an orphan; uploading it again");
+                    let expect = Expect {
+                        size: Some(entry.size),
+                        crc32c: Some(entry.crc32c),
+                    };
+                    crate::upload::upload_file(self, ctx, path, name, expect).await?;
+                }
+                Err(e) => return Err(self.store_error("head", key.as_ref(), e)),
+            }
+        }
+        Ok(entry)
     }
 
     /// Downloads layer `name` (recorded in the index as `entry`) into `dir/name` (see
@@ -310,38 +401,15 @@ impl RemoteStorage {
             Err(e) => Err(self.store_error("delete", key.as_ref(), e)),
         }
     }
+}
 
-    /// Deletes every object under `<prefix>/layers/` that the index does not name (what an upload that
-    /// failed or was cancelled after its object completed leaves behind). Returns the keys deleted. Run it
-    /// while no upload to this prefix is in progress, or a layer being uploaded is deleted too.
-    ///
-    /// Unfinished multipart uploads are aborted by the uploader when it fails or is dropped; one that
-    /// could not be aborted (the store was unreachable then) is left to the bucket's lifecycle rule
-    /// (`AbortIncompleteMultipartUpload`), as `object_store` cannot list them.
-    pub async fn remove_orphans(&self) -> Result<Vec<String>, RemoteError> {
-        let _guard = self.index_lock.lock().await;
-        let index = self.load_index().await?;
-        let layers = self.prefix.clone().join("layers");
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&layers))
-            .try_collect()
-            .await
-            .map_err(|e| self.store_error("list", layers.as_ref(), e))?;
-        let mut removed = Vec::new();
-        for meta in objects {
-            let name = meta.location.filename().unwrap_or_default();
-            if index.layers.contains_key(name) {
-                continue;
-            }
-            match self.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    tracing::info!(key = %meta.location, "removed an orphan layer object");
-                    removed.push(meta.location.to_string());
-                }
-                Err(e) => return Err(self.store_error("delete", meta.location.as_ref(), e)),
-            }
-        }
-        Ok(removed)
-    }
+/// A 404 that means the object is missing (not the bucket).
+pub(crate) fn is_missing_object(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) && !is_no_such_bucket(e)
+}
+
+/// The S3 error code `NoSuchBucket` in the response (`object_store` keeps the body in the source
+/// chain; it reports the 404 as `NotFound`, like a missing object).
+fn is_no_such_bucket(e: &object_store::Error) -> bool {
+    source_chain_mentions(e, "NoSuchBucket")
 }

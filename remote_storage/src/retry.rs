@@ -6,6 +6,15 @@
 //! started over from scratch here: a multipart upload is aborted and begun again, a download writes a new
 //! temporary file. Errors that a retry cannot fix (refused credentials, missing objects, checksum
 //! mismatches, local IO errors) are returned at once.
+//!
+//! Two more loops are bounded here:
+//! - A conditional write of the index that loses to another writer (`412 Precondition Failed`, or the
+//!   object created by someone else first) is done again from a fresh read of the index, up to
+//!   [`RetryPolicy::conflict_attempts`] times with [`RetryPolicy::backoff`] between them, then it is
+//!   [`RemoteError::IndexConflict`].
+//! - Aborting a multipart upload is retried with backoff for up to [`RetryPolicy::abort_window`] (an
+//!   outage of some seconds must not leave the upload's parts behind); an upload still not aborted then
+//!   is remembered and tried again by [`RemoteStorage::remove_orphans`](crate::RemoteStorage::remove_orphans).
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,6 +36,11 @@ pub struct RetryPolicy {
     pub request_retries: usize,
     /// Time limit of one HTTP request's retries inside `object_store`.
     pub request_retry_timeout: Duration,
+    /// Conditional writes of the index tried before [`RemoteError::IndexConflict`] (at least 1).
+    pub conflict_attempts: u32,
+    /// How long an abort of a multipart upload is retried (with [`backoff`](Self::backoff)) while the
+    /// store fails transiently.
+    pub abort_window: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -37,6 +51,8 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(5),
             request_retries: 6,
             request_retry_timeout: Duration::from_secs(60),
+            conflict_attempts: 32,
+            abort_window: Duration::from_secs(120),
         }
     }
 }
@@ -106,6 +122,18 @@ where
             }
         }
     }
+}
+
+/// The wait before attempt `attempt + 1` of a request retried for at most `window` since `start`, or
+/// `None` if that wait would end past the window.
+pub(crate) fn wait_within(
+    policy: &RetryPolicy,
+    start: std::time::Instant,
+    window: Duration,
+    attempt: u32,
+) -> Option<Duration> {
+    let wait = policy.backoff(attempt);
+    (start.elapsed() + wait <= window).then_some(wait)
 }
 
 #[cfg(test)]

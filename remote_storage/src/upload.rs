@@ -8,9 +8,18 @@
 //! aborted). A store without metadata (the local file system) gets one pass. Each part is sent by a task
 //! of its own, so the next part is read from disk while the previous ones are on the wire.
 //!
+//! **Sizes.** The file must not change while it is uploaded. It is opened once per pass and its size
+//! taken at open is the size uploaded; at the end of each pass it is checked again, so a file that grew
+//! (only a prefix of it would be sent) or shrank (the read ends early) is
+//! [`RemoteError::UploadSizeMismatch`] naming the path and both sizes, and nothing is put or completed.
+//! A size (and CRC32C) recorded by the caller (the tier records the size when a layer is admitted) must
+//! match too. The CRC32C is computed over exactly the bytes sent.
+//!
 //! Cancellation: a multipart upload is held by an `AbortOnDrop` guard until it completes; a failed or
-//! dropped upload is aborted (in the background when dropped), so it leaves no parts behind where the
-//! store is reachable. Nothing here touches the index.
+//! dropped upload is aborted (in the background when dropped), with retries for
+//! [`RetryPolicy::abort_window`](crate::RetryPolicy::abort_window), so it leaves no parts behind where
+//! the store comes back within that window (else see [`crate::orphans`]). Nothing here touches the
+//! index.
 
 use std::path::Path;
 
@@ -25,8 +34,9 @@ use tokio::task::JoinSet;
 use virtual_file::{IoContext, VirtualFile};
 
 use crate::error::RemoteError;
+use crate::orphans::{abort_upload, UnabortedList};
 use crate::remote::{RemoteStorage, CRC_METADATA_KEY};
-use crate::retry::with_retries;
+use crate::retry::{with_retries, RetryPolicy};
 
 /// Size and checksum of an uploaded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +45,15 @@ pub struct Uploaded {
     pub size: u64,
     /// CRC32C of the bytes.
     pub crc32c: u32,
+}
+
+/// What the caller knows the file must be (nothing, by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Expect {
+    /// The size recorded for the layer.
+    pub(crate) size: Option<u64>,
+    /// The CRC32C recorded for the layer.
+    pub(crate) crc32c: Option<u32>,
 }
 
 /// Reads a file front to back in chunks of a fixed size through `VirtualFile`.
@@ -74,6 +93,49 @@ impl ChunkReader {
         self.size
     }
 
+    /// The size at open, checked against `expected` (what the caller recorded).
+    pub(crate) fn check_size(
+        &self,
+        expected: Option<u64>,
+        when: &'static str,
+    ) -> Result<(), RemoteError> {
+        match expected {
+            Some(expected) if expected != self.size => {
+                Err(self.size_mismatch(expected, self.size, when))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn size_mismatch(&self, expected: u64, actual: u64, when: &'static str) -> RemoteError {
+        RemoteError::UploadSizeMismatch {
+            layer: self.layer.clone(),
+            path: self.file.path().to_owned(),
+            expected,
+            actual,
+            when,
+        }
+    }
+
+    /// After the last chunk: the file must still be the size it had at open (else it grew, and only a
+    /// prefix of it was read, or it shrank).
+    pub(crate) async fn finish(&self) -> Result<(), RemoteError> {
+        debug_assert_eq!(self.offset, self.size, "finish after the last chunk");
+        let now = self
+            .file
+            .metadata()
+            .await
+            .map_err(|source| RemoteError::Local {
+                layer: self.layer.clone(),
+                source,
+            })?
+            .size;
+        if now != self.size {
+            return Err(self.size_mismatch(self.size, now, "at open vs at the end"));
+        }
+        Ok(())
+    }
+
     /// The next chunk (`chunk` bytes, the last one shorter), `None` at the end. An `O_DIRECT` read asks for
     /// the aligned length and takes the short read at end of file.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, RemoteError> {
@@ -95,15 +157,12 @@ impl ChunkReader {
                 source,
             })?;
             if n == 0 {
-                return Err(RemoteError::ChangedDuringUpload {
-                    layer: self.layer.clone(),
-                    path: self.file.path().to_owned(),
-                    what: format!(
-                        "end of file at {} of the {} bytes it had at open",
-                        self.offset + done as u64,
-                        self.size
-                    ),
-                });
+                // shrank under the reader
+                return Err(self.size_mismatch(
+                    self.size,
+                    self.offset + done as u64,
+                    "at open vs at the end",
+                ));
             }
             done += n;
         }
@@ -113,40 +172,69 @@ impl ChunkReader {
     }
 }
 
-/// Aborts a multipart upload that was not completed, also when the future driving it is dropped.
-struct AbortOnDrop(Option<Box<dyn MultipartUpload>>);
+/// Size and CRC32C of the file at `path` (layer `layer`), read front to back in `chunk`-byte reads
+/// through `VirtualFile` (`O_DIRECT` in the direct modes). A file that changes size meanwhile is
+/// [`RemoteError::UploadSizeMismatch`].
+pub(crate) async fn file_crc32c(
+    ctx: &IoContext,
+    path: &Path,
+    layer: &str,
+    chunk: usize,
+) -> Result<Uploaded, RemoteError> {
+    let mut reader = ChunkReader::open(ctx, path, layer, chunk).await?;
+    let mut crc = 0;
+    while let Some(bytes) = reader.next().await? {
+        crc = crc32c::crc32c_append(crc, &bytes);
+    }
+    reader.finish().await?;
+    Ok(Uploaded {
+        size: reader.size(),
+        crc32c: crc,
+    })
+}
+
+/// Aborts a multipart upload that was not completed, also when the future driving it is dropped (in
+/// the background then), with retries for the abort window; one that cannot be aborted is remembered
+/// for [`RemoteStorage::remove_orphans`].
+struct AbortOnDrop {
+    upload: Option<Box<dyn MultipartUpload>>,
+    key: ObjectPath,
+    policy: RetryPolicy,
+    unaborted: UnabortedList,
+}
 
 impl AbortOnDrop {
     fn upload(&mut self) -> &mut Box<dyn MultipartUpload> {
-        self.0
+        self.upload
             .as_mut()
             .expect("the upload is held until completed or aborted")
     }
 
     /// Completion succeeded: nothing to abort.
     fn disarm(mut self) {
-        self.0 = None;
+        self.upload = None;
     }
 
-    /// Aborts now, best effort (the error is logged: the upload already failed for another reason).
-    async fn abort(mut self, key: &ObjectPath) {
-        if let Some(mut upload) = self.0.take() {
-            if let Err(e) = upload.abort().await {
-                tracing::warn!(%key, error = %e, "could not abort a failed multipart upload");
-            }
+    /// Aborts now (the upload already failed for another reason, which is what is reported).
+    async fn abort(mut self) {
+        if let Some(upload) = self.upload.take() {
+            abort_upload(&self.policy, &self.unaborted, self.key.clone(), upload).await;
         }
     }
 }
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        if let Some(mut upload) = self.0.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Err(e) = upload.abort().await {
-                        tracing::warn!(error = %e, "could not abort a cancelled multipart upload");
-                    }
-                });
+        if let Some(upload) = self.upload.take() {
+            let (policy, unaborted, key) = (self.policy, self.unaborted.clone(), self.key.clone());
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move { abort_upload(&policy, &unaborted, key, upload).await });
+                }
+                Err(_) => unaborted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(crate::orphans::Unaborted { key, upload }),
             }
         }
     }
@@ -181,18 +269,32 @@ pub(crate) async fn upload_file(
     ctx: &IoContext,
     path: &Path,
     name: &str,
+    expect: Expect,
 ) -> Result<Uploaded, RemoteError> {
     let key = remote.layer_key(name);
     let opts = &remote.options;
-    let size = ChunkReader::open(ctx, path, name, opts.part_size)
-        .await?
-        .size();
+    let probe = ChunkReader::open(ctx, path, name, opts.part_size).await?;
+    probe.check_size(expect.size, "recorded vs at open")?;
+    let size = probe.size();
+    drop(probe);
     tracing::Span::current().record("bytes", size);
+    let check_crc = |crc: u32| match expect.crc32c {
+        Some(expected) if expected != crc => Err(RemoteError::ChangedDuringUpload {
+            layer: name.to_owned(),
+            path: path.to_owned(),
+            what: format!("CRC32C {crc:#010x}, {expected:#010x} recorded"),
+        }),
+        _ => Ok(()),
+    };
     if size <= opts.multipart_threshold {
-        // Small: the whole file in memory, one request.
+        // Small: the whole file in memory, one request. One open: the size read is the size at that
+        // open, checked again after the read.
         let mut reader = ChunkReader::open(ctx, path, name, size.max(1) as usize).await?;
+        reader.check_size(Some(size), "at the first open vs this open")?;
         let bytes = reader.next().await?.unwrap_or_default();
+        reader.finish().await?;
         let crc = crc32c::crc32c(&bytes);
+        check_crc(crc)?;
         with_retries(&opts.retry, "upload layer", |_| {
             let put = PutOptions {
                 attributes: crc_attributes(remote, crc),
@@ -220,13 +322,16 @@ pub(crate) async fn upload_file(
     // store keeps metadata; else it is computed from the parts as they are sent.
     let first_pass = if remote.supports_metadata {
         let mut reader = ChunkReader::open(ctx, path, name, opts.part_size).await?;
+        reader.check_size(Some(size), "at the first open vs this open")?;
         let mut crc = 0;
         while let Some(chunk) = reader.next().await? {
             crc = crc32c::crc32c_append(crc, &chunk);
         }
+        reader.finish().await?;
+        check_crc(crc)?;
         Some(crc)
     } else {
-        None
+        expect.crc32c
     };
     let crc = with_retries(&opts.retry, "upload layer", |_| {
         upload_parts(remote, ctx, path, name, &key, size, first_pass)
@@ -257,16 +362,15 @@ async fn upload_parts(
         .put_multipart_opts(key, start)
         .await
         .map_err(|e| remote.store_error("start multipart upload", key.as_ref(), e))?;
-    let mut guard = AbortOnDrop(Some(upload));
+    let mut guard = AbortOnDrop {
+        upload: Some(upload),
+        key: key.clone(),
+        policy: opts.retry,
+        unaborted: remote.unaborted.clone(),
+    };
     let result = async {
         let mut reader = ChunkReader::open(ctx, path, name, opts.part_size).await?;
-        if reader.size() != size {
-            return Err(RemoteError::ChangedDuringUpload {
-                layer: name.to_owned(),
-                path: path.to_owned(),
-                what: format!("{} bytes, {size} before", reader.size()),
-            });
-        }
+        reader.check_size(Some(size), "at the first open vs this open")?;
         let part_done = |joined: Result<object_store::Result<_>, tokio::task::JoinError>| {
             joined
                 .map_err(object_store::Error::from)
@@ -302,6 +406,7 @@ async fn upload_parts(
         while let Some(joined) = in_flight.join_next().await {
             part_done(joined)?;
         }
+        reader.finish().await?;
         if let Some(first) = first_pass.filter(|&first| first != crc) {
             return Err(RemoteError::ChangedDuringUpload {
                 layer: name.to_owned(),
@@ -323,8 +428,80 @@ async fn upload_parts(
             Ok(crc)
         }
         Err(e) => {
-            guard.abort(key).await;
+            guard.abort().await;
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> IoContext {
+        IoContext::builder()
+            .engine(io_engine::IoEngine::launch(io_engine::IoEngineKind::StdFs).unwrap())
+            .mode(virtual_file::IoMode::Buffered)
+            .build()
+            .unwrap()
+    }
+
+    /// The single-request path reads the file in one chunk of the size it had at open: a file that
+    /// grows meanwhile would upload only its prefix, one that shrinks would end early. Both are refused.
+    #[tokio::test]
+    async fn a_file_that_grows_or_shrinks_after_open_is_a_size_mismatch() {
+        let ctx = ctx();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer-g");
+        std::fs::write(&path, vec![1u8; 10_000]).unwrap();
+
+        let mut reader = ChunkReader::open(&ctx, &path, "layer-g", 1 << 20)
+            .await
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &[2u8; 5000]))
+            .unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap().len(), 10_000);
+        assert!(reader.next().await.unwrap().is_none());
+        let err = reader.finish().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RemoteError::UploadSizeMismatch {
+                    expected: 10_000,
+                    actual: 15_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let mut reader = ChunkReader::open(&ctx, &path, "layer-g", 1 << 20)
+            .await
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(4000)
+            .unwrap();
+        let err = reader.next().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RemoteError::UploadSizeMismatch {
+                    expected: 15_000,
+                    actual: 4000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! A real S3 server on `127.0.0.1` for tests and benchmarks: the `s3s-fs` implementation (objects are
-//! files under a data directory) behind the `s3s` protocol layer, served over HTTP/1.1 by hyper, with
-//! AWS signature checking on (one access key / secret key pair).
+//! A real S3 server on a loopback address (`127.a.b.c`, one per server) for tests and benchmarks: the
+//! `s3s-fs` implementation (objects are files under a data directory) behind the `s3s` protocol layer,
+//! served over HTTP/1.1 by hyper, with AWS signature checking on (one access key / secret key pair).
 //!
 //! Not a mock: requests are parsed, signatures verified, multipart uploads stored and assembled by the
 //! same code that serves real clients. What this crate adds is the life cycle a fault test needs:
@@ -12,6 +12,26 @@
 //! - [`S3TestServer::kill_at_upload_part`] arms a fault: the `n`th `UploadPart` request kills the server
 //!   before it is served, and the returned [`KillSignal`] fires so the test can restart it.
 //! - [`S3TestServer::hold_next_object_get`] holds the next object read until the test releases it.
+//! - [`S3TestServer::set_secret_key`] changes the secret key the server accepts from the next
+//!   (re)start on, as a rotated key would.
+//!
+//! # Missing buckets
+//!
+//! A request on an object of a bucket that does not exist is answered `404 NoSuchBucket`, as S3 does
+//! (`s3s-fs` alone answers `NoSuchKey` for a read, and a write would create the bucket's directory).
+//!
+//! # Conditional writes
+//!
+//! Real S3 applies a `PutObject` with `If-None-Match: *` or `If-Match: <etag>` atomically: of two
+//! writers that read one ETag, exactly one wins and the other gets `412 Precondition Failed`, and a
+//! `GetObject` returns the ETag of the bytes it returns. `s3s-fs` checks both headers, but as separate
+//! steps from the write (check, write a temporary file, rename, then store the ETag), so two concurrent
+//! updates can both pass the check, and a read between the rename and the ETag update pairs new bytes
+//! with the old ETag. This server makes each key's requests atomic the way S3 does: object writes
+//! (`PutObject`, `CompleteMultipartUpload`, `DeleteObject`, `CopyObject`) hold the key's lock
+//! exclusively, object reads (`GetObject`, `HeadObject`) hold it shared until their response headers are
+//! made (the body then streams from the file opened under the lock, which a later rename does not
+//! change).
 //!
 //! # Example
 //!
@@ -42,6 +62,7 @@
 
 #![warn(missing_docs)]
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,12 +77,12 @@ use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{HttpError, HttpResponse};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, Notify, RwLock};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// The access key the server accepts.
 pub const ACCESS_KEY: &str = "s3-test-server-access-key";
-/// The secret key the server accepts.
+/// The secret key the server accepts (until [`S3TestServer::set_secret_key`]).
 pub const SECRET_KEY: &str = "s3-test-server-secret-key-0123456789";
 /// The region clients should sign for (the server accepts any).
 pub const REGION: &str = "us-east-1";
@@ -90,8 +111,7 @@ pub enum ServerError {
     /// The listening socket could not be set up.
     #[error("s3 test server: cannot listen on {addr}: {source}")]
     Listen {
-        /// The address asked for: `127.0.0.1:0` (any free port) at the first start, the same port at a
-        /// restart.
+        /// The address asked for: port 0 (any free port) at the first start, the same port at a restart.
         addr: SocketAddr,
         /// The system error.
         #[source]
@@ -123,6 +143,50 @@ struct Faults {
     fired: Mutex<Option<oneshot::Sender<()>>>,
     /// Holds the next object `GET`: signals its arrival, then waits for the release.
     hold_get: Mutex<Option<(oneshot::Sender<()>, Arc<Notify>)>>,
+    /// One lock per object path (`/bucket/key`), see the module docs on conditional writes.
+    key_locks: Mutex<HashMap<String, Arc<RwLock<()>>>>,
+    /// The server's data directory (a bucket is a directory in it).
+    data_dir: PathBuf,
+}
+
+impl Faults {
+    fn key_lock(&self, path: &str) -> Arc<RwLock<()>> {
+        let mut locks = self.key_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(path.to_owned()).or_default())
+    }
+}
+
+/// How a request takes its object's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyAccess {
+    /// Not a request on one object's current version (listings, bucket requests, multipart parts).
+    None,
+    /// Reads the object and its ETag.
+    Read,
+    /// Replaces or deletes the object (and may check a precondition first).
+    Write,
+}
+
+/// What `req` does to the object its path names.
+fn key_access<B>(req: &hyper::Request<B>) -> KeyAccess {
+    if !req.uri().path().trim_matches('/').contains('/') {
+        return KeyAccess::None;
+    }
+    let query = req.uri().query().unwrap_or("");
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|kv| kv == name || kv.starts_with(&format!("{name}=")))
+    };
+    match *req.method() {
+        hyper::Method::GET | hyper::Method::HEAD if !has("uploadId") => KeyAccess::Read,
+        hyper::Method::PUT if !has("partNumber") => KeyAccess::Write,
+        // CompleteMultipartUpload; `POST ?uploads` only starts an upload
+        hyper::Method::POST if has("uploadId") => KeyAccess::Write,
+        // DeleteObject; with an uploadId it is AbortMultipartUpload
+        hyper::Method::DELETE if !has("uploadId") => KeyAccess::Write,
+        _ => KeyAccess::None,
+    }
 }
 
 /// The S3 service with request counting and the fault hook in front of it.
@@ -158,24 +222,81 @@ impl hyper::service::Service<hyper::Request<Incoming>> for FaultService {
                 return Box::pin(std::future::pending());
             }
         }
-        if is_object_get(&req) {
-            let held = self
-                .faults
+        if let Some(bucket) = object_bucket(&req) {
+            if !self.faults.data_dir.join(bucket).is_dir() {
+                // s3s-fs answers NoSuchKey for an object of a missing bucket (and a PutObject would
+                // create the bucket's directory); S3 answers NoSuchBucket.
+                return Box::pin(std::future::ready(Ok(no_such_bucket(bucket))));
+            }
+        }
+        let access = key_access(&req);
+        let lock = (access != KeyAccess::None).then(|| self.faults.key_lock(req.uri().path()));
+        let held = if is_object_get(&req) {
+            self.faults
                 .hold_get
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .take();
+                .take()
+        } else {
+            None
+        };
+        let inner = self.inner.clone();
+        Box::pin(async move {
             if let Some((arrived, release)) = held {
                 let _ = arrived.send(());
-                let inner = self.inner.clone();
-                return Box::pin(async move {
-                    release.notified().await;
-                    hyper::service::Service::call(&inner, req).await
-                });
+                release.notified().await;
             }
-        }
-        hyper::service::Service::call(&self.inner, req)
+            match (access, lock) {
+                (KeyAccess::Write, Some(lock)) => {
+                    let _guard = lock.write_owned().await;
+                    hyper::service::Service::call(&inner, req).await
+                }
+                (KeyAccess::Read, Some(lock)) => {
+                    let _guard = lock.read_owned().await;
+                    hyper::service::Service::call(&inner, req).await
+                }
+                _ => hyper::service::Service::call(&inner, req).await,
+            }
+        })
     }
+}
+
+/// The bucket of a request on an object (`/bucket/key...`), `None` for bucket and service requests.
+fn object_bucket<B>(req: &hyper::Request<B>) -> Option<&str> {
+    let (bucket, key) = req.uri().path().trim_start_matches('/').split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then_some(bucket)
+}
+
+/// The 404 S3 sends for a request on an object of a bucket that does not exist.
+fn no_such_bucket(bucket: &str) -> HttpResponse {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchBucket</Code>\
+         <Message>The specified bucket does not exist</Message><BucketName>{bucket}</BucketName></Error>"
+    );
+    let mut response = HttpResponse::new(s3s::Body::from(body));
+    *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+/// A loopback address for one server, different for every server of this process (and, with the
+/// process id mixed in, most likely from every other process's): `127.a.b.c` with each byte in 1..=254.
+///
+/// A killed server frees its port until it restarts; on a shared `127.0.0.1`, another server started
+/// meanwhile could take that port, and the first server's clients would then talk to it during the
+/// outage (a multipart upload created there and continued on the restarted server is unknown to it).
+/// An address of its own keeps a server's clients from ever reaching another server.
+pub fn loopback_ip() -> std::net::Ipv4Addr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // 254^3 addresses: the counter walks them in order from a start that depends on the process id.
+    let start = std::process::id().wrapping_mul(2_654_435_761) % (254 * 254 * 254);
+    let v = (start + n) % (254 * 254 * 254);
+    let byte = |x: u32| (x % 254 + 1) as u8;
+    std::net::Ipv4Addr::new(127, byte(v / (254 * 254)), byte(v / 254), byte(v))
 }
 
 /// `GET /bucket/key` without a query (an object read, not a listing).
@@ -225,6 +346,8 @@ pub struct S3TestServer {
     bucket: String,
     faults: Arc<Faults>,
     running: Mutex<Option<Running>>,
+    /// The secret key of [`ACCESS_KEY`] that the next (re)start accepts.
+    secret_key: Mutex<String>,
 }
 
 impl std::fmt::Debug for S3TestServer {
@@ -238,8 +361,9 @@ impl std::fmt::Debug for S3TestServer {
 }
 
 impl S3TestServer {
-    /// Starts a server on a random port of 127.0.0.1 storing objects under `data_dir`, with one bucket
-    /// named `bucket` (created if missing). Must be called within a tokio runtime.
+    /// Starts a server on a random port of an address of its own in 127.0.0.0/8 (see [`loopback_ip`])
+    /// storing objects under `data_dir`, with one bucket named `bucket` (created if missing). Must be
+    /// called within a tokio runtime.
     pub async fn start(data_dir: &Path, bucket: &str) -> Result<Self, ServerError> {
         let bucket_dir = data_dir.join(bucket);
         std::fs::create_dir_all(&bucket_dir).map_err(|source| ServerError::DataDir {
@@ -247,11 +371,15 @@ impl S3TestServer {
             source,
         })?;
         let mut server = S3TestServer {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr: SocketAddr::from((loopback_ip(), 0)),
             data_dir: data_dir.to_owned(),
             bucket: bucket.to_owned(),
-            faults: Arc::new(Faults::default()),
+            faults: Arc::new(Faults {
+                data_dir: data_dir.to_owned(),
+                ..Faults::default()
+            }),
             running: Mutex::new(None),
+            secret_key: Mutex::new(SECRET_KEY.to_owned()),
         };
         let listener = server.listen()?;
         server.addr = listener
@@ -264,7 +392,7 @@ impl S3TestServer {
         Ok(server)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.a.b.c:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -322,6 +450,12 @@ impl S3TestServer {
         }
     }
 
+    /// Sets the secret key that [`ACCESS_KEY`] must sign with, from the next [`restart`](Self::restart)
+    /// on (the running server keeps the old one): what a client sees after its key was rotated.
+    pub fn set_secret_key(&self, secret_key: &str) {
+        *self.secret_key.lock().unwrap_or_else(|p| p.into_inner()) = secret_key.to_owned();
+    }
+
     /// Kills the server: the listener and every connection are dropped at once. Waits until the port
     /// is closed. The data directory is kept.
     pub async fn kill(&self) {
@@ -362,7 +496,12 @@ impl S3TestServer {
             message: format!("{e:?}"),
         })?;
         let mut builder = S3ServiceBuilder::new(fs);
-        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let secret_key = self
+            .secret_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, secret_key.as_str()));
         let service = FaultService {
             inner: builder.build(),
             faults: Arc::clone(&self.faults),

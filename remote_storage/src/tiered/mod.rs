@@ -14,6 +14,14 @@
 //!   same per-layer lock, so it is downloaded once; a layer larger than the whole budget is
 //!   [`RemoteError::BudgetTooSmall`], and a budget held by layers that cannot be evicted is
 //!   [`RemoteError::BudgetExhausted`]: errors, never a wait or a loop.
+//! - A local file is trusted as the uploaded layer only if its size **and whole-file CRC32C** match the
+//!   index entry, checked when the tier is opened (every resident uploaded layer is read once then,
+//!   through `VirtualFile`: the cost of a sequential read of those bytes). A file of the right size
+//!   whose checksum differs is corrupt: it is removed (with a warning, counted in
+//!   [`TierStats::corrupt_removed`]) and the layer is downloaded again when opened. A file of another
+//!   size is kept as a local layer that is not uploaded (with a warning).
+//! - An upload sends the file only if it still has the size recorded when it was admitted
+//!   ([`RemoteError::UploadSizeMismatch`] otherwise).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +80,9 @@ pub struct TierStats {
     pub evictions: u64,
     /// Uploads completed.
     pub uploads: u64,
+    /// Local files removed at open because their CRC32C differs from the index entry of their
+    /// layer (which is then downloaded again when opened).
+    pub corrupt_removed: u64,
 }
 
 struct Inner {
@@ -83,6 +94,7 @@ struct Inner {
     downloads: AtomicU64,
     evictions: AtomicU64,
     uploads: AtomicU64,
+    corrupt_removed: AtomicU64,
 }
 
 /// Layers in a local directory with a byte budget, backed by a remote store. Cheap to clone.
@@ -192,7 +204,9 @@ impl Inner {
 impl TieredLayers {
     /// Opens the tier over `dir` (created if missing) with a budget of `budget` bytes of resident layers.
     /// Removes temporary downloads left by a crash, reads the remote index, and takes the layer files in
-    /// `dir` as resident (uploaded if the index has them at the same size).
+    /// `dir` as resident: uploaded if the index has them at the same size and CRC32C (each such file is
+    /// read once to check); a file of the right size with another checksum is removed as corrupt and
+    /// downloaded again when opened.
     pub async fn open(
         ctx: &IoContext,
         dir: &Path,
@@ -208,6 +222,7 @@ impl TieredLayers {
         std::fs::create_dir_all(dir).map_err(|e| fs_err("create directory", e))?;
         let index = remote.load_index().await?;
         let mut state = State::default();
+        let mut corrupt_removed = 0;
         for entry in std::fs::read_dir(dir).map_err(|e| fs_err("list directory", e))? {
             let entry = entry.map_err(|e| fs_err("list directory", e))?;
             let file_name = entry.file_name();
@@ -235,13 +250,38 @@ impl TieredLayers {
                     "local layer differs in size from the uploaded one; treated as not uploaded"
                 );
             }
+            let uploaded = uploaded.filter(|u| u.size == meta.len());
+            if let Some(u) = uploaded {
+                let path = entry.path();
+                let chunk = remote.options.download_buffer;
+                let local = crate::upload::file_crc32c(ctx, &path, name, chunk).await?;
+                if local.crc32c != u.crc32c || local.size != u.size {
+                    tracing::warn!(
+                        layer = name,
+                        path = %path.display(),
+                        local_crc32c = local.crc32c,
+                        remote_crc32c = u.crc32c,
+                        size = u.size,
+                        "local layer file is corrupt (its CRC32C differs from the index); removed, \
+                         it is downloaded again when opened"
+                    );
+                    std::fs::remove_file(&path).map_err(|e| RemoteError::LocalFs {
+                        layer: name.to_owned(),
+                        op: "unlink a corrupt local layer",
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                    corrupt_removed += 1;
+                    continue;
+                }
+            }
             state.used += meta.len();
             state.layers.insert(
                 name.to_owned(),
                 LayerState {
                     size: meta.len(),
                     resident: true,
-                    uploaded: uploaded.filter(|u| u.size == meta.len()),
+                    uploaded,
                     last_used: 0,
                     pins: 0,
                     download: Arc::default(),
@@ -271,8 +311,12 @@ impl TieredLayers {
                 downloads: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
                 uploads: AtomicU64::new(0),
+                corrupt_removed: AtomicU64::new(corrupt_removed),
             }),
         };
+        if corrupt_removed > 0 {
+            tier.inner.sync_dir().await?;
+        }
         tier.inner.enforce_budget().await?;
         Ok(tier)
     }
@@ -298,6 +342,7 @@ impl TieredLayers {
             downloads: self.inner.downloads.load(Ordering::Relaxed),
             evictions: self.inner.evictions.load(Ordering::Relaxed),
             uploads: self.inner.uploads.load(Ordering::Relaxed),
+            corrupt_removed: self.inner.corrupt_removed.load(Ordering::Relaxed),
         }
     }
 
@@ -381,7 +426,7 @@ impl TieredLayers {
     /// directory is over budget.
     pub async fn upload(&self, name: &str) -> Result<IndexEntry, RemoteError> {
         let inner = &self.inner;
-        let pin = {
+        let (pin, size) = {
             let mut state = inner.lock();
             match state.layers.get(name) {
                 None => {
@@ -391,12 +436,19 @@ impl TieredLayers {
                     })
                 }
                 Some(l) if l.uploaded.is_some() => return Ok(l.uploaded.expect("checked")),
-                Some(_) => inner.pin(&mut state, name),
+                Some(l) => {
+                    let size = l.size;
+                    (inner.pin(&mut state, name), size)
+                }
             }
+        };
+        let expect = crate::upload::Expect {
+            size: Some(size),
+            crc32c: None,
         };
         let entry = inner
             .remote
-            .upload_layer(&inner.ctx, pin.path(), name)
+            .upload_layer_expecting(&inner.ctx, pin.path(), name, expect)
             .await?;
         if let Some(layer) = inner.lock().layers.get_mut(name) {
             layer.uploaded = Some(entry);

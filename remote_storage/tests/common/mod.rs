@@ -84,22 +84,11 @@ impl TestStore {
         }
     }
 
-    /// Options for tests: small parts, so that a few MiB make a multipart upload, and quick retries.
+    /// [`test_options`] for this test's prefix.
     pub fn options(&self) -> RemoteOptions {
         RemoteOptions {
             prefix: self.prefix.clone(),
-            multipart_threshold: 5 * 1024 * 1024,
-            part_size: 5 * 1024 * 1024,
-            part_concurrency: 2,
-            retry: RetryPolicy {
-                max_attempts: 6,
-                initial_backoff: Duration::from_millis(20),
-                max_backoff: Duration::from_millis(500),
-                request_retries: 6,
-                request_retry_timeout: Duration::from_secs(20),
-            },
-            request_timeout: Duration::from_secs(30),
-            ..RemoteOptions::default()
+            ..test_options()
         }
     }
 
@@ -122,6 +111,26 @@ impl TestStore {
     }
 }
 
+/// Options for tests: small parts, so that a few MiB make a multipart upload, and quick retries.
+pub fn test_options() -> RemoteOptions {
+    RemoteOptions {
+        multipart_threshold: 5 * 1024 * 1024,
+        part_size: 5 * 1024 * 1024,
+        part_concurrency: 2,
+        retry: RetryPolicy {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            request_retries: 6,
+            request_retry_timeout: Duration::from_secs(20),
+            conflict_attempts: 64,
+            abort_window: Duration::from_secs(30),
+        },
+        request_timeout: Duration::from_secs(30),
+        ..RemoteOptions::default()
+    }
+}
+
 /// The client config for the embedded server.
 pub fn embedded_config(server: &S3TestServer) -> S3Config {
     S3Config {
@@ -133,12 +142,16 @@ pub fn embedded_config(server: &S3TestServer) -> S3Config {
     }
 }
 
-/// A context with `mode` and engine `kind`; `None` (reason printed) where the engine cannot start here.
+/// Set to `1` (CI does) to make a test whose engine cannot start here fail instead of skip.
+pub const REQUIRE_URING_ENV: &str = "VIRTUAL_FILE_REQUIRE_URING";
+
+/// A context with `mode` and engine `kind`; `None` where the engine cannot start here, after
+/// [`engine_unavailable`] (which fails the test under `VIRTUAL_FILE_REQUIRE_URING=1`).
 pub fn context(mode: IoMode, kind: IoEngineKind) -> Option<IoContext> {
     let engine = match IoEngine::launch(kind) {
         Ok(engine) => engine,
         Err(e) => {
-            eprintln!("skipped: engine {kind} cannot start here: {e}");
+            engine_unavailable(kind, &e);
             return None;
         }
     };
@@ -149,6 +162,17 @@ pub fn context(mode: IoMode, kind: IoEngineKind) -> Option<IoContext> {
             .build()
             .expect("context"),
     )
+}
+
+/// An engine that cannot start here: with `VIRTUAL_FILE_REQUIRE_URING=1` (set by CI, where io_uring
+/// works) that fails the test; otherwise the test is skipped with the reason printed (libtest shows it
+/// only with `--nocapture`, which is why CI asks for the failure instead). The same rule as
+/// `layer_writers/tests/common` and `io_engine/tests/common`.
+pub fn engine_unavailable(kind: IoEngineKind, err: &dyn std::fmt::Display) {
+    if std::env::var(REQUIRE_URING_ENV).is_ok_and(|v| v == "1") {
+        panic!("{REQUIRE_URING_ENV}=1, but engine {kind} cannot start here: {err}");
+    }
+    eprintln!("skipped: engine {kind} cannot start here: {err}");
 }
 
 /// The default test context (`direct-rw`, std-fs).
@@ -228,4 +252,30 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Writes `len` pseudo-random bytes of seed `seed` to `dir/name` (an upload does not need a layer);
+/// returns its path.
+pub fn write_blob(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let mut bytes = Vec::with_capacity(len + 8);
+    let mut state = seed;
+    while bytes.len() < len {
+        state = mix(state);
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write blob");
+    path
+}
+
+/// Sets the modification time of `path` to `age` ago (what the store reports as last-modified for the
+/// embedded server and the local backend).
+pub fn backdate(path: &Path, age: Duration) {
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open to backdate");
+    file.set_modified(std::time::SystemTime::now() - age)
+        .expect("set mtime");
 }
