@@ -17,6 +17,7 @@
 
 mod coherence;
 mod identity;
+mod mutations;
 mod open_options;
 mod owned_io;
 mod temp;
@@ -26,12 +27,12 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use coherence::{GuardedBuf, MutationGuard, SharedFile};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use io_engine::{FileStat, FullSlice, IoBuf, IoBufMut, IoFd, Slice};
+use coherence::{MutationGuard, SharedFile};
+
+use io_engine::{FileStat, IoBufMut, IoFd, Slice};
 use tokio::sync::{RwLockReadGuard, RwLockWriteGuard};
 
 pub use identity::FileId;
@@ -44,7 +45,6 @@ use crate::context::IoContext;
 use crate::error::{Error, MisalignedPart};
 use crate::io_mode::IoMode;
 use crate::metrics::OpKind;
-use crate::page_cache::CACHE_PAGE_SIZE;
 
 /// A file opened through an [`IoContext`].
 pub struct VirtualFile {
@@ -540,87 +540,6 @@ impl VirtualFile {
         )
     }
 
-    /// Writes all of `buf` at `offset`, looping over short writes and retrying `EINTR`. A write that makes
-    /// no progress is an error of kind `WriteZero`.
-    pub async fn write_all_at<B: IoBuf>(
-        &self,
-        buf: FullSlice<B>,
-        offset: u64,
-    ) -> (FullSlice<B>, Result<(), Error>) {
-        let (begin, end) = (buf.begin(), buf.end());
-        let len = end - begin;
-        if let Err(e) = self.check_range(OpKind::Write, offset, len).and_then(|()| {
-            self.check_aligned(OpKind::Write, offset, len, buf.stable_ptr() as usize)
-        }) {
-            return (buf, Err(e));
-        }
-        if len == 0 {
-            return (buf, Ok(()));
-        }
-        let pinned = match self.pin().await {
-            Ok(p) => p,
-            Err(e) => return (buf, Err(e)),
-        };
-        let start = Instant::now();
-        let mut done = 0;
-        // The guard rides with the buffer: it is dropped (and the written pages invalidated a second
-        // time) when the engine gives the buffer back, which for a write whose future was dropped is
-        // when the kernel completed it.
-        let page = CACHE_PAGE_SIZE as u64;
-        let pages = offset / page..(offset + len as u64).div_ceil(page);
-        let mut inner = GuardedBuf {
-            buf: buf.into_inner(),
-            guard: self.begin_mutation(pages),
-        };
-        let result = loop {
-            let part = FullSlice::with_range(inner, begin + done..end);
-            let (p, res) = self
-                .ctx
-                .inner
-                .engine
-                .write_at(pinned.fd(), offset + done as u64, part)
-                .await;
-            inner = p.into_inner();
-            match res {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(self.io_error(OpKind::Write, Some(offset), Some(len), e)),
-                Ok(0) => {
-                    let msg = format!("write made no progress after {done} of {len} bytes");
-                    break Err(self.io_error(
-                        OpKind::Write,
-                        Some(offset),
-                        Some(len),
-                        io::Error::new(io::ErrorKind::WriteZero, msg),
-                    ));
-                }
-                Ok(n) => {
-                    done += n;
-                    if done == len {
-                        break Ok(());
-                    }
-                    if self.direct && done % self.ctx.alignment() != 0 {
-                        let msg = format!(
-                            "short O_DIRECT write of {done} of {len} bytes ended at an unaligned position"
-                        );
-                        break Err(self.io_error(
-                            OpKind::Write,
-                            Some(offset),
-                            Some(len),
-                            io::Error::new(io::ErrorKind::WriteZero, msg),
-                        ));
-                    }
-                }
-            }
-        };
-        self.record(OpKind::Write, start, done, result.is_ok());
-        drop(pinned);
-        let GuardedBuf { buf, guard } = inner;
-        let seq = guard.finish();
-        *self.last_write.lock().unwrap_or_else(|p| p.into_inner()) =
-            result.is_ok().then_some((offset, len, seq));
-        (FullSlice::with_range(buf, begin..end), result)
-    }
-
     async fn simple_op<T, F, Fut>(
         &self,
         op: OpKind,
@@ -641,67 +560,6 @@ impl VirtualFile {
             }
         };
         self.record(op, start, 0, res.is_ok());
-        res.map_err(|e| self.io_error(op, offset, len, e))
-    }
-
-    /// Sets the file's length (any length, also for `O_DIRECT` files). Cached pages from the new length
-    /// on are dropped for every handle of the file (only whole pages are cached, so growing changes
-    /// none of them).
-    pub async fn set_len(&self, len: u64) -> Result<(), Error> {
-        let pages = len / CACHE_PAGE_SIZE as u64..u64::MAX;
-        self.mutating_op(
-            OpKind::SetLen,
-            Some(len),
-            None,
-            pages,
-            move |engine, fd| async move { engine.ftruncate(&fd, len).await },
-        )
-        .await
-    }
-
-    /// Runs the mutation `f` (retrying `EINTR`) with its page invalidation: the pages `pages` are
-    /// dropped before and after the op. The op runs on a spawned task that owns the guard, so if this
-    /// future is dropped while the engine still has the op, the second drop of the pages happens when
-    /// the op completed, not before. Outside a tokio runtime it runs inline.
-    async fn mutating_op<F, Fut>(
-        &self,
-        op: OpKind,
-        offset: Option<u64>,
-        len: Option<usize>,
-        pages: std::ops::Range<u64>,
-        f: F,
-    ) -> Result<(), Error>
-    where
-        F: Fn(io_engine::IoEngine, Arc<IoFd>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
-    {
-        let pinned = self.pin().await?;
-        let fd = Arc::clone(pinned.fd());
-        let ctx = self.ctx.clone();
-        let guard = self.begin_mutation(pages);
-        let task = async move {
-            let start = Instant::now();
-            let res = loop {
-                match f(ctx.inner.engine.clone(), Arc::clone(&fd)).await {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other,
-                }
-            };
-            ctx.inner.metrics.ops[op].record(start.elapsed(), 0, res.is_ok());
-            guard.finish();
-            res
-        };
-        let res = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => match runtime.spawn(task).await {
-                Ok(res) => res,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(_) => Err(io::Error::other(
-                    "the runtime shut down before the op ran (its pages were dropped)",
-                )),
-            },
-            Err(_) => task.await,
-        };
-        drop(pinned);
         res.map_err(|e| self.io_error(op, offset, len, e))
     }
 
@@ -729,31 +587,6 @@ impl VirtualFile {
         self.simple_op(OpKind::Metadata, None, None, |fd| async move {
             engine.statx(&fd).await
         })
-        .await
-    }
-
-    /// `fallocate(mode, offset, len)`: reserves space, or with `FALLOC_FL_*` flags punches holes, zeroes,
-    /// collapses or inserts ranges. Cached pages the op can change are dropped for every handle of the
-    /// file: the range's pages, or every page from `offset` on for `COLLAPSE_RANGE` / `INSERT_RANGE`
-    /// (which shift the rest of the file) and for flags this code does not know.
-    pub async fn fallocate(&self, mode: libc::c_int, offset: u64, len: u64) -> Result<(), Error> {
-        let page = CACHE_PAGE_SIZE as u64;
-        const IN_PLACE: libc::c_int = libc::FALLOC_FL_KEEP_SIZE
-            | libc::FALLOC_FL_PUNCH_HOLE
-            | libc::FALLOC_FL_ZERO_RANGE
-            | libc::FALLOC_FL_UNSHARE_RANGE;
-        let pages = if mode & !IN_PLACE == 0 {
-            offset / page..offset.saturating_add(len).div_ceil(page)
-        } else {
-            offset / page..u64::MAX
-        };
-        self.mutating_op(
-            OpKind::Fallocate,
-            Some(offset),
-            Some(len as usize),
-            pages,
-            move |engine, fd| async move { engine.fallocate(&fd, mode, offset, len).await },
-        )
         .await
     }
 }
