@@ -326,3 +326,75 @@ async fn a_create_that_fails_after_the_open_leaves_no_file(
     .await
     .expect("timed out");
 }
+
+/// A file deleted while a handle of it is alive (its descriptor evicted) and a new file at the same path
+/// that gets the same inode number: the old handle's reopen is refused (the birth time differs), the
+/// new file's handles never see the old file's cached pages, and dropping the old handle while the new
+/// file is opened does not wedge the process-wide registry of files.
+#[rstest]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_inode_is_another_file(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+    use std::os::unix::fs::MetadataExt;
+    tokio::time::timeout(TIMEOUT, async {
+        let ctx = one_slot_context(mode, kind);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let other = VirtualFile::create(&ctx, dir.path().join("other"))
+            .await
+            .unwrap();
+        // ext4 hands a just-freed inode number to the next file created in the directory; try a few
+        // times, since nothing guarantees it
+        let mut reused = None;
+        for attempt in 0..50u64 {
+            std::fs::write(&path, pattern(8192, attempt)).unwrap();
+            let old = VirtualFile::open(&ctx, &path).await.unwrap();
+            let mut page = vec![0u8; 8192];
+            old.read_cached_at(0, &mut page).await.unwrap();
+            assert_eq!(page, pattern(8192, attempt));
+            other.metadata().await.unwrap(); // evicts `old`'s descriptor
+            let ino = std::fs::metadata(&path).unwrap().ino();
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, pattern(8192, 1000 + attempt)).unwrap();
+            if std::fs::metadata(&path).unwrap().ino() == ino {
+                reused = Some((old, attempt));
+                break;
+            }
+            drop(old);
+            std::fs::remove_file(&path).unwrap();
+        }
+        let (old, attempt) = reused.expect("no inode number was reused in 50 attempts");
+        let birth_reported = std::fs::metadata(&path).unwrap().created().is_ok();
+        assert!(
+            birth_reported,
+            "this test needs a file system with birth times"
+        );
+
+        // the new file through a new handle: its own bytes, not the old file's cached page
+        let new = VirtualFile::open(&ctx, &path).await.unwrap();
+        let mut page = vec![0u8; 8192];
+        new.read_cached_at(0, &mut page).await.unwrap();
+        assert_eq!(page, pattern(8192, 1000 + attempt), "the old file's page");
+        // the old handle: its reopen finds the new file and refuses it
+        assert!(
+            matches!(read_4k(&old).await, Err(Error::FileReplaced { .. })),
+            "the old handle used the new file"
+        );
+        // dropping the old handle's last reference while the new file is opened again, from two tasks
+        let opener = tokio::spawn({
+            let (ctx, path) = (ctx.clone(), path.clone());
+            async move {
+                for _ in 0..100 {
+                    VirtualFile::open(&ctx, &path).await.unwrap();
+                }
+            }
+        });
+        drop(old);
+        opener.await.unwrap();
+        VirtualFile::open(&ctx, &path).await.unwrap();
+    })
+    .await
+    .expect("test timed out (a wedged registry?)");
+}

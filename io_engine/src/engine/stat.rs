@@ -1,7 +1,9 @@
 //! [`FileStat`]: what `statx` tells about an open file.
 
-/// The subset of `statx(2)` results this project uses.
+/// The subset of `statx(2)` results this project uses (more fields may come: not constructible outside
+/// this crate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FileStat {
     /// File size in bytes.
     pub size: u64,

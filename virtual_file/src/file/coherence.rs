@@ -9,8 +9,10 @@
 //! submitted and again *after* the IO completed. The second drop runs from the guard's `Drop`, and the
 //! guard travels with the IO: a write's guard rides inside the buffer the engine owns (a future dropped
 //! while the io_uring engine still has the write frees the buffer, and so runs the drop, only when the
-//! kernel has completed it); `set_len` and `fallocate` run on a spawned task that owns the guard. So a
-//! page read before the mutation landed can be cached only until the mutation completes, never after.
+//! kernel has completed it); `set_len` and `fallocate` run on a spawned tokio task that owns the guard
+//! (with the `std-fs` engine, whose ops complete within the call, and outside a tokio runtime, inline).
+//! So a page read before the mutation landed can be cached only until the mutation completes, never
+//! after.
 //!
 //! Pages put in by a read of several pages or by write-through are put in only if no mutation of the file
 //! began or ended since the read started (or since the write completed): [`SharedFile::seq`].
@@ -30,10 +32,16 @@
 //!
 //! # Outside the rule
 //!
-//! Writes by other processes, through raw descriptors, or through [`IoContext::engine`](crate::IoContext)
-//! directly are not seen: their pages stay until evicted. On a file system that reports no birth time, a
-//! file deleted while a handle of it is still open (its descriptor closed by the open-file cache) and a
-//! new file that gets the same inode number share pages.
+//! - Writes by other processes, through raw descriptors, or through
+//!   [`IoContext::engine`](crate::IoContext) directly are not seen: their pages stay until evicted.
+//! - On a file system that reports no birth time, a file deleted while a handle of it is still open (its
+//!   descriptor closed by the open-file cache) and a new file that gets the same inode number share
+//!   pages. Where the birth time is reported, the old handle's reopen is refused
+//!   ([`Error::FileReplaced`](crate::Error::FileReplaced)).
+//! - A `set_len` or `fallocate` through the io_uring engine outside a tokio runtime, whose future is
+//!   dropped while the kernel has the op, drops its pages the second time too early (there is no task to
+//!   own the guard). So does a write or an op whose ring breaks and whose buffer the engine can only leak
+//!   (then [`VirtualFile::mutations_in_flight`](super::VirtualFile::mutations_in_flight) stays above 0).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -73,13 +81,12 @@ impl SharedFile {
     pub(crate) fn of(stat: &FileStat) -> Arc<SharedFile> {
         let inode = (stat.dev, stat.ino);
         let mut files = lock(&OPEN_FILES);
-        if let Some(live) = files.get(&inode).and_then(Weak::upgrade) {
-            if live.birth == stat.birth {
-                return live;
-            }
-            // The inode number was reused by a new file while a handle of the old one is alive: the old
-            // handles keep their (now unlisted) state, the new file gets its own.
+        let live = files.get(&inode).and_then(Weak::upgrade);
+        if let Some(live) = live.as_ref().filter(|l| l.birth == stat.birth) {
+            return Arc::clone(live);
         }
+        // None, or the inode number was reused by a new file while a handle of the old one is alive:
+        // the old handles keep their (now unlisted) state, the new file gets its own.
         let shared = Arc::new(SharedFile {
             cache_id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             inode,
@@ -89,7 +96,17 @@ impl SharedFile {
             caches: Mutex::new(Vec::new()),
         });
         files.insert(inode, Arc::downgrade(&shared));
+        drop(files);
+        // The old file's state may have had its last other reference dropped meanwhile: its `Drop`
+        // takes the registry's lock, so it must run after that lock is released.
+        drop(live);
         shared
+    }
+
+    /// The birth time the file had when this state was made (`None` where the file system does not
+    /// report one).
+    pub(crate) fn birth(&self) -> Option<(i64, u32)> {
+        self.birth
     }
 
     /// Records that `cache` may hold pages of this file from now on: later mutations invalidate there
@@ -106,7 +123,7 @@ impl SharedFile {
     }
 
     /// The invalidation count now: a read or write-through that took it may put pages in only while it
-    /// is unchanged ([`PageCache::insert_read`]).
+    /// is unchanged (`PageCache::insert_pages`).
     pub(crate) fn seq(&self) -> u64 {
         self.seq.load(Ordering::SeqCst)
     }

@@ -7,9 +7,10 @@
 //! unused. A rename of the file itself keeps its inode, so [`VirtualFile::rename`](super::VirtualFile::rename)
 //! does not change the identity.
 //!
-//! Weakness: an inode number can be reused once the old file is gone and its last descriptor closed; a
-//! file removed and a new one created that happens to get the same inode on the same device passes the
-//! check. Unique temp names (`temp.rs`, [`VirtualFile::create_temp`](super::VirtualFile::create_temp))
+//! An inode number can be reused once the old file is gone and its last descriptor closed: where the
+//! file system reports a birth time (`statx` `btime`), a reopen also compares it, so a new file with
+//! the old inode number is refused too. Weakness: where it does not, such a file passes the check.
+//! Unique temp names (`temp.rs`, [`VirtualFile::create_temp`](super::VirtualFile::create_temp))
 //! make a new file at an old file's path unlikely to begin with.
 
 use std::sync::Arc;
@@ -57,13 +58,20 @@ impl super::VirtualFile {
             .await
             .map_err(|e| self.io_error(OpKind::Metadata, None, None, e))?;
         let found = FileId::of(&stat);
-        if found == self.id {
+        // A new file can get the inode number of a deleted one: the birth time tells them apart where
+        // the file system reports it.
+        let born_same = match (stat.birth, self.shared.birth()) {
+            (Some(now), Some(then)) => now == then,
+            _ => true,
+        };
+        if found == self.id && born_same {
             return Ok(());
         }
         tracing::warn!(
             path = %self.path.display(),
             expected = %self.id,
             %found,
+            born_same,
             "reopen found another file at the path; refusing to use it"
         );
         Err(Error::FileReplaced {

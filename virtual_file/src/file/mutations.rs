@@ -115,7 +115,8 @@ impl VirtualFile {
     /// Runs the mutation `f` (retrying `EINTR`) with its page invalidation: the pages `pages` are
     /// dropped before and after the op. The op runs on a spawned task that owns the guard, so if this
     /// future is dropped while the engine still has the op, the second drop of the pages happens when
-    /// the op completed, not before. Outside a tokio runtime it runs inline.
+    /// the op completed, not before. With the `std-fs` engine (nothing stays in flight) and outside a
+    /// tokio runtime it runs inline.
     async fn mutating_op<F, Fut>(
         &self,
         op: OpKind,
@@ -144,15 +145,20 @@ impl VirtualFile {
             guard.finish();
             res
         };
-        let res = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => match runtime.spawn(task).await {
+        // `std-fs` ops complete within the call: a future dropped at this await has nothing in flight.
+        let inline = matches!(self.ctx.inner.engine, io_engine::IoEngine::StdFs(_));
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|_| !inline);
+        let res = match runtime {
+            Some(runtime) => match runtime.spawn(task).await {
                 Ok(res) => res,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(_) => Err(io::Error::other(
                     "the runtime shut down before the op ran (its pages were dropped)",
                 )),
             },
-            Err(_) => task.await,
+            None => task.await,
         };
         drop(pinned);
         res.map_err(|e| self.io_error(op, offset, len, e))

@@ -146,7 +146,8 @@ impl VirtualFile {
     /// exactly these bytes, a multiple of [`CACHE_PAGE_SIZE`] from a page boundary), into the page cache
     /// as this file's pages, while the budget allows (write-through: later reads of them do not go to
     /// the device). A last partial page is not kept. Nothing is put in if any other mutation of the file
-    /// began or ended since that write completed, or if `data` is not what that write wrote.
+    /// began or ended since that write completed, or if the last write was not of `data.len()` bytes at
+    /// `offset` (the caller passes the bytes it wrote).
     pub(crate) fn cache_written(&self, offset: u64, data: &[u8]) {
         if offset % PAGE != 0 {
             return;

@@ -18,7 +18,7 @@
 //! - Concurrent misses of one page do one IO: the first miss puts the slot in `Loading` and reads; the
 //!   others wait for it (one `Notify` per cache) and then hit.
 //! - A read of several pages that are not all resident reads the whole range in one IO and puts the
-//!   pages in afterwards (`insert_read`), unless a mutation of the file began or ended meanwhile (the
+//!   pages in afterwards (`insert_pages`), unless a mutation of the file began or ended meanwhile (the
 //!   file's invalidation count); such reads are not merged with concurrent misses of the same pages.
 //! - A load is panic-safe and cancellation-safe: if it fails, panics or its future is dropped, the slot
 //!   is left vacant and its waiters look again (a slot is never `Loading` forever). The page's budget
@@ -39,7 +39,9 @@
 //! - A read that races with a write of the same page may return either version, as an uncached read
 //!   may; once the write has completed, every read returns the new bytes.
 //! - Writes by other processes or through raw descriptors are not seen (see `file/coherence.rs`).
-//! - The last page of a file whose length is not a multiple of a page is read from the file every time.
+//! - The last page of a file whose length is not a multiple of a page is read from the file every time,
+//!   and concurrent readers of it read it one after another (each waits for the load before it, which
+//!   is then not kept). Layer files are padded to whole pages; small or growing files pay this.
 
 mod file_reads;
 #[cfg(test)]
@@ -99,6 +101,9 @@ pub(crate) struct PageCache {
 #[derive(Default)]
 struct State {
     map: PageMap,
+    /// Entries of `map` per file id, so that dropping every page of a file that has none (a close, a
+    /// `set_len`) does not scan the map.
+    per_file: HashMap<u64, usize, std::hash::BuildHasherDefault<PageKeyHasher>>,
     slots: Vec<Slot>,
     hand: usize,
     /// Slots with a buffer and no page.
@@ -306,7 +311,7 @@ impl PageCache {
         match self.take_slot(st) {
             Some((slot, page)) => {
                 st.slots[slot] = Slot::Loading { stale: false };
-                st.map.insert(key, slot);
+                st.map_insert(key, slot);
                 Lookup::Load { slot, page }
             }
             // Every page is being read (or there is none) and the budget is full: wait for memory or
@@ -352,7 +357,7 @@ impl PageCache {
                 };
             } else {
                 if st.map.get(&key) == Some(&slot) {
-                    st.map.remove(&key);
+                    st.map_remove(&key);
                 }
                 st.slots[slot] = Slot::Vacant;
                 st.put_free_at(slot, page);
@@ -418,7 +423,7 @@ impl PageCache {
                 page,
                 referenced: false,
             };
-            st.map.insert(key, i);
+            st.map_insert(key, i);
             self.inserts.fetch_add(1, Relaxed);
         }
     }
@@ -492,7 +497,7 @@ impl PageCache {
     /// is marked so that it is not kept when its read completes.
     pub(crate) fn invalidate(&self, file_id: u64, pages: std::ops::Range<u64>) {
         let mut st = self.lock();
-        if st.map.is_empty() {
+        if !st.per_file.contains_key(&file_id) {
             return;
         }
         let keys: Vec<PageKey> = if pages.end - pages.start > st.map.len() as u64 {
@@ -514,11 +519,35 @@ impl PageCache {
     /// Number of pages held by file `file_id`, for tests.
     #[cfg(test)]
     pub(crate) fn pages_of(&self, file_id: u64) -> usize {
-        self.lock().map.keys().filter(|k| k.0 == file_id).count()
+        let st = self.lock();
+        let n = st.map.keys().filter(|k| k.0 == file_id).count();
+        assert_eq!(
+            st.per_file.get(&file_id).copied().unwrap_or(0),
+            n,
+            "per-file count"
+        );
+        n
     }
 }
 
 impl State {
+    fn map_insert(&mut self, key: PageKey, slot: usize) {
+        if self.map.insert(key, slot).is_none() {
+            *self.per_file.entry(key.0).or_default() += 1;
+        }
+    }
+
+    fn map_remove(&mut self, key: &PageKey) {
+        if self.map.remove(key).is_some() {
+            if let Some(n) = self.per_file.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_file.remove(&key.0);
+                }
+            }
+        }
+    }
+
     fn vacant_index(&mut self) -> usize {
         match self.vacant.pop() {
             Some(i) => i,
@@ -561,7 +590,7 @@ impl State {
     fn evict(&mut self, i: usize) -> Option<PageBuf> {
         match std::mem::replace(&mut self.slots[i], Slot::Vacant) {
             Slot::Ready { key, page, .. } => {
-                self.map.remove(&key);
+                self.map_remove(&key);
                 Some(page)
             }
             other => {
@@ -642,7 +671,7 @@ impl Drop for LoadGuard<'_> {
         {
             let mut st = self.cache.lock();
             if st.map.get(&self.key) == Some(&self.slot) {
-                st.map.remove(&self.key);
+                st.map_remove(&self.key);
             }
             st.slots[self.slot] = Slot::Vacant;
             st.vacant.push(self.slot);
