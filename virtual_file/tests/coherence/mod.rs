@@ -75,16 +75,6 @@ pub async fn try_quiesce(file: &VirtualFile) -> Result<(), String> {
     }
 }
 
-/// Ops of `file`'s engine in flight now, all files' (io_uring; `std-fs` ops complete before they
-/// return). Today's code has no `mutations_in_flight`: the old-main variant of [`try_quiesce`] waits for
-/// this instead.
-pub fn engine_ops_in_flight(file: &VirtualFile) -> usize {
-    match file.context().engine() {
-        IoEngine::TokioEpollUring(e) => e.stats().in_flight,
-        _ => 0,
-    }
-}
-
 /// [`try_quiesce`], failing the test on a timeout.
 pub async fn quiesce(file: &VirtualFile) {
     if let Err(e) = try_quiesce(file).await {
