@@ -51,7 +51,8 @@ pub enum RemoteArg {
     None,
     /// `object_store`'s local file system backend in the bench's temporary directory.
     Local,
-    /// S3: the endpoint in `REMOTE_STORAGE_S3_*`, else the embedded S3 server on a loopback address.
+    /// S3: the endpoint in `REMOTE_STORAGE_S3_*`, else the embedded S3 server on a loopback address
+    /// (built in with the cargo feature `embedded-s3`).
     S3,
 }
 

@@ -4,6 +4,9 @@
 //!
 //! With `--remote local|s3` each case also uploads its delta layer to object storage, evicts it,
 //! downloads it and reads the sample back from the download, against `object_store`'s plain put/get.
+//! `--remote s3` starts an embedded S3 server (`s3_test_server`) when no endpoint is set in
+//! `REMOTE_STORAGE_S3_*`; that test server is linked only with the cargo feature `embedded-s3`
+//! (`cargo run --release -p bench_ingest --features embedded-s3 -- --remote s3`).
 //!
 //! The binary is `bench_ingest` (`cargo run --release -p bench_ingest -- --help`).
 //!

@@ -4,7 +4,8 @@
 //! for the upload is `object_store`'s own multipart upload of the same bytes from memory.
 //!
 //! `s3` uses the endpoint in `REMOTE_STORAGE_S3_*` if set, else starts the embedded S3 server
-//! (`s3_test_server`: s3s-fs, signed requests) on a loopback address with its data under the bench's directory.
+//! (`s3_test_server`: s3s-fs, signed requests) on a loopback address with its data under the bench's
+//! directory; that server is built in only with the cargo feature `embedded-s3` (without it, asking for the embedded server is an error naming the feature).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +17,14 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use remote_storage::{
     RemoteError, RemoteOptions, RemoteStorage, ResidentLayer, S3Config, StoreConfig, TieredLayers,
 };
-use s3_test_server::S3TestServer;
 use virtual_file::IoContext;
 
 use crate::args::RemoteArg;
 use crate::measure::PageCacheSampler;
+
+mod embedded_s3;
+
+use embedded_s3::EmbeddedS3;
 
 /// The store a run uploads to, and what keeps it alive.
 pub struct RemoteBench {
@@ -28,7 +32,7 @@ pub struct RemoteBench {
     pub remote: Arc<RemoteStorage>,
     /// `local <dir>`, `s3 <endpoint> bucket <b>` (embedded or from the environment).
     pub label: String,
-    _server: Option<S3TestServer>,
+    _server: Option<EmbeddedS3>,
 }
 
 impl RemoteBench {
@@ -56,22 +60,7 @@ impl RemoteBench {
                     (StoreConfig::S3(s3), None, label)
                 }
                 None => {
-                    let data = base.join("remote-s3");
-                    let server = S3TestServer::start(&data, "bench")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let s3 = S3Config {
-                        endpoint: server.endpoint(),
-                        bucket: server.bucket().to_owned(),
-                        region: s3_test_server::REGION.to_owned(),
-                        access_key_id: s3_test_server::ACCESS_KEY.to_owned(),
-                        secret_access_key: s3_test_server::SECRET_KEY.to_owned(),
-                    };
-                    let label = format!(
-                        "embedded S3 server (s3s-fs) at {} with data in {}",
-                        server.endpoint(),
-                        data.display()
-                    );
+                    let (s3, server, label) = embedded_s3::start(&base.join("remote-s3")).await?;
                     (StoreConfig::S3(s3), Some(server), label)
                 }
             },
