@@ -95,3 +95,8 @@ pub use layer_file::{is_temp_file_name, remove_temp_files, LayerInfo, TEMP_SUFFI
 pub use layer_reader::VerifyReport;
 pub use read_budget::{BudgetPermit, ReadBudget};
 pub use vectored::{MAX_MERGE_GAP, MAX_VECTORED_READ, SCAN_READ};
+
+/// README.md's code blocks run as doc tests of this crate, so the quick start cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
