@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_engine::engine::{UringConfig, UringEngine};
 use io_engine::{ConstAlign, IoBufferMut, IoEngine, IoEngineKind, IoFd, Slice, StdFsEngine};
+use io_engine::{UringConfig, UringEngine};
 use rand::{Rng, SeedableRng};
 
 const BLOCK: usize = 8192;

@@ -1,10 +1,35 @@
-//! The lowest layer of `virtual_file`: aligned, ownership-passing IO buffers ([`buf`]) and the IO
-//! engines that perform positional IO on them ([`engine`]).
+//! The lowest layer of `virtual_file`: aligned, ownership-passing IO buffers and the IO engines that
+//! perform positional IO on them.
 //!
 //! Pick it when you want positional file IO whose buffers are owned values: a buffer goes into an
 //! operation and comes back with the result, so the kernel can use it (io_uring) while the caller's
 //! future is suspended or even dropped. `virtual_file` builds files, IO modes and metrics on top; use this
 //! crate directly only to write an engine-level tool or test.
+//!
+//! # Buffers
+//!
+//! Every IO path in this project hands its buffer to the engine *by value* and gets it back with the
+//! result, on success, on error and on cancellation. That is what lets the io_uring engine keep a buffer
+//! alive until the kernel is done with it, even when the future that started the IO was dropped.
+//!
+//! - [`IoBufferMut`]: heap memory whose address is aligned to a type-level [`Alignment`]
+//!   ([`ConstAlign<4096>`] by default: page-aligned, see [`DefaultAlign`]; [`ConstAlign<512>`] is allowed). The whole capacity is
+//!   zero-initialized at allocation, so no uninitialized byte can ever reach safe code, and a read into any
+//!   part of it is sound.
+//! - [`IoBuffer`]: a frozen [`IoBufferMut`], shared through an `Arc`; cheap to clone and to slice, and
+//!   turned back into an [`IoBufferMut`] with [`IoBuffer::into_mut`] when it is no longer shared.
+//! - [`IoBuf`] / [`IoBufMut`]: the `unsafe` traits the engines take; their contract is the stable-pointer
+//!   invariant. Implemented for `Vec<u8>`, [`bytes::Bytes`], [`bytes::BytesMut`] and the aligned buffers.
+//! - [`Slice`] (a window of a buffer to read into) and [`FullSlice`] (initialized bytes to write).
+//!
+//! # Engines
+//!
+//! [`IoEngine`] is the handle: [`StdFsEngine`] (positional syscalls on the calling thread) or
+//! [`UringEngine`] (our io_uring engine), picked by [`IoEngineKind`] or the environment
+//! ([`env`](mod@env), which also lists every environment variable of the workspace). Its docs hold the
+//! contract every engine keeps. With the feature `testing`, `IoEngine::hooked` wraps an engine with an
+//! `EngineHook`: the fault-injecting `FaultPlan`, the power-loss `power_loss::Recorder`, or a test's own
+//! hook.
 //!
 //! # Example
 //!
@@ -39,8 +64,8 @@
 
 #![warn(missing_docs)]
 
-pub mod buf;
-pub mod engine;
+mod buf;
+mod engine;
 pub mod env;
 #[cfg(feature = "testing")]
 pub mod test_support;
@@ -50,10 +75,13 @@ pub use buf::{
 };
 #[cfg(feature = "testing")]
 pub use engine::power_loss;
+#[cfg(feature = "testing")]
+pub use engine::{
+    Completed, EngineHook, EngineOp, Fault, FaultOp, FaultPlan, FaultRule, HookedEngine, Proceed,
+    RingFault,
+};
 pub use engine::{
     DioAlign, EngineSelectError, EngineStartError, FileStat, IoEngine, IoEngineKind, IoFd,
-    RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats, IO_ENGINE_ENV,
+    RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats,
 };
-#[cfg(feature = "testing")]
-pub use engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, PowerLossEngine, RingFault};
-pub use env::EnvSettingError;
+pub use env::{EnvSettingError, IO_ENGINE as IO_ENGINE_ENV};

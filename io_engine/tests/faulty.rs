@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use io_engine::{
-    Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, FullSlice, IoEngine, IoEngineKind, Slice,
-};
+use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, FullSlice, IoEngine, IoEngineKind, Slice};
 use rstest::rstest;
 
 fn rule(op: FaultOp, nth: u64, fault: Fault, repeat: bool) -> FaultRule {
@@ -29,10 +27,7 @@ async fn faults_hit_the_planned_ops(
         rule(FaultOp::Sync, 1, Fault::Errno(libc::EIO), true),
         rule(FaultOp::Open, 2, Fault::Errno(libc::EMFILE), false),
     ]);
-    let e = IoEngine::Faulty(FaultyEngine::new(
-        IoEngine::launch(kind).unwrap(),
-        plan.clone(),
-    ));
+    let e = IoEngine::hooked(IoEngine::launch(kind).unwrap(), plan.clone());
     assert_eq!(e.kind(), kind);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
@@ -84,7 +79,7 @@ async fn short_reads_fill_a_prefix() {
         fault: Fault::Short,
         repeat: true,
     }]);
-    let e = IoEngine::Faulty(FaultyEngine::new(IoEngine::std_fs(), plan));
+    let e = IoEngine::hooked(IoEngine::std_fs(), plan);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     std::fs::write(&path, b"abcdefgh").unwrap();

@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use io_engine::power_loss::{DirOrder, DurableOp, Entry, LoggedOp, OpLog, SECTOR};
-use io_engine::{FullSlice, IoEngine, PowerLossEngine, RenameMode};
+use io_engine::power_loss::{DirOrder, DurableOp, Entry, LoggedOp, OpLog, Recorder, SECTOR};
+use io_engine::{FullSlice, IoEngine, RenameMode};
 
 const SEEDS: u64 = 400;
 
@@ -45,9 +45,8 @@ fn pattern(len: usize, salt: u8) -> Vec<u8> {
 async fn records_durable_ops_by_inode() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
-    let engine = PowerLossEngine::new(IoEngine::std_fs(), &root);
-    let rec = engine.recorder().clone();
-    let e = IoEngine::PowerLoss(engine);
+    let rec = Arc::new(Recorder::new(&root));
+    let e = IoEngine::hooked(IoEngine::std_fs(), rec.clone());
     let (a, b) = (root.join("a"), root.join("b"));
     let fd = Arc::new(
         e.open(&a, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o644)
@@ -365,9 +364,8 @@ fn unsynced_directory_ops_happen_as_a_prefix_or_each_on_its_own() {
 async fn a_file_removed_around_the_engine_and_created_again_is_a_new_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
-    let engine = PowerLossEngine::new(IoEngine::std_fs(), &root);
-    let rec = engine.recorder().clone();
-    let e = IoEngine::PowerLoss(engine);
+    let rec = Arc::new(Recorder::new(&root));
+    let e = IoEngine::hooked(IoEngine::std_fs(), rec.clone());
     let a = root.join("a");
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
     drop(e.open(&a, flags, 0o644).await.unwrap());

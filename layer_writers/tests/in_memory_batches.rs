@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::context;
-use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, IoEngine, IoEngineKind};
+use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, IoEngine, IoEngineKind};
 use layer_writers::{
     DeltaLayerReader, InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions, Key, Lsn, PutValue,
 };
@@ -244,7 +244,7 @@ async fn failed_write_mid_batch_applies_none_of_it(
     };
     let plan = FaultPlan::new([]);
     let ctx = IoContext::builder()
-        .engine(IoEngine::Faulty(FaultyEngine::new(inner, plan.clone())))
+        .engine(IoEngine::hooked(inner, plan.clone()))
         .mode(mode)
         // six 8 KiB buffers: the first batch (21 KiB) fits, the second (42 KiB) does not
         .memory_budget_bytes(if spill { 48 << 10 } else { 256 << 20 })

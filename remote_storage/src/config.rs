@@ -17,15 +17,15 @@ use crate::error::RemoteError;
 use crate::retry::RetryPolicy;
 
 /// Environment variable: the S3 endpoint URL.
-pub const S3_ENDPOINT_ENV: &str = "REMOTE_STORAGE_S3_ENDPOINT";
+pub const S3_ENDPOINT_ENV: &str = io_engine::env::S3_ENDPOINT;
 /// Environment variable: the bucket.
-pub const S3_BUCKET_ENV: &str = "REMOTE_STORAGE_S3_BUCKET";
+pub const S3_BUCKET_ENV: &str = io_engine::env::S3_BUCKET;
 /// Environment variable: the access key id.
-pub const S3_ACCESS_KEY_ENV: &str = "REMOTE_STORAGE_S3_ACCESS_KEY_ID";
+pub const S3_ACCESS_KEY_ENV: &str = io_engine::env::S3_ACCESS_KEY_ID;
 /// Environment variable: the secret access key.
-pub const S3_SECRET_KEY_ENV: &str = "REMOTE_STORAGE_S3_SECRET_ACCESS_KEY";
+pub const S3_SECRET_KEY_ENV: &str = io_engine::env::S3_SECRET_ACCESS_KEY;
 /// Environment variable: the region (default `us-east-1`).
-pub const S3_REGION_ENV: &str = "REMOTE_STORAGE_S3_REGION";
+pub const S3_REGION_ENV: &str = io_engine::env::S3_REGION;
 
 /// An S3-compatible endpoint.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl S3Config {
     /// The endpoint named by the environment, `None` if `REMOTE_STORAGE_S3_ENDPOINT` is unset or empty.
     /// With the endpoint set, a missing bucket or credential variable is an error naming it.
     pub fn from_env() -> Result<Option<S3Config>, RemoteError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(io_engine::env::var)
     }
 
     /// As [`from_env`](Self::from_env), with the variables looked up by `get`.

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{count_fds_under, temp_files};
-use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, IoEngine, IoEngineKind};
+use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, IoEngine, IoEngineKind};
 use rstest::rstest;
 use test_runner::layer_set::{verify_dir, write_layer};
 use virtual_file::{IoContext, IoMode};
@@ -19,7 +19,7 @@ fn faulty_context(mode: IoMode, engine: IoEngineKind) -> (IoContext, Arc<FaultPl
     let plan = FaultPlan::new([]);
     let inner = IoEngine::launch(engine).expect("engine");
     let ctx = IoContext::builder()
-        .engine(IoEngine::Faulty(FaultyEngine::new(inner, plan.clone())))
+        .engine(IoEngine::hooked(inner, plan.clone()))
         .mode(mode)
         .build()
         .unwrap();

@@ -20,7 +20,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::page_cache::{PageCache, PageCacheSnapshot};
 
 /// The environment variable with the number of open-file cache slots.
-pub const OPEN_FILES_ENV: &str = "VIRTUAL_FILE_MAX_OPEN_FILES";
+pub const OPEN_FILES_ENV: &str = io_engine::env::MAX_OPEN_FILES;
 
 /// Default alignment of `O_DIRECT` buffers, offsets and lengths.
 pub const DEFAULT_ALIGNMENT: usize = 512;
@@ -213,8 +213,8 @@ impl IoContext {
     /// its completion task there).
     pub fn from_env() -> Result<IoContext, Error> {
         let mode = IoMode::from_env()?;
-        let open_files = parse_open_files(std::env::var(OPEN_FILES_ENV).ok().as_deref())?;
-        let memory_mib = parse_memory_mib(std::env::var(MEMORY_MIB_ENV).ok().as_deref())?;
+        let open_files = parse_open_files(io_engine::env::var(OPEN_FILES_ENV).as_deref())?;
+        let memory_mib = parse_memory_mib(io_engine::env::var(MEMORY_MIB_ENV).as_deref())?;
         let engine = IoEngine::from_env()?;
         Self::builder()
             .engine(engine)

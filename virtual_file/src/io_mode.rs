@@ -3,7 +3,7 @@
 use io_engine::env::{parse_setting, setting_from_env, EnvSettingError};
 
 /// The environment variable that selects the IO mode.
-pub const IO_MODE_ENV: &str = "VIRTUAL_FILE_IO_MODE";
+pub const IO_MODE_ENV: &str = io_engine::env::IO_MODE;
 
 /// Where `O_DIRECT` is used. Strings: `buffered`, `direct`, `direct-rw`.
 ///

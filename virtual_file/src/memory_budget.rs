@@ -40,7 +40,7 @@ use enum_map::{Enum, EnumMap};
 use tokio::sync::{Notify, Semaphore};
 
 /// The environment variable with the memory budget in MiB.
-pub const MEMORY_MIB_ENV: &str = "VIRTUAL_FILE_MEMORY_MIB";
+pub const MEMORY_MIB_ENV: &str = io_engine::env::MEMORY_MIB;
 
 /// Default memory budget: 256 MiB.
 pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;

@@ -286,14 +286,11 @@ async fn a_create_that_fails_after_the_open_leaves_no_file(
     #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, FaultyEngine, IoEngine};
+    use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, IoEngine};
     tokio::time::timeout(TIMEOUT, async {
         let plan = FaultPlan::new([]);
         let ctx = IoContext::builder()
-            .engine(IoEngine::Faulty(FaultyEngine::new(
-                engine(kind),
-                plan.clone(),
-            )))
+            .engine(IoEngine::hooked(engine(kind), plan.clone()))
             .mode(mode)
             .build()
             .unwrap();

@@ -260,7 +260,7 @@ impl<A: Alignment> Eq for IoBufferMut<A> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buf::ConstAlign;
+    use crate::buf::align::ConstAlign;
 
     const CAPACITIES: [usize; 8] = [0, 1, 511, 512, 4095, 4096, 1 << 20, (1 << 20) + 1];
 

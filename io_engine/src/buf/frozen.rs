@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::align::{Alignment, DefaultAlign};
 use super::aligned_mut::IoBufferMut;
-use super::slice::resolve;
+use super::range::resolve;
 
 /// An immutable view `[start, end)` of a frozen [`IoBufferMut`], shared through an `Arc`.
 ///

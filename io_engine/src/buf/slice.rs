@@ -1,23 +1,9 @@
 //! [`Slice`] (a window of a buffer to read into) and [`FullSlice`] (initialized bytes to write).
 
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 
+use super::range::resolve;
 use super::traits::{IoBuf, IoBufMut};
-
-/// `range` as `(begin, end)`, with `..` ends meaning `0` and `total`. Not bounds-checked.
-pub(super) fn resolve(range: impl RangeBounds<usize>, total: usize) -> (usize, usize) {
-    let begin = match range.start_bound() {
-        Bound::Included(&b) => b,
-        Bound::Excluded(&b) => b + 1,
-        Bound::Unbounded => 0,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(&e) => e + 1,
-        Bound::Excluded(&e) => e,
-        Bound::Unbounded => total,
-    };
-    (begin, end)
-}
 
 /// The window `[begin, end)` of a buffer's capacity that a read fills. Owned: the engine takes it by value
 /// and gives it back with the result.
@@ -173,7 +159,8 @@ impl<B> FullSlice<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buf::{DefaultAlign, IoBufferMut};
+    use crate::buf::align::DefaultAlign;
+    use crate::buf::aligned_mut::IoBufferMut;
 
     #[test]
     fn slice_windows() {

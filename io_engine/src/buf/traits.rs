@@ -150,7 +150,7 @@ unsafe impl<A: Alignment> IoBuf for IoBuffer<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buf::DefaultAlign;
+    use crate::buf::align::DefaultAlign;
 
     #[test]
     fn set_init_never_shrinks() {

@@ -2,8 +2,8 @@
 
 use std::io;
 
-use super::kind::{IoEngineKind, IO_ENGINE_ENV};
-use crate::env::EnvSettingError;
+use super::kind::IoEngineKind;
+use crate::env::{EnvSettingError, IO_ENGINE};
 
 /// The io_uring engine could not start. Each variant names the cause a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ pub enum EngineSelectError {
     #[error(transparent)]
     Env(#[from] EnvSettingError),
     /// The engine named explicitly could not start (an explicit choice never falls back).
-    #[error("{IO_ENGINE_ENV}={kind} was requested, but the engine cannot start")]
+    #[error("{IO_ENGINE}={kind} was requested, but the engine cannot start")]
     Start {
         /// The engine that was asked for.
         kind: IoEngineKind,

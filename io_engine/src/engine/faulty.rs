@@ -1,16 +1,13 @@
-//! A fault-injecting engine for tests (feature `testing`): wraps another engine and, following a
-//! [`FaultPlan`], fails the Nth read, write, fsync or open with an errno (`EIO`, `ENOSPC`, `EINTR`, ...),
-//! or turns it into a short transfer. Everything else passes through to the inner engine.
+//! Fault injection for tests (feature `testing`): a [`FaultPlan`] is an [`EngineHook`] that fails the
+//! Nth read, write, fsync or open with an errno (`EIO`, `ENOSPC`, `EINTR`, ...), or turns it into a
+//! short transfer. Everything else passes through to the inner engine. Wrap an engine with
+//! `IoEngine::hooked(inner, plan.clone())`.
 
 use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::fd::IoFd;
-use super::stat::FileStat;
-use super::IoEngine;
-use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
+use super::hook::{EngineHook, EngineOp, Proceed};
 
 /// The op classes a [`FaultRule`] can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,13 +114,6 @@ impl FaultPlan {
     }
 }
 
-/// An engine that injects the faults of a [`FaultPlan`] in front of another engine.
-#[derive(Debug, Clone)]
-pub struct FaultyEngine {
-    inner: Box<IoEngine>,
-    plan: Arc<FaultPlan>,
-}
-
 /// The length of a short transfer of `len` bytes (see [`Fault::Short`]).
 fn shorten(len: usize, direct: bool) -> usize {
     const DIRECT_UNIT: usize = 512;
@@ -137,164 +127,44 @@ fn shorten(len: usize, direct: bool) -> usize {
     }
 }
 
-impl FaultyEngine {
-    /// Wraps `inner`.
-    pub fn new(inner: IoEngine, plan: Arc<FaultPlan>) -> Self {
-        Self {
-            inner: Box::new(inner),
-            plan,
+/// Which class an op counts in.
+fn class_of(op: &EngineOp<'_>) -> FaultOp {
+    match op {
+        EngineOp::ReadAt { .. } | EngineOp::ReadvAt { .. } => FaultOp::Read,
+        EngineOp::WriteAt { .. } | EngineOp::WritevAt { .. } => FaultOp::Write,
+        EngineOp::Fsync { .. } | EngineOp::Fdatasync { .. } => FaultOp::Sync,
+        EngineOp::Open { .. } | EngineOp::Rename { .. } | EngineOp::Unlink { .. } => FaultOp::Open,
+        EngineOp::Ftruncate { .. } | EngineOp::Fallocate { .. } => FaultOp::Truncate,
+        EngineOp::Statx { .. } => FaultOp::Stat,
+    }
+}
+
+/// How much of a transfer a [`Fault::Short`] lets through, or `None` if the op is not shortened: a
+/// single read or write of more than 1 byte gets about half (see [`shorten`]), a vectored one of more
+/// than one buffer only its first buffer.
+fn short_transfer(op: &EngineOp<'_>) -> Option<usize> {
+    match *op {
+        EngineOp::ReadAt { fd, len, .. } if len > 1 => Some(shorten(len, fd.is_direct())),
+        EngineOp::WriteAt { fd, data, .. } if data.len() > 1 => {
+            Some(shorten(data.len(), fd.is_direct()))
         }
+        EngineOp::ReadvAt { lens, .. } if lens.len() > 1 => Some(lens[0]),
+        EngineOp::WritevAt { data, .. } if data.len() > 1 => Some(data[0].len()),
+        _ => None,
     }
+}
 
-    /// The plan (shared).
-    pub fn plan(&self) -> &Arc<FaultPlan> {
-        &self.plan
-    }
+impl EngineHook for FaultPlan {
+    type Ticket = ();
 
-    /// The wrapped engine.
-    pub fn inner(&self) -> &IoEngine {
-        &self.inner
-    }
-
-    pub(crate) async fn read_at<B: IoBufMut>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        buf: Slice<B>,
-    ) -> (Slice<B>, io::Result<usize>) {
-        match self.plan.next(FaultOp::Read) {
-            Some(Fault::Errno(e)) => (buf, Err(io::Error::from_raw_os_error(e))),
-            Some(Fault::Short) if buf.len() > 1 => {
-                let (begin, end) = (buf.begin(), buf.end());
-                let part = Slice::new(
-                    buf.into_inner(),
-                    begin..begin + shorten(end - begin, fd.is_direct()),
-                );
-                let (part, res) = Box::pin(self.inner.read_at(fd, offset, part)).await;
-                (Slice::new(part.into_inner(), begin..end), res)
-            }
-            _ => Box::pin(self.inner.read_at(fd, offset, buf)).await,
-        }
-    }
-
-    pub(crate) async fn write_at<B: IoBuf>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        buf: FullSlice<B>,
-    ) -> (FullSlice<B>, io::Result<usize>) {
-        match self.plan.next(FaultOp::Write) {
-            Some(Fault::Errno(e)) => (buf, Err(io::Error::from_raw_os_error(e))),
-            Some(Fault::Short) if buf.len() > 1 => {
-                let (begin, end) = (buf.begin(), buf.end());
-                let part = FullSlice::with_range(
-                    buf.into_inner(),
-                    begin..begin + shorten(end - begin, fd.is_direct()),
-                );
-                let (part, res) = Box::pin(self.inner.write_at(fd, offset, part)).await;
-                (FullSlice::with_range(part.into_inner(), begin..end), res)
-            }
-            _ => Box::pin(self.inner.write_at(fd, offset, buf)).await,
-        }
-    }
-
-    pub(crate) async fn readv_at<B: IoBufMut>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        mut bufs: Vec<Slice<B>>,
-    ) -> (Vec<Slice<B>>, io::Result<usize>) {
-        match self.plan.next(FaultOp::Read) {
-            Some(Fault::Errno(e)) => (bufs, Err(io::Error::from_raw_os_error(e))),
-            Some(Fault::Short) if bufs.len() > 1 => {
-                // only the first buffer is filled: a short vectored read
-                let rest = bufs.split_off(1);
-                let (mut first, res) = Box::pin(self.inner.readv_at(fd, offset, bufs)).await;
-                first.extend(rest);
-                (first, res)
-            }
-            _ => Box::pin(self.inner.readv_at(fd, offset, bufs)).await,
-        }
-    }
-
-    pub(crate) async fn writev_at<B: IoBuf>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        mut bufs: Vec<FullSlice<B>>,
-    ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
-        match self.plan.next(FaultOp::Write) {
-            Some(Fault::Errno(e)) => (bufs, Err(io::Error::from_raw_os_error(e))),
-            Some(Fault::Short) if bufs.len() > 1 => {
-                let rest = bufs.split_off(1);
-                let (mut first, res) = Box::pin(self.inner.writev_at(fd, offset, bufs)).await;
-                first.extend(rest);
-                (first, res)
-            }
-            _ => Box::pin(self.inner.writev_at(fd, offset, bufs)).await,
-        }
-    }
-
-    fn errno_of(&self, op: FaultOp) -> io::Result<()> {
-        match self.plan.next(op) {
+    fn before(&self, op: &EngineOp<'_>) -> io::Result<Proceed<()>> {
+        match self.next(class_of(op)) {
             Some(Fault::Errno(e)) => Err(io::Error::from_raw_os_error(e)),
-            _ => Ok(()),
+            Some(Fault::Short) => match short_transfer(op) {
+                Some(n) => Ok(Proceed::new(()).transfer_at_most(n)),
+                None => Ok(Proceed::new(())),
+            },
+            None => Ok(Proceed::new(())),
         }
-    }
-
-    pub(crate) async fn fsync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
-        self.errno_of(FaultOp::Sync)?;
-        Box::pin(self.inner.fsync(fd)).await
-    }
-
-    pub(crate) async fn fdatasync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
-        self.errno_of(FaultOp::Sync)?;
-        Box::pin(self.inner.fdatasync(fd)).await
-    }
-
-    pub(crate) async fn open(
-        &self,
-        path: &Path,
-        flags: libc::c_int,
-        mode: libc::mode_t,
-    ) -> io::Result<IoFd> {
-        self.errno_of(FaultOp::Open)?;
-        Box::pin(self.inner.open(path, flags, mode)).await
-    }
-
-    pub(crate) async fn rename(
-        &self,
-        from: &Path,
-        to: &Path,
-        mode: super::RenameMode,
-    ) -> io::Result<()> {
-        self.errno_of(FaultOp::Open)?;
-        Box::pin(self.inner.rename(from, to, mode)).await
-    }
-
-    pub(crate) async fn unlink(&self, path: &Path) -> io::Result<()> {
-        self.errno_of(FaultOp::Open)?;
-        Box::pin(self.inner.unlink(path)).await
-    }
-
-    pub(crate) async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {
-        self.errno_of(FaultOp::Stat)?;
-        Box::pin(self.inner.statx(fd)).await
-    }
-
-    pub(crate) async fn ftruncate(&self, fd: &Arc<IoFd>, len: u64) -> io::Result<()> {
-        self.errno_of(FaultOp::Truncate)?;
-        Box::pin(self.inner.ftruncate(fd, len)).await
-    }
-
-    pub(crate) async fn fallocate(
-        &self,
-        fd: &Arc<IoFd>,
-        mode: libc::c_int,
-        offset: u64,
-        len: u64,
-    ) -> io::Result<()> {
-        self.errno_of(FaultOp::Truncate)?;
-        Box::pin(self.inner.fallocate(fd, mode, offset, len)).await
     }
 }

@@ -1,9 +1,6 @@
 //! [`IoEngineKind`]: which engine performs the IO.
 
-use crate::env::{parse_setting, setting_from_env, EnvSettingError};
-
-/// The environment variable that selects the engine where a default is asked for.
-pub const IO_ENGINE_ENV: &str = "VIRTUAL_FILE_IO_ENGINE";
+use crate::env::{parse_setting, setting_from_env, EnvSettingError, IO_ENGINE};
 
 /// The IO engines. Strings: `std-fs`, `tokio-epoll-uring`.
 #[derive(
@@ -28,14 +25,14 @@ pub enum IoEngineKind {
 }
 
 impl IoEngineKind {
-    /// The kind named by [`IO_ENGINE_ENV`], or `None` if it is unset or empty.
+    /// The kind named by [`IO_ENGINE`](crate::env::IO_ENGINE), or `None` if it is unset or empty.
     pub fn from_env() -> Result<Option<Self>, EnvSettingError> {
-        setting_from_env(IO_ENGINE_ENV)
+        setting_from_env(IO_ENGINE)
     }
 
-    /// Parses a value as if it were the content of [`IO_ENGINE_ENV`] (for tests and command lines).
+    /// Parses a value as if it were the content of [`IO_ENGINE`](crate::env::IO_ENGINE) (for tests and command lines).
     pub fn parse_env_value(value: Option<&str>) -> Result<Option<Self>, EnvSettingError> {
-        parse_setting(IO_ENGINE_ENV, value)
+        parse_setting(IO_ENGINE, value)
     }
 }
 

@@ -3,8 +3,8 @@
 //! ## Rules these tests follow
 //! - **io_uring that cannot start here.** Every io_uring test gets its engine through [`launch`] (or
 //!   calls [`skip_without_uring`]). When io_uring cannot start on this machine, the test prints
-//!   `skipped: ...` and returns early, *unless* the environment variable [`REQUIRE_URING_ENV`]
-//!   (`VIRTUAL_FILE_REQUIRE_URING=1`) is set: then it fails. libtest hides the output of passing tests,
+//!   `skipped: ...` and returns early, *unless* the environment variable
+//!   `VIRTUAL_FILE_REQUIRE_URING=1` is set ([`io_engine::env::require_uring`]): then it fails. libtest hides the output of passing tests,
 //!   so a skip is invisible; CI sets the variable so that a machine without io_uring fails loudly
 //!   instead of passing silently.
 //! - **Descriptor counts.** A test that counts `/proc/self/fd` takes [`serial`] *first*, before
@@ -22,9 +22,6 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use io_engine::{ConstAlign, IoBuf, IoBufMut, IoBufferMut, IoFd, UringConfig, UringEngine};
-
-/// Set to `1` to make io_uring tests fail instead of skip when io_uring cannot start.
-pub const REQUIRE_URING_ENV: &str = "VIRTUAL_FILE_REQUIRE_URING";
 
 /// The longest any wait in these tests may take before the test fails as hung.
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -56,13 +53,13 @@ pub fn runtime(multi: bool) -> tokio::runtime::Runtime {
     }
 }
 
-/// io_uring cannot start here because of `reason`: fails the test if [`REQUIRE_URING_ENV`] is set,
+/// io_uring cannot start here because of `reason`: fails the test if `VIRTUAL_FILE_REQUIRE_URING=1`,
 /// else prints the skip (the caller then returns).
 pub fn skip_without_uring(reason: impl std::fmt::Display) {
-    let required = std::env::var(REQUIRE_URING_ENV).is_ok_and(|v| v == "1");
     assert!(
-        !required,
-        "{REQUIRE_URING_ENV}=1, but io_uring cannot start here: {reason}"
+        !io_engine::env::require_uring(),
+        "{}=1, but io_uring cannot start here: {reason}",
+        io_engine::env::REQUIRE_URING
     );
     eprintln!("skipped: io_uring cannot start here: {reason}");
 }

@@ -46,7 +46,7 @@ pub fn context_with_budget(mode: IoMode, kind: IoEngineKind, budget: usize) -> O
 /// works) that fails the test; otherwise the test is skipped with the reason printed (libtest shows it
 /// only with `--nocapture`, which is why CI asks for the failure instead).
 pub fn engine_unavailable(kind: IoEngineKind, err: &dyn std::fmt::Display) {
-    if std::env::var("VIRTUAL_FILE_REQUIRE_URING").is_ok_and(|v| v == "1") {
+    if io_engine::env::require_uring() {
         panic!("VIRTUAL_FILE_REQUIRE_URING=1, but engine {kind} cannot start here: {err}");
     }
     eprintln!("skipped: engine {kind} cannot start here: {err}");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use checker::{Checker, Contents, DeltaModel, ExpectedLayer, ImageModel, Run, Tally};
 use io_engine::power_loss::Recorder;
-use io_engine::{FullSlice, IoEngine, IoEngineKind, PowerLossEngine, RenameMode};
+use io_engine::{FullSlice, IoEngine, IoEngineKind, RenameMode};
 use layer_writers::{
     DeltaLayerWriter, ImageLayerWriter, InMemoryLayer, InMemoryLayerOptions, Key, Lsn,
 };
@@ -80,10 +80,9 @@ fn image_model(rng: &mut StdRng, n: usize) -> ImageModel {
 
 /// A context over the power-loss engine, wrapping `inner`, recording `dir`.
 fn recording_context(dir: &Path, mode: IoMode, inner: IoEngine) -> (IoContext, Arc<Recorder>) {
-    let engine = PowerLossEngine::new(inner, dir);
-    let rec = engine.recorder().clone();
+    let rec = Arc::new(Recorder::new(dir));
     let ctx = IoContext::builder()
-        .engine(IoEngine::PowerLoss(engine))
+        .engine(IoEngine::hooked(inner, rec.clone()))
         .mode(mode)
         .build()
         .expect("context");
@@ -179,7 +178,7 @@ async fn layers_survive_power_cuts_in_every_mode() {
                     Ok(engine) => engine,
                     Err(err) => {
                         // CI sets VIRTUAL_FILE_REQUIRE_URING=1: there a missing engine is a failure
-                        if std::env::var("VIRTUAL_FILE_REQUIRE_URING").is_ok_and(|v| v == "1") {
+                        if io_engine::env::require_uring() {
                             panic!("VIRTUAL_FILE_REQUIRE_URING=1, but {kind} cannot start: {err}");
                         }
                         eprintln!("skipped: engine {kind} cannot start here: {err}");

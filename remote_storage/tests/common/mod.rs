@@ -143,7 +143,7 @@ pub fn embedded_config(server: &S3TestServer) -> S3Config {
 }
 
 /// Set to `1` (CI does) to make a test whose engine cannot start here fail instead of skip.
-pub const REQUIRE_URING_ENV: &str = "VIRTUAL_FILE_REQUIRE_URING";
+pub const REQUIRE_URING_ENV: &str = io_engine::env::REQUIRE_URING;
 
 /// A context with `mode` and engine `kind`; `None` where the engine cannot start here, after
 /// [`engine_unavailable`] (which fails the test under `VIRTUAL_FILE_REQUIRE_URING=1`).
@@ -169,7 +169,7 @@ pub fn context(mode: IoMode, kind: IoEngineKind) -> Option<IoContext> {
 /// only with `--nocapture`, which is why CI asks for the failure instead). The same rule as
 /// `layer_writers/tests/common` and `io_engine/tests/common`.
 pub fn engine_unavailable(kind: IoEngineKind, err: &dyn std::fmt::Display) {
-    if std::env::var(REQUIRE_URING_ENV).is_ok_and(|v| v == "1") {
+    if io_engine::env::require_uring() {
         panic!("{REQUIRE_URING_ENV}=1, but engine {kind} cannot start here: {err}");
     }
     eprintln!("skipped: engine {kind} cannot start here: {err}");

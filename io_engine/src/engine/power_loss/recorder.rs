@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::log::{DurableOp, Entry, FileId, LoggedOp, OpLog};
 use crate::engine::fd::IoFd;
-use crate::engine::RenameMode;
+use crate::engine::hook::{Completed, EngineHook, EngineOp, Proceed};
+use crate::engine::rename::RenameMode;
 
 /// (device, inode) of an open descriptor.
 type InodeKey = (u64, u64);
@@ -53,9 +54,10 @@ fn identity(fd: &IoFd) -> Option<(InodeKey, bool)> {
 }
 
 impl Recorder {
-    pub(super) fn new(root: PathBuf) -> Self {
+    /// A recorder of the files under `root`, with an empty log.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
-            root,
+            root: root.into(),
             state: Mutex::default(),
         }
     }
@@ -94,7 +96,7 @@ impl Recorder {
     }
 
     /// The issue mark of an op starting now.
-    pub(super) fn mark(&self) -> usize {
+    fn mark(&self) -> usize {
         self.state().ops.len()
     }
 
@@ -114,14 +116,7 @@ impl Recorder {
     }
 
     /// Logs an open; `creates` says the name did not exist just before it (with `O_CREAT`).
-    pub(super) fn open(
-        &self,
-        fd: &IoFd,
-        path: &Path,
-        flags: libc::c_int,
-        creates: bool,
-        issued: usize,
-    ) {
+    fn open(&self, fd: &IoFd, path: &Path, flags: libc::c_int, creates: bool, issued: usize) {
         let Some((key, is_dir)) = identity(fd) else {
             return;
         };
@@ -163,21 +158,21 @@ impl Recorder {
         }
     }
 
-    pub(super) fn write(&self, fd: &IoFd, issued: usize, offset: u64, data: Arc<[u8]>) {
+    fn write(&self, fd: &IoFd, issued: usize, offset: u64, data: Arc<[u8]>) {
         let mut state = self.state();
         if let Some(file) = self.file_of(&state, fd) {
             state.push(DurableOp::Write { file, offset, data }, issued);
         }
     }
 
-    pub(super) fn set_len(&self, fd: &IoFd, len: u64, issued: usize) {
+    fn set_len(&self, fd: &IoFd, len: u64, issued: usize) {
         let mut state = self.state();
         if let Some(file) = self.file_of(&state, fd) {
             state.push(DurableOp::SetLen { file, len }, issued);
         }
     }
 
-    pub(super) fn fallocate(&self, fd: &IoFd, mode: i32, offset: u64, len: u64, issued: usize) {
+    fn fallocate(&self, fd: &IoFd, mode: i32, offset: u64, len: u64, issued: usize) {
         let mut state = self.state();
         if let Some(file) = self.file_of(&state, fd) {
             let op = DurableOp::Fallocate {
@@ -190,7 +185,7 @@ impl Recorder {
         }
     }
 
-    pub(super) fn sync(&self, fd: &IoFd, issued: usize) {
+    fn sync(&self, fd: &IoFd, issued: usize) {
         let Some((key, is_dir)) = identity(fd) else {
             return;
         };
@@ -204,7 +199,7 @@ impl Recorder {
         }
     }
 
-    pub(super) fn rename(&self, from: &Path, to: &Path, mode: RenameMode, issued: usize) {
+    fn rename(&self, from: &Path, to: &Path, mode: RenameMode, issued: usize) {
         let mut state = self.state();
         let moved = state.names.remove(from);
         let (from_entry, to_entry) = (self.entry(from), self.entry(to));
@@ -234,10 +229,83 @@ impl Recorder {
         }
     }
 
-    pub(super) fn unlink(&self, path: &Path, issued: usize) {
+    fn unlink(&self, path: &Path, issued: usize) {
         let mut state = self.state();
         if let (Some(file), Some(entry)) = (state.names.remove(path), self.entry(path)) {
             state.push(DurableOp::Unlink { entry, file }, issued);
+        }
+    }
+}
+
+/// Where the log stood when an op was issued ([`LoggedOp::issued`]), and for an `open`, whether it
+/// creates its name.
+#[derive(Debug)]
+pub struct Issued {
+    mark: usize,
+    creates: bool,
+}
+
+impl EngineHook for Recorder {
+    type Ticket = Issued;
+
+    fn before(&self, op: &EngineOp<'_>) -> std::io::Result<Proceed<Issued>> {
+        if let EngineOp::Fallocate { mode, .. } = *op {
+            if mode & (libc::FALLOC_FL_COLLAPSE_RANGE | libc::FALLOC_FL_INSERT_RANGE) != 0 {
+                // the crash model does not shift file contents
+                return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+            }
+        }
+        let mark = self.mark();
+        // a create is told apart by the name not existing just before (an inode number is reused
+        // at once by some file systems, so the inode alone cannot tell a new file from an old one)
+        let creates = match *op {
+            EngineOp::Open { path, flags, .. } => {
+                flags & libc::O_CREAT != 0 && std::fs::symlink_metadata(path).is_err()
+            }
+            _ => false,
+        };
+        Ok(Proceed::new(Issued { mark, creates }))
+    }
+
+    fn after(
+        &self,
+        op: &EngineOp<'_>,
+        issued: Issued,
+        result: Result<Completed<'_>, &std::io::Error>,
+    ) {
+        let Ok(completed) = result else { return };
+        let mark = issued.mark;
+        match (*op, completed) {
+            (EngineOp::WriteAt { fd, offset, data }, Completed::Transferred(n)) => {
+                self.write(fd, mark, offset, data[..n.min(data.len())].into());
+            }
+            (EngineOp::WritevAt { fd, offset, data }, Completed::Transferred(n)) => {
+                let mut written = Vec::with_capacity(n);
+                for d in data {
+                    let take = (n - written.len()).min(d.len());
+                    written.extend_from_slice(&d[..take]);
+                }
+                self.write(fd, mark, offset, written.into());
+            }
+            (EngineOp::Fsync { fd } | EngineOp::Fdatasync { fd }, _) => self.sync(fd, mark),
+            (EngineOp::Open { path, flags, .. }, Completed::Opened(fd)) => {
+                self.open(fd, path, flags, issued.creates, mark);
+            }
+            (EngineOp::Rename { from, to, mode }, _) => self.rename(from, to, mode, mark),
+            (EngineOp::Unlink { path }, _) => self.unlink(path, mark),
+            (EngineOp::Ftruncate { fd, len }, _) => self.set_len(fd, len, mark),
+            (
+                EngineOp::Fallocate {
+                    fd,
+                    mode,
+                    offset,
+                    len,
+                },
+                _,
+            ) => {
+                self.fallocate(fd, mode, offset, len, mark);
+            }
+            _ => {}
         }
     }
 }

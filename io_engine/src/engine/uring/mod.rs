@@ -120,6 +120,7 @@ mod reaper;
 mod ring_core;
 mod setup;
 mod slots;
+mod stats;
 mod system;
 
 use std::fmt;
@@ -133,6 +134,7 @@ use tokio::task::JoinHandle;
 pub use config::UringConfig;
 #[cfg(feature = "testing")]
 pub use faults::RingFault;
+pub use stats::UringStats;
 
 use self::health::EngineHealth;
 use self::op::execute;
@@ -175,34 +177,6 @@ impl fmt::Debug for UringEngine {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-/// Counters of a running engine, for tests and benchmarks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UringStats {
-    /// Number of rings.
-    pub rings: usize,
-    /// Slots per ring: the most ops a ring has in flight at once.
-    pub slots_per_ring: usize,
-    /// The most ops that were ever in flight at once on any one ring.
-    pub max_in_flight: usize,
-    /// Ops in flight now (their CQE not processed yet), on all rings; includes `parked_slots`.
-    pub in_flight: usize,
-    /// Slots held now by ops whose future was dropped before their completion.
-    pub parked_slots: usize,
-    /// `IORING_OP_ASYNC_CANCEL` requests sent so far (for dropped futures and at shutdown).
-    pub cancels_submitted: u64,
-    /// Ops submitted to the rings so far (reads served by the `RWF_NOWAIT` fast path do not count).
-    pub submitted: u64,
-    /// Whether `ftruncate` goes through the ring (`IORING_OP_FTRUNCATE`, Linux 6.9) or `ftruncate(2)`.
-    pub ftruncate_op: bool,
-    /// Whether the eventfd is switched off around inline-likely submits (the kernel has
-    /// `cq_off.flags`, Linux 5.8+).
-    pub eventfd_window: bool,
-    /// A ring broke (permanent `io_uring_enter` error): new ops run on `std-fs`.
-    pub downgraded: bool,
-    /// How many rings broke.
-    pub broken_rings: usize,
 }
 
 /// Which ring a thread uses when there are several: assigned round robin at the thread's first op.
@@ -258,21 +232,7 @@ impl UringEngine {
 
     /// Counters (see [`UringStats`]).
     pub fn stats(&self) -> UringStats {
-        let systems = &self.inner.systems;
-        let counters: Vec<_> = systems.iter().map(|s| s.counters()).collect();
-        UringStats {
-            rings: systems.len(),
-            slots_per_ring: systems[0].slots(),
-            max_in_flight: counters.iter().map(|c| c.max_in_flight).max().unwrap_or(0),
-            in_flight: counters.iter().map(|c| c.in_flight).sum(),
-            parked_slots: counters.iter().map(|c| c.parked).sum(),
-            cancels_submitted: counters.iter().map(|c| c.cancels_submitted).sum(),
-            submitted: counters.iter().map(|c| c.submitted).sum(),
-            ftruncate_op: systems[0].has_ftruncate_op(),
-            eventfd_window: systems.iter().all(|s| s.has_eventfd_window()),
-            downgraded: self.is_downgraded(),
-            broken_rings: self.inner.health.broken_rings(),
-        }
+        UringStats::of(&self.inner.systems, &self.inner.health)
     }
 
     /// True once a ring broke and the engine runs new ops on `std-fs` (see "Failures of

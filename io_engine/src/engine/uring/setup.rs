@@ -134,9 +134,8 @@ mod tests {
     #[test]
     fn the_raw_params_mirror_reads_what_the_crate_reads() {
         let Ok(mut ring) = IoUring::new(8) else {
-            // VIRTUAL_FILE_REQUIRE_URING: see tests/common/mod.rs
             assert!(
-                std::env::var_os("VIRTUAL_FILE_REQUIRE_URING").is_none(),
+                !crate::env::require_uring(),
                 "io_uring is required here but cannot be set up"
             );
             eprintln!("skipped: io_uring cannot be set up here");
