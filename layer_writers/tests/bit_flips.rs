@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::all_contexts;
-use layer_writers::blob::{decode_header, Compression};
-use layer_writers::summary::{Summary, SUMMARY_SIZE};
+use layer_writers::format::blob::{decode_header, Compression};
+use layer_writers::format::summary::{Summary, SUMMARY_SIZE};
 use layer_writers::{
     DeltaLayerReader, DeltaLayerWriter, ImageLayerReader, ImageLayerWriter, Key, LayerError, Lsn,
 };

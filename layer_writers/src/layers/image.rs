@@ -1,4 +1,4 @@
-//! Image layers: `key -> image` at one LSN, in a layer file (see [`crate::layer_file`] for the layout).
+//! Image layers: `key -> image` at one LSN, in a layer file (see [`crate::layers::layer_file`] for the layout).
 //!
 //! The index maps the 16-byte key to the blob's offset. Images are put in strictly increasing key order
 //! and zstd-compressed when that makes them smaller. As in delta layers, each blob ends where the next
@@ -9,13 +9,13 @@ use std::path::Path;
 
 use virtual_file::IoContext;
 
-use crate::key::{image_index_key, Key, Lsn};
-use crate::layer_error::LayerError;
-use crate::layer_file::{LayerFileWriter, LayerInfo};
-use crate::layer_reader::{FoundBlob, LayerFileReader, VerifyReport};
-use crate::read_budget::ReadBudget;
-use crate::summary::{LayerKind, Summary};
-use crate::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::format::key::{image_index_key, Key, Lsn};
+use crate::format::summary::{LayerKind, Summary};
+use crate::io::error::LayerError;
+use crate::io::read_budget::ReadBudget;
+use crate::io::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::layers::layer_file::{LayerFileWriter, LayerInfo};
+use crate::layers::layer_reader::{FoundBlob, LayerFileReader, VerifyReport};
 
 /// Writes an image layer file.
 #[derive(Debug)]

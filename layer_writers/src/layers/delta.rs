@@ -1,7 +1,7 @@
 //! Delta layers: `(key, lsn) -> value` records with a will-init flag, in a layer file (see
-//! [`crate::layer_file`] for the layout).
+//! [`crate::layers::layer_file`] for the layout).
 //!
-//! The index maps the 24-byte delta index key (key, then LSN big-endian; see [`crate::key`]) to the blob's
+//! The index maps the 24-byte delta index key (key, then LSN big-endian; see [`crate::format::key`]) to the blob's
 //! offset, with [`WILL_INIT_FLAG`] set when the record can be applied without the ones before it. Records
 //! are put in strictly increasing `(key, lsn)` order, so blobs lie in index order and each blob ends where
 //! the next index entry's blob begins (the last at `values_end`): readers know every blob's extent before
@@ -13,13 +13,13 @@ use std::path::Path;
 
 use virtual_file::IoContext;
 
-use crate::key::{delta_index_key, parse_delta_index_key, Key, Lsn};
-use crate::layer_error::LayerError;
-use crate::layer_file::{LayerFileWriter, LayerInfo};
-use crate::layer_reader::{FoundBlob, LayerFileReader, VerifyReport};
-use crate::read_budget::ReadBudget;
-use crate::summary::{LayerKind, Summary};
-use crate::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::format::key::{delta_index_key, parse_delta_index_key, Key, Lsn};
+use crate::format::summary::{LayerKind, Summary};
+use crate::io::error::LayerError;
+use crate::io::read_budget::ReadBudget;
+use crate::io::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::layers::layer_file::{LayerFileWriter, LayerInfo};
+use crate::layers::layer_reader::{FoundBlob, LayerFileReader, VerifyReport};
 
 /// High bit of a delta index value: the record is a will-init record. The other bits are the offset.
 pub const WILL_INIT_FLAG: u64 = 1 << 63;
@@ -395,7 +395,7 @@ mod tests {
     use virtual_file::IoMode;
 
     use super::*;
-    use crate::blob::encode_blob;
+    use crate::format::blob::encode_blob;
 
     #[tokio::test]
     async fn encoded_blobs_in_bulk_equal_values_put_one_by_one() {
