@@ -432,6 +432,28 @@ impl LayerFileWriter {
     }
 }
 
+/// The front both layer writers share, written once: `replace_existing` and `num_entries`, on a writer
+/// struct with a `file: LayerFileWriter` field.
+macro_rules! layer_writer_front {
+    ($writer:ident) => {
+        impl $writer {
+            /// Lets [`finish`](Self::finish) replace an existing layer of the same name; by default an
+            /// existing name fails `finish` with [`virtual_file::Error::AlreadyExists`] and leaves that
+            /// layer untouched.
+            pub fn replace_existing(mut self, yes: bool) -> Self {
+                self.file.set_replace_existing(yes);
+                self
+            }
+
+            /// Entries put so far.
+            pub fn num_entries(&self) -> u64 {
+                self.file.num_entries()
+            }
+        }
+    };
+}
+pub(crate) use layer_writer_front;
+
 #[cfg(test)]
 mod tests {
     use super::*;

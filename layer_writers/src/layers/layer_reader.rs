@@ -409,3 +409,58 @@ impl LayerFileReader {
         Ok(())
     }
 }
+
+/// The front every layer reader shares, written once: `open`, `open_with_budget`, the value-caching
+/// switch, `path` and `summary`, on a reader struct `$reader { inner: LayerFileReader }` of layers of
+/// kind `$kind` (`$what` names the kind in the docs).
+macro_rules! layer_reader_front {
+    ($reader:ident, $kind:expr, $what:literal) => {
+        impl $reader {
+            #[doc = concat!("Opens and validates the ", $what, " layer at `path`.")]
+            pub async fn open(
+                ctx: &::virtual_file::IoContext,
+                path: &::std::path::Path,
+            ) -> Result<Self, $crate::io::error::LayerError> {
+                let budget = $crate::io::read_budget::ReadBudget::from_memory_budget(
+                    ctx.memory_budget().clone(),
+                );
+                Self::open_with_budget(ctx, path, Some(budget)).await
+            }
+
+            #[doc = concat!("As [`", stringify!($reader), "::open`]; reads draw on `budget` when given.")]
+            pub async fn open_with_budget(
+                ctx: &::virtual_file::IoContext,
+                path: &::std::path::Path,
+                budget: Option<$crate::io::read_budget::ReadBudget>,
+            ) -> Result<Self, $crate::io::error::LayerError> {
+                let inner =
+                    $crate::layers::layer_reader::LayerFileReader::open(ctx, path, $kind, budget)
+                        .await?;
+                Ok($reader { inner })
+            }
+
+            /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT`
+            /// files, no for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values`
+            /// for why.
+            pub fn set_cache_values(&mut self, yes: bool) {
+                self.inner.set_cache_values(yes);
+            }
+
+            /// Whether point lookups read values through the page cache.
+            pub fn caches_values(&self) -> bool {
+                self.inner.caches_values()
+            }
+
+            /// The layer's path.
+            pub fn path(&self) -> &::std::path::Path {
+                self.inner.path()
+            }
+
+            /// The decoded summary block.
+            pub fn summary(&self) -> &$crate::format::summary::Summary {
+                self.inner.summary()
+            }
+        }
+    };
+}
+pub(crate) use layer_reader_front;
