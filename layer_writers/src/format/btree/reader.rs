@@ -28,29 +28,25 @@ pub trait PageSource {
     ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send;
 }
 
-impl<S: PageSource + Sync> PageSource for &S {
-    type Page = S::Page;
-    type Error = S::Error;
+/// A reference or an `Arc` to a page source is a page source: reads go to the source it points at.
+macro_rules! forward_page_source {
+    ($ptr:ty, $($bound:tt)+) => {
+        impl<S: PageSource + $($bound)+> PageSource for $ptr {
+            type Page = S::Page;
+            type Error = S::Error;
 
-    fn read_page(
-        &self,
-        page_no: u32,
-    ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
-        (**self).read_page(page_no)
-    }
+            fn read_page(
+                &self,
+                page_no: u32,
+            ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
+                (**self).read_page(page_no)
+            }
+        }
+    };
 }
 
-impl<S: PageSource + Send + Sync> PageSource for std::sync::Arc<S> {
-    type Page = S::Page;
-    type Error = S::Error;
-
-    fn read_page(
-        &self,
-        page_no: u32,
-    ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
-        (**self).read_page(page_no)
-    }
-}
+forward_page_source!(&S, Sync);
+forward_page_source!(std::sync::Arc<S>, Send + Sync);
 
 /// Reads a B-tree built by [`super::BtreeBuilder`].
 #[derive(Debug)]
