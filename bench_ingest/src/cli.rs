@@ -66,11 +66,11 @@ pub fn run(args: Args) -> Result<(), String> {
     if args
         .key_size
         .iter()
-        .any(|&s| s == 0 || s > layer_writers::blob::MAX_VALUE_LEN)
+        .any(|&s| s == 0 || s > layer_writers::format::blob::MAX_VALUE_LEN)
     {
         return Err(format!(
             "--key-size must be between 1 and {} bytes",
-            layer_writers::blob::MAX_VALUE_LEN
+            layer_writers::format::blob::MAX_VALUE_LEN
         ));
     }
     if !(args.read_secs >= 0.0 && args.read_secs.is_finite()) {

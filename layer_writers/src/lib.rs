@@ -1,34 +1,30 @@
 //! Layer files on top of `virtual_file`: blob IO, the on-disk B-tree index, delta and image layer writers
 //! and readers, and the in-memory (ephemeral) layer.
 //!
-//! The pure on-disk formats, with no file IO:
+//! The crate is three floors, lowest first; a module uses only its own floor and those below it, and
+//! this root only re-exports:
 //!
-//! - [`key`]: [`Key`] (16 bytes, big-endian order) and [`Lsn`], and the index keys built from them.
-//! - [`blob`]: the blob header (1 or 4 bytes, with compression bits), zstd blob encoding, and the CRC32C
-//!   trailer of every blob.
-//! - [`btree`]: the 8 KiB-page B-tree index: streaming bottom-up builder, verifying reader.
-//! - [`summary`]: the 8 KiB summary block at offset 0 of a layer file.
-//! - [`FormatError`]: what decoding any of them reports.
+//! 1. [`format`](mod@format): the pure on-disk formats, no file IO: keys and index keys, the blob codec
+//!    ([`format::blob`]), the B-tree index ([`format::btree`]), the summary block ([`format::summary`]),
+//!    and [`FormatError`], what decoding any of them reports.
+//! 2. `io`: layer file bytes through `virtual_file` (every IO mode and engine): [`BlobWriter`], the index
+//!    pages of a file as a B-tree page source, merged vectored reads, [`ReadBudget`]; and [`LayerError`],
+//!    what writing and reading layers reports.
+//! 3. `layers`: the write protocol and the kind-independent reader ([`LayerInfo`], [`remove_temp_files`]),
+//!    then [`DeltaLayerWriter`] / [`DeltaLayerReader`] and [`ImageLayerWriter`] / [`ImageLayerReader`]
+//!    (point lookups, vectored lookups with blobs merged into aligned reads of at most 128 KiB, ordered
+//!    scans, `verify`), then the [`InMemoryLayer`], written out as a delta layer.
 //!
-//! Layer files, through `virtual_file` (every IO mode and engine):
-//!
-//! - [`layer_file`]: the file layout and the write protocol (temp name, fsync, rename, directory fsync),
-//!   [`LayerInfo`], [`remove_temp_files`].
-//! - [`blob_io`]: [`BlobWriter`] (blobs through a `BufferedWriter`) and blob decoding from bytes read back.
-//! - [`page_source`]: the index pages of a layer file as a B-tree [`btree::PageSource`].
-//! - [`delta`]: [`DeltaLayerWriter`] / [`DeltaLayerReader`]; [`image`]: [`ImageLayerWriter`] /
-//!   [`ImageLayerReader`]. Readers do point lookups, vectored lookups (blobs merged into aligned reads of at
-//!   most 128 KiB) and ordered scans.
-//! - [`read_budget`]: [`ReadBudget`], the shared budget of read-buffer bytes in flight.
-//! - [`LayerError`]: what writing and reading layers reports.
+//! Each floor's module docs list its modules in order. Every type has one public path: the [`format`](mod@format)
+//! modules for the codecs, the crate root for the rest.
 //!
 //! A layer file is laid out as:
 //!
 //! ```text
-//! offset 0        summary block (8 KiB)              summary::Summary
-//! offset 8192     values: blobs back to back         blob::encode_blob (header, payload, CRC32C)
+//! offset 0        summary block (8 KiB)              format::summary::Summary
+//! offset 8192     values: blobs back to back         format::blob::encode_blob (header, payload, CRC32C)
 //! values_end      zero padding to a multiple of 8 KiB
-//! index_start     B-tree pages, root last            btree::BtreeBuilder
+//! index_start     B-tree pages, root last            format::btree::BtreeBuilder
 //! ```
 //!
 //! # Example
@@ -67,34 +63,21 @@
 
 #![warn(missing_docs)]
 
-pub mod blob;
-pub mod blob_io;
-pub mod btree;
-pub mod delta;
-mod error;
-pub mod image;
-pub mod in_memory;
-pub mod key;
-mod layer_error;
-pub mod layer_file;
-mod layer_reader;
-pub mod page_source;
-mod raw;
-pub mod read_budget;
-pub mod summary;
-mod vectored;
+pub mod format;
+mod io;
+mod layers;
 
-pub use blob_io::BlobWriter;
-pub use delta::{DeltaLayerReader, DeltaLayerWriter, DeltaValue, WILL_INIT_FLAG};
-pub use error::FormatError;
-pub use image::{ImageLayerReader, ImageLayerWriter};
-pub use in_memory::{InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions, PutValue};
-pub use key::{Key, Lsn};
-pub use layer_error::{BufferedWriteError, LayerError};
-pub use layer_file::{is_temp_file_name, remove_temp_files, LayerInfo, TEMP_SUFFIX};
-pub use layer_reader::VerifyReport;
-pub use read_budget::{BudgetPermit, ReadBudget};
-pub use vectored::{MAX_MERGE_GAP, MAX_VECTORED_READ, SCAN_READ};
+pub use format::error::FormatError;
+pub use format::key::{Key, Lsn};
+pub use io::blob_io::{BlobWriter, LAYER_WRITE_BUFFER_CAPACITY};
+pub use io::error::{BufferedWriteError, LayerError};
+pub use io::read_budget::{BudgetPermit, ReadBudget, MAX_READ_BUDGET};
+pub use io::vectored::{MAX_MERGE_GAP, MAX_VECTORED_READ, SCAN_READ};
+pub use layers::delta::{DeltaLayerReader, DeltaLayerWriter, DeltaValue, WILL_INIT_FLAG};
+pub use layers::image::{ImageLayerReader, ImageLayerWriter};
+pub use layers::in_memory::{InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions, PutValue};
+pub use layers::layer_file::{is_temp_file_name, remove_temp_files, LayerInfo, TEMP_SUFFIX};
+pub use layers::layer_reader::VerifyReport;
 
 /// README.md's code blocks run as doc tests of this crate, so the quick start cannot go stale.
 #[cfg(doctest)]

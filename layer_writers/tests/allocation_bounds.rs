@@ -11,10 +11,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use common::all_contexts;
-use layer_writers::blob::MAX_BLOB_EXTENT;
-use layer_writers::btree::{BtreeBuilder, PAGE_SIZE};
-use layer_writers::key::image_index_key;
-use layer_writers::summary::{LayerKind, Summary, SUMMARY_SIZE};
+use layer_writers::format::blob::MAX_BLOB_EXTENT;
+use layer_writers::format::btree::page::PAGE_SIZE;
+use layer_writers::format::btree::BtreeBuilder;
+use layer_writers::format::image_index_key;
+use layer_writers::format::summary::{LayerKind, Summary, SUMMARY_SIZE};
 use layer_writers::{FormatError, ImageLayerReader, Key, LayerError, Lsn, ReadBudget};
 
 /// Claimed length of the one blob: more than twice the largest valid blob.

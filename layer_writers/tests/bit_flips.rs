@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::all_contexts;
-use layer_writers::blob::{decode_header, Compression};
-use layer_writers::summary::{Summary, SUMMARY_SIZE};
+use layer_writers::format::blob::{decode_header, Compression};
+use layer_writers::format::summary::{Summary, SUMMARY_SIZE};
 use layer_writers::{
     DeltaLayerReader, DeltaLayerWriter, ImageLayerReader, ImageLayerWriter, Key, LayerError, Lsn,
 };
@@ -182,10 +182,16 @@ impl Outcome {
         }
     }
 
-    /// `open` failed: reads and verify both saw the corruption.
-    fn open_failed(&mut self, e: LayerError) {
-        self.read_errors += 1;
-        self.verify(Err::<(), _>(e));
+    /// The reader `open` gave, or `None` if it failed: then reads and verify both saw the corruption.
+    fn opened<R>(&mut self, open: Result<R, LayerError>) -> Option<R> {
+        match open {
+            Ok(reader) => Some(reader),
+            Err(e) => {
+                self.read_errors += 1;
+                self.verify(Err::<(), _>(e));
+                None
+            }
+        }
     }
 }
 
@@ -194,12 +200,8 @@ async fn check(ctx: IoContext, path: PathBuf, layer: Layer) -> Outcome {
     let all = Lsn(0)..Lsn(u64::MAX - 1);
     match layer {
         Layer::Delta(model) => {
-            let r = match DeltaLayerReader::open(&ctx, &path).await {
-                Ok(r) => r,
-                Err(e) => {
-                    out.open_failed(e);
-                    return out;
-                }
+            let Some(r) = out.opened(DeltaLayerReader::open(&ctx, &path).await) else {
+                return out;
             };
             for (key, want) in &model {
                 out.read(&format!("get {key}"), r.get(*key, all.clone()).await, want);
@@ -216,12 +218,8 @@ async fn check(ctx: IoContext, path: PathBuf, layer: Layer) -> Outcome {
             out.verify(r.verify().await);
         }
         Layer::Image(model) => {
-            let r = match ImageLayerReader::open(&ctx, &path).await {
-                Ok(r) => r,
-                Err(e) => {
-                    out.open_failed(e);
-                    return out;
-                }
+            let Some(r) = out.opened(ImageLayerReader::open(&ctx, &path).await) else {
+                return out;
             };
             for (key, want) in &model {
                 out.read(

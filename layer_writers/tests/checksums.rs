@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{all_contexts, context};
 use io_engine::IoEngineKind;
-use layer_writers::summary::SUMMARY_SIZE;
+use layer_writers::format::summary::SUMMARY_SIZE;
 use layer_writers::{
     DeltaLayerReader, DeltaLayerWriter, FormatError, ImageLayerReader, ImageLayerWriter, Key,
     LayerError, Lsn,

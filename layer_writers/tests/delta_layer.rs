@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{context, delta_expect, delta_workload};
+use common::{context, context_and_dir, delta_expect, delta_workload};
 use io_engine::IoEngineKind;
 use layer_writers::{DeltaLayerReader, DeltaLayerWriter, Key, LayerError, Lsn};
 use rand::rngs::StdRng;
@@ -17,10 +17,9 @@ async fn delta_round_trip(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let Some(ctx) = context(mode, kind) else {
+    let Some((ctx, dir)) = context_and_dir(mode, kind) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let model = delta_workload(7, 250);
 
     let mut writer = DeltaLayerWriter::new(&ctx, dir.path(), "delta-1")

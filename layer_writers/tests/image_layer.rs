@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{context, image_workload};
+use common::{context, context_and_dir, image_workload};
 use io_engine::IoEngineKind;
 use layer_writers::{ImageLayerReader, ImageLayerWriter, Key, LayerError, Lsn};
 use rand::rngs::StdRng;
@@ -17,10 +17,9 @@ async fn image_round_trip(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let Some(ctx) = context(mode, kind) else {
+    let Some((ctx, dir)) = context_and_dir(mode, kind) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let model = image_workload(11, 250);
     let lsn = Lsn(0x1234);
 

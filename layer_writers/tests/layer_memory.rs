@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::context;
+use common::context_and_dir;
 use io_engine::IoEngineKind;
 use layer_writers::{DeltaLayerReader, DeltaLayerWriter, Key, Lsn};
 use rstest::rstest;
@@ -16,10 +16,9 @@ async fn index_pages_are_read_from_the_device_once(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let Some(ctx) = context(mode, kind) else {
+    let Some((ctx, dir)) = context_and_dir(mode, kind) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let mut writer = DeltaLayerWriter::new(&ctx, dir.path(), "delta")
         .await
         .unwrap();
@@ -82,10 +81,9 @@ async fn point_lookups_of_an_o_direct_file_cache_values(
     #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let Some(ctx) = context(mode, kind) else {
+    let Some((ctx, dir)) = context_and_dir(mode, kind) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let mut writer = DeltaLayerWriter::new(&ctx, dir.path(), "delta")
         .await
         .unwrap();

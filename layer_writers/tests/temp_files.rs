@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::context;
+use common::{context, context_and_dir};
 use io_engine::IoEngineKind;
 use layer_writers::{
     is_temp_file_name, remove_temp_files, DeltaLayerReader, DeltaLayerWriter, ImageLayerWriter,
@@ -91,12 +91,7 @@ async fn unfinished_writers_leave_no_final_file(
     assert!(!dir.path().join("img").exists());
 
     // A finished layer next to leftovers: only the leftovers are removed.
-    let mut w = DeltaLayerWriter::new(&ctx, dir.path(), "done")
-        .await
-        .unwrap();
-    w.put_value(Key::from_u128(1), Lsn(1), true, b"v")
-        .await
-        .unwrap();
+    let w = one_value_layer(&ctx, dir.path(), "done", b"v", false).await;
     let info = w.finish().await.unwrap();
     // every temp pattern, old and new, next to names that only look similar
     for leftover in [
@@ -177,11 +172,10 @@ async fn two_writers_of_one_name_never_share_or_replace(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
 ) {
-    let Some(ctx) = context(mode, engine) else {
+    let Some((ctx, dir)) = context_and_dir(mode, engine) else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(60), async {
-        let dir = tempfile::tempdir().unwrap();
         let first = one_value_layer(&ctx, dir.path(), "same", b"first", false).await;
         let second = one_value_layer(&ctx, dir.path(), "same", b"second", false).await;
         let temps: Vec<String> = names(dir.path());

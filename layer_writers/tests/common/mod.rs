@@ -22,6 +22,13 @@ pub fn context(mode: IoMode, kind: IoEngineKind) -> Option<IoContext> {
     context_with_budget(mode, kind, virtual_file::DEFAULT_MEMORY_BYTES)
 }
 
+/// [`context`] and a fresh temporary directory for the layers of one test; `None` where the engine
+/// cannot start here (see [`context`]).
+pub fn context_and_dir(mode: IoMode, kind: IoEngineKind) -> Option<(IoContext, tempfile::TempDir)> {
+    let ctx = context(mode, kind)?;
+    Some((ctx, tempfile::tempdir().expect("temp dir")))
+}
+
 /// [`context`] with a memory budget of `budget` bytes (a small one makes the in-memory layer's
 /// ephemeral file spill in the direct modes).
 pub fn context_with_budget(mode: IoMode, kind: IoEngineKind, budget: usize) -> Option<IoContext> {

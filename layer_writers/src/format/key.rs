@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::FormatError;
+use crate::format::error::FormatError;
 
 /// Serialized size of a [`Key`].
 pub const KEY_SIZE: usize = 16;

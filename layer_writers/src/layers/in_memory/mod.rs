@@ -1,66 +1,6 @@
-//! [`InMemoryLayer`]: the layer a storage engine appends to. Values are serialized (as blobs) into an
-//! ephemeral file through a [`BufferedWriter`] and indexed in memory by (key, LSN); reads are served from
-//! whatever mix of disk, in-flight buffer and mutable buffer holds the bytes; a frozen layer is written
-//! out as a delta layer with [`write_to_disk`](InMemoryLayer::write_to_disk).
-//!
-//! # The ephemeral file
-//!
-//! `dir/ephemeral-<id>.<16 random hex digits>.___temp`, created exclusively (`O_CREAT | O_EXCL`), so two
-//! layers never share a file, even with the same id in the same directory. The buffered writer's flush
-//! task owns it and removes it when the layer is dropped, after its last write; [`InMemoryLayer::remove`]
-//! does the same and waits for it. The reader is a second handle opened on the same file (checked by
-//! identity), and every reopen after eviction checks the identity again. Leftovers of a crash match
-//! [`remove_temp_files`](crate::remove_temp_files).
-//!
-//! # Lock discipline
-//!
-//! One `tokio::sync::RwLock` guards the writer and the index. Appends take it for writing; a read takes it
-//! for reading only to look the entries up and to build the buffered writer's read plans (which copy the
-//! bytes still in memory), then releases it and does the disk reads of the plans with no lock held.
-//! Reads therefore run concurrently with each other and wait for appends only for the in-memory part.
-//! [`write_to_disk`](InMemoryLayer::write_to_disk) runs on a frozen layer and holds a read lock
-//! throughout (nothing writes any more; readers are not blocked).
-//!
-//! # Where the bytes are
-//!
-//! In `buffered` mode the ephemeral file is written through and read back from the kernel's page cache.
-//! Where its reads bypass that cache (`direct`, `direct-rw`), the writer runs in spill mode (the default,
-//! [`InMemoryLayerOptions::spill`]): full buffers stay in memory, reserved from the context's
-//! [`MemoryBudget`](virtual_file::MemoryBudget), and are written to the file only when the budget runs
-//! short, oldest first: when the layer needs a buffer and neither free budget nor cache pages are left,
-//! or when any other consumer of the budget waits (a layer writer, a reader). A layer that fits in the
-//! budget is thus never written to the ephemeral file at all: `get` and the write-out copy from memory,
-//! and the bytes reach the device once, in the delta layer. The ephemeral file is a spill file, not a
-//! durable copy (durability comes from the delta layer's fsync), so nothing is lost by that. Without
-//! spill mode the bytes are written through and their pages kept in the page cache while the budget
-//! allows ([`VirtualFile::keep_written_pages`]).
-//!
-//! # Memory
-//!
-//! The index costs about 70-90 bytes per value: 40 in the put-order entry list and one hash-table slot
-//! (32 bytes, tables between half and 7/8 full) per key; a key's further versions 4 bytes each, in a
-//! sorted list or, for a hot key taking LSNs out of order, a B-tree (see `index.rs`). Plus the writer's
-//! buffers: `depth x buffer_capacity` when written through; in spill mode the layer's bytes (headers and
-//! CRCs included) as far as the memory budget allows, all of it counted there. Plus the batch's scratch
-//! buffer (at most 256 KiB beyond one value). Writing out holds one arena of `readout_batch_bytes` and at
-//! most four reads of 4 MiB from the file, or one 4 MiB copy at a time of bytes still in memory (see
-//! `write_out.rs`), and sorts a 32-byte copy of each value's (key, LSN) when the puts were not in order.
-//!
-//! # Weaknesses
-//!
-//! - A small value is copied three times on the way in (into the batch's scratch buffer, into the write
-//!   buffer, and by the kernel; twice in spill mode while it stays in memory); a value of 2 KiB or more
-//!   skips the scratch copy.
-//! - Spill mode takes fresh memory for every buffer it keeps, and its ingest phase measured slower than
-//!   `buffered` mode's although no byte goes to the device (128 MiB of 8 KiB values: 90-125 ms against
-//!   45-65 ms, whose two write buffers stay hot in the CPU cache while the kernel copies on the other
-//!   core). First-touch page faults are the likely cause, not verified: prefaulting with
-//!   `MADV_POPULATE_WRITE` measured no clear gain.
-//! - Writing out a layer put in random key order rereads the ephemeral file once per batch (in large
-//!   sequential reads); a larger `readout_batch_bytes` means fewer passes.
-//! - Keys are sorted only at write-out, so there is no ordered scan of a layer that is still open.
-//! - A batch refused after its index pass (a write failed) leaves its bytes in the ephemeral file as
-//!   garbage no index entry points at; after a failed write the writer refuses further puts anyway.
+//! [`InMemoryLayer`]: puts into an ephemeral file with an in-memory index, reads back, and the write-out
+//! as a delta layer (`write_out`). Its docs (the ephemeral file, lock discipline, where the bytes are,
+//! memory, weaknesses) are on the type.
 
 mod error;
 mod index;
@@ -76,10 +16,10 @@ use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, ShutdownMod
 
 pub use error::InMemoryLayerError;
 
-use crate::blob::{blob_crc, encode_header, Compression, EncodedHeader, CRC_LEN};
-use crate::blob_io::decode_blob_exact;
-use crate::key::{Key, Lsn};
-use crate::layer_file::{EPHEMERAL_PREFIX, TEMP_SUFFIX};
+use crate::format::blob::decode_blob_exact;
+use crate::format::blob::{blob_crc, encode_header, Compression, EncodedHeader, CRC_LEN};
+use crate::format::key::{Key, Lsn};
+use crate::layers::layer_file::{EPHEMERAL_PREFIX, TEMP_SUFFIX};
 use index::{Entry, Index, Mark};
 
 /// Most values one layer holds (index positions are `u32`).
@@ -125,7 +65,69 @@ struct Inner {
     headers: Vec<EncodedHeader>,
 }
 
-/// An append-only layer backed by an ephemeral file. See the [module docs](self).
+/// [`InMemoryLayer`]: the layer a storage engine appends to. Values are serialized (as blobs) into an
+/// ephemeral file through a [`BufferedWriter`] and indexed in memory by (key, LSN); reads are served from
+/// whatever mix of disk, in-flight buffer and mutable buffer holds the bytes; a frozen layer is written
+/// out as a delta layer with [`write_to_disk`](InMemoryLayer::write_to_disk).
+///
+/// # The ephemeral file
+///
+/// `dir/ephemeral-<id>.<16 random hex digits>.___temp`, created exclusively (`O_CREAT | O_EXCL`), so two
+/// layers never share a file, even with the same id in the same directory. The buffered writer's flush
+/// task owns it and removes it when the layer is dropped, after its last write; [`InMemoryLayer::remove`]
+/// does the same and waits for it. The reader is a second handle opened on the same file (checked by
+/// identity), and every reopen after eviction checks the identity again. Leftovers of a crash match
+/// [`remove_temp_files`](crate::layers::layer_file::remove_temp_files).
+///
+/// # Lock discipline
+///
+/// One `tokio::sync::RwLock` guards the writer and the index. Appends take it for writing; a read takes it
+/// for reading only to look the entries up and to build the buffered writer's read plans (which copy the
+/// bytes still in memory), then releases it and does the disk reads of the plans with no lock held.
+/// Reads therefore run concurrently with each other and wait for appends only for the in-memory part.
+/// [`write_to_disk`](InMemoryLayer::write_to_disk) runs on a frozen layer and holds a read lock
+/// throughout (nothing writes any more; readers are not blocked).
+///
+/// # Where the bytes are
+///
+/// In `buffered` mode the ephemeral file is written through and read back from the kernel's page cache.
+/// Where its reads bypass that cache (`direct`, `direct-rw`), the writer runs in spill mode (the default,
+/// [`InMemoryLayerOptions::spill`]): full buffers stay in memory, reserved from the context's
+/// [`MemoryBudget`](virtual_file::MemoryBudget), and are written to the file only when the budget runs
+/// short, oldest first: when the layer needs a buffer and neither free budget nor cache pages are left,
+/// or when any other consumer of the budget waits (a layer writer, a reader). A layer that fits in the
+/// budget is thus never written to the ephemeral file at all: `get` and the write-out copy from memory,
+/// and the bytes reach the device once, in the delta layer. The ephemeral file is a spill file, not a
+/// durable copy (durability comes from the delta layer's fsync), so nothing is lost by that. Without
+/// spill mode the bytes are written through and their pages kept in the page cache while the budget
+/// allows ([`VirtualFile::keep_written_pages`]).
+///
+/// # Memory
+///
+/// The index costs about 70-90 bytes per value: 40 in the put-order entry list and one hash-table slot
+/// (32 bytes, tables between half and 7/8 full) per key; a key's further versions 4 bytes each, in a
+/// sorted list or, for a hot key taking LSNs out of order, a B-tree (see `index.rs`). Plus the writer's
+/// buffers: `depth x buffer_capacity` when written through; in spill mode the layer's bytes (headers and
+/// CRCs included) as far as the memory budget allows, all of it counted there. Plus the batch's scratch
+/// buffer (at most 256 KiB beyond one value). Writing out holds one arena of `readout_batch_bytes` and at
+/// most four reads of 4 MiB from the file, or one 4 MiB copy at a time of bytes still in memory (see
+/// `write_out.rs`), and sorts a 32-byte copy of each value's (key, LSN) when the puts were not in order.
+///
+/// # Weaknesses
+///
+/// - A small value is copied three times on the way in (into the batch's scratch buffer, into the write
+///   buffer, and by the kernel; twice in spill mode while it stays in memory); a value of 2 KiB or more
+///   skips the scratch copy.
+/// - Spill mode takes fresh memory for every buffer it keeps, and its ingest phase measured slower than
+///   `buffered` mode's although no byte goes to the device (128 MiB of 8 KiB values: 90-125 ms against
+///   45-65 ms, whose two write buffers stay hot in the CPU cache while the kernel copies on the other
+///   core). First-touch page faults are the likely cause, not verified: prefaulting with
+///   `MADV_POPULATE_WRITE` measured no clear gain.
+/// - Writing out a layer put in random key order rereads the ephemeral file once per batch (in large
+///   sequential reads); a larger `readout_batch_bytes` means fewer passes.
+/// - Keys are sorted only at write-out, so there is no ordered scan of a layer that is still open.
+/// - A batch refused after its index pass (a write failed) leaves its bytes in the ephemeral file as
+///   garbage no index entry points at; after a failed write the writer refuses further puts anyway.
 pub struct InMemoryLayer {
     path: PathBuf,
     reader: Arc<VirtualFile>,

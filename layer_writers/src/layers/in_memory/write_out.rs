@@ -28,10 +28,10 @@ use virtual_file::{BufferedWriter, IoContext, VirtualFile};
 
 use super::index::Entry;
 use super::{InMemoryLayer, InMemoryLayerError};
-use crate::blob_io::check_blob_exact;
-use crate::delta::DeltaLayerWriter;
-use crate::key::{Key, Lsn};
-use crate::layer_file::LayerInfo;
+use crate::format::blob::check_blob_exact;
+use crate::format::key::{Key, Lsn};
+use crate::layers::delta::DeltaLayerWriter;
+use crate::layers::layer_file::LayerInfo;
 
 /// Gap between two blobs up to which they are read in one run.
 const MERGE_GAP: u64 = 64 * 1024;

@@ -6,21 +6,12 @@ use bytes::Bytes;
 
 use super::builder::BuiltPage;
 use super::reader::PageSource;
+use crate::format::error::PageOutOfRange;
 
 /// Pages held in memory, page `n` at position `n`.
 #[derive(Debug, Clone, Default)]
 pub struct MemPageSource {
     pages: Vec<Bytes>,
-}
-
-/// A read of a page that [`MemPageSource`] does not hold.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("page {page} is beyond the {num_pages} pages held in memory")]
-pub struct PageOutOfRange {
-    /// The page asked for.
-    pub page: u32,
-    /// Pages held.
-    pub num_pages: usize,
 }
 
 impl MemPageSource {
@@ -30,7 +21,7 @@ impl MemPageSource {
     }
 
     /// Appends a page; it becomes page number `len() - 1`. Any length is accepted (readers reject pages
-    /// that are not [`super::PAGE_SIZE`] bytes), so tests can store damaged pages.
+    /// that are not [`PAGE_SIZE`](super::page::PAGE_SIZE) bytes), so tests can store damaged pages.
     pub fn push(&mut self, page: impl Into<Bytes>) {
         self.pages.push(page.into());
     }

@@ -1,7 +1,7 @@
 //! Delta layers: `(key, lsn) -> value` records with a will-init flag, in a layer file (see
-//! [`crate::layer_file`] for the layout).
+//! [`crate::layers::layer_file`] for the layout).
 //!
-//! The index maps the 24-byte delta index key (key, then LSN big-endian; see [`crate::key`]) to the blob's
+//! The index maps the 24-byte delta index key (key, then LSN big-endian; see [`crate::format::key`]) to the blob's
 //! offset, with [`WILL_INIT_FLAG`] set when the record can be applied without the ones before it. Records
 //! are put in strictly increasing `(key, lsn)` order, so blobs lie in index order and each blob ends where
 //! the next index entry's blob begins (the last at `values_end`): readers know every blob's extent before
@@ -13,13 +13,12 @@ use std::path::Path;
 
 use virtual_file::IoContext;
 
-use crate::key::{delta_index_key, parse_delta_index_key, Key, Lsn};
-use crate::layer_error::LayerError;
-use crate::layer_file::{LayerFileWriter, LayerInfo};
-use crate::layer_reader::{FoundBlob, LayerFileReader, VerifyReport};
-use crate::read_budget::ReadBudget;
-use crate::summary::{LayerKind, Summary};
-use crate::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::format::key::{delta_index_key, parse_delta_index_key, Key, Lsn};
+use crate::format::summary::LayerKind;
+use crate::io::error::LayerError;
+use crate::io::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::layers::layer_file::{layer_writer_front, LayerFileWriter, LayerInfo};
+use crate::layers::layer_reader::{layer_reader_front, FoundBlob, LayerFileReader, VerifyReport};
 
 /// High bit of a delta index value: the record is a will-init record. The other bits are the offset.
 pub const WILL_INIT_FLAG: u64 = 1 << 63;
@@ -38,6 +37,8 @@ pub struct DeltaLayerWriter {
     max_lsn: Lsn,
 }
 
+layer_writer_front!(DeltaLayerWriter);
+
 impl DeltaLayerWriter {
     /// Starts writing the delta layer `<dir>/<file_name>` (as a uniquely named temp file
     /// `<file_name>.<hex>.___temp` until finished).
@@ -49,18 +50,6 @@ impl DeltaLayerWriter {
             min_lsn: Lsn::MAX,
             max_lsn: Lsn::MIN,
         })
-    }
-
-    /// Lets [`finish`](Self::finish) replace an existing layer of the same name; by default an existing
-    /// name fails `finish` with [`virtual_file::Error::AlreadyExists`] and leaves that layer untouched.
-    pub fn replace_existing(mut self, yes: bool) -> Self {
-        self.file.set_replace_existing(yes);
-        self
-    }
-
-    /// Entries put so far.
-    pub fn num_entries(&self) -> u64 {
-        self.file.num_entries()
     }
 
     /// Appends a record. `(key, lsn)` must be greater than the previous one ([`LayerError::KeyOrder`]
@@ -168,44 +157,9 @@ struct DeltaEntry {
     offset: u64,
 }
 
+layer_reader_front!(DeltaLayerReader, LayerKind::Delta, "delta");
+
 impl DeltaLayerReader {
-    /// Opens and validates the delta layer at `path`.
-    pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
-        let budget = ReadBudget::from_memory_budget(ctx.memory_budget().clone());
-        Self::open_with_budget(ctx, path, Some(budget)).await
-    }
-
-    /// As [`DeltaLayerReader::open`]; reads draw on `budget` when given.
-    pub async fn open_with_budget(
-        ctx: &IoContext,
-        path: &Path,
-        budget: Option<ReadBudget>,
-    ) -> Result<Self, LayerError> {
-        let inner = LayerFileReader::open(ctx, path, LayerKind::Delta, budget).await?;
-        Ok(DeltaLayerReader { inner })
-    }
-
-    /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT` files, no
-    /// for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values` for why.
-    pub fn set_cache_values(&mut self, yes: bool) {
-        self.inner.set_cache_values(yes);
-    }
-
-    /// Whether point lookups read values through the page cache.
-    pub fn caches_values(&self) -> bool {
-        self.inner.caches_values()
-    }
-
-    /// The layer's path.
-    pub fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
-    /// The decoded summary block.
-    pub fn summary(&self) -> &Summary {
-        self.inner.summary()
-    }
-
     /// The records of `key` with an LSN in `lsn_range`, in ascending LSN order.
     pub async fn get(
         &self,
@@ -395,7 +349,7 @@ mod tests {
     use virtual_file::IoMode;
 
     use super::*;
-    use crate::blob::encode_blob;
+    use crate::format::blob::encode_blob;
 
     #[tokio::test]
     async fn encoded_blobs_in_bulk_equal_values_put_one_by_one() {

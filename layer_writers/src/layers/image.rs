@@ -1,4 +1,4 @@
-//! Image layers: `key -> image` at one LSN, in a layer file (see [`crate::layer_file`] for the layout).
+//! Image layers: `key -> image` at one LSN, in a layer file (see [`crate::layers::layer_file`] for the layout).
 //!
 //! The index maps the 16-byte key to the blob's offset. Images are put in strictly increasing key order
 //! and zstd-compressed when that makes them smaller. As in delta layers, each blob ends where the next
@@ -9,13 +9,12 @@ use std::path::Path;
 
 use virtual_file::IoContext;
 
-use crate::key::{image_index_key, Key, Lsn};
-use crate::layer_error::LayerError;
-use crate::layer_file::{LayerFileWriter, LayerInfo};
-use crate::layer_reader::{FoundBlob, LayerFileReader, VerifyReport};
-use crate::read_budget::ReadBudget;
-use crate::summary::{LayerKind, Summary};
-use crate::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::format::key::{image_index_key, Key, Lsn};
+use crate::format::summary::LayerKind;
+use crate::io::error::LayerError;
+use crate::io::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::layers::layer_file::{layer_writer_front, LayerFileWriter, LayerInfo};
+use crate::layers::layer_reader::{layer_reader_front, FoundBlob, LayerFileReader, VerifyReport};
 
 /// Writes an image layer file.
 #[derive(Debug)]
@@ -25,6 +24,8 @@ pub struct ImageLayerWriter {
     first_key: Option<Key>,
     last_key: Option<Key>,
 }
+
+layer_writer_front!(ImageLayerWriter);
 
 impl ImageLayerWriter {
     /// Starts writing the image layer `<dir>/<file_name>` of images at `lsn` (as a uniquely named temp
@@ -47,18 +48,6 @@ impl ImageLayerWriter {
             first_key: None,
             last_key: None,
         })
-    }
-
-    /// Lets [`finish`](Self::finish) replace an existing layer of the same name; by default an existing
-    /// name fails `finish` with [`virtual_file::Error::AlreadyExists`] and leaves that layer untouched.
-    pub fn replace_existing(mut self, yes: bool) -> Self {
-        self.file.set_replace_existing(yes);
-        self
-    }
-
-    /// Entries put so far.
-    pub fn num_entries(&self) -> u64 {
-        self.file.num_entries()
     }
 
     /// Appends the image of `key`, compressed if that makes it smaller. Keys must be strictly increasing
@@ -105,44 +94,9 @@ pub struct ImageLayerReader {
     inner: LayerFileReader,
 }
 
+layer_reader_front!(ImageLayerReader, LayerKind::Image, "image");
+
 impl ImageLayerReader {
-    /// Opens and validates the image layer at `path`.
-    pub async fn open(ctx: &IoContext, path: &Path) -> Result<Self, LayerError> {
-        let budget = ReadBudget::from_memory_budget(ctx.memory_budget().clone());
-        Self::open_with_budget(ctx, path, Some(budget)).await
-    }
-
-    /// As [`ImageLayerReader::open`]; reads draw on `budget` when given.
-    pub async fn open_with_budget(
-        ctx: &IoContext,
-        path: &Path,
-        budget: Option<ReadBudget>,
-    ) -> Result<Self, LayerError> {
-        let inner = LayerFileReader::open(ctx, path, LayerKind::Image, budget).await?;
-        Ok(ImageLayerReader { inner })
-    }
-
-    /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT` files, no
-    /// for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values` for why.
-    pub fn set_cache_values(&mut self, yes: bool) {
-        self.inner.set_cache_values(yes);
-    }
-
-    /// Whether point lookups read values through the page cache.
-    pub fn caches_values(&self) -> bool {
-        self.inner.caches_values()
-    }
-
-    /// The layer's path.
-    pub fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
-    /// The decoded summary block.
-    pub fn summary(&self) -> &Summary {
-        self.inner.summary()
-    }
-
     /// The LSN of the images.
     pub fn lsn(&self) -> Lsn {
         self.summary().lsn_range.start

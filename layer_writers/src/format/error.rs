@@ -1,8 +1,12 @@
-//! Errors for the pure on-disk formats: blobs, B-tree pages, the layer summary and padding.
+//! The errors of the format floor, one type per thing that fails:
 //!
-//! Every variant says which structure was bad and where, so a person reading a log line can find the bytes.
-//! IO failures are not format errors: the B-tree reader wraps its page source's error next to these (see
-//! [`crate::btree::ReadError`]).
+//! - [`FormatError`]: bytes that violate one of the on-disk formats (blobs, B-tree pages, the layer
+//!   summary, padding), found while decoding (or, for size limits, while encoding). Every variant says
+//!   which structure was bad and where, so a person reading a log line can find the bytes.
+//! - [`BtreeBuildError`]: the B-tree builder refused an entry.
+//! - [`BtreeReadError`]: a B-tree lookup or scan failed: its page source's own error (IO is not a format
+//!   error), a [`FormatError`] in a page, or a lookup key of the wrong length.
+//! - [`PageOutOfRange`]: the in-memory page source was asked for a page it does not hold.
 
 /// A violation of one of the on-disk formats of this crate, found while decoding (or, for size limits,
 /// while encoding).
@@ -138,4 +142,74 @@ impl FormatError {
             reason: reason.into(),
         }
     }
+}
+
+/// Why the B-tree builder (`BtreeBuilder`) refused an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BtreeBuildError {
+    /// Keys must be 1 to 255 bytes.
+    #[error("B-tree key length {key_len} is not in 1..=255")]
+    InvalidKeyLength {
+        /// The key length asked for, bytes.
+        key_len: usize,
+    },
+    /// The key does not have the tree's key length.
+    #[error("entry {entry}: key is {got} bytes, the tree has {expected}-byte keys")]
+    WrongKeyLength {
+        /// Number of the refused entry, counting from 0 (the entries appended before it).
+        entry: u64,
+        /// The tree's key length, bytes.
+        expected: usize,
+        /// The refused key's length, bytes.
+        got: usize,
+    },
+    /// The key is not greater than the previous one.
+    #[error("entry {entry}: key is not greater than the previous key")]
+    KeyNotIncreasing {
+        /// Number of the refused entry, counting from 0 (the entries appended before it).
+        entry: u64,
+    },
+    /// The index would need more than `u32::MAX` pages.
+    #[error("B-tree index exceeds {max} pages")]
+    TooManyPages {
+        /// The page limit (`u32::MAX`).
+        max: u32,
+    },
+}
+
+/// Why a B-tree read (`BtreeReader`) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BtreeReadError<E> {
+    /// The page source failed.
+    #[error("reading index page {page}")]
+    Source {
+        /// The page being read, numbered from the index's first page.
+        page: u32,
+        /// The page source's error.
+        #[source]
+        source: E,
+    },
+    /// A page is corrupt or the tree is malformed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The lookup key does not have the index's key length.
+    #[error("lookup key is {got} bytes, the index has {expected}-byte keys")]
+    WrongKeyLength {
+        /// The index's key length, bytes.
+        expected: usize,
+        /// The lookup key's length, bytes.
+        got: usize,
+    },
+}
+
+/// A read of a page that `MemPageSource` does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("page {page} is beyond the {num_pages} pages held in memory")]
+pub struct PageOutOfRange {
+    /// The page asked for.
+    pub page: u32,
+    /// Pages held.
+    pub num_pages: usize,
 }

@@ -11,7 +11,7 @@ use std::ops::{Bound, ControlFlow, Range};
 
 use super::builder::BtreeSummary;
 use super::page::{PageView, MAX_DEPTH};
-use crate::FormatError;
+use crate::format::error::{BtreeReadError, FormatError};
 
 /// Where B-tree pages are read from: a layer file, or memory.
 pub trait PageSource {
@@ -20,7 +20,7 @@ pub trait PageSource {
     /// The source's own failure (IO, out of range, ...).
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Reads page `page_no` (relative to the index start). Success is the whole page ([`super::PAGE_SIZE`]
+    /// Reads page `page_no` (relative to the index start). Success is the whole page ([`PAGE_SIZE`](super::page::PAGE_SIZE)
     /// bytes; anything else is reported as a bad page).
     fn read_page(
         &self,
@@ -28,55 +28,25 @@ pub trait PageSource {
     ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send;
 }
 
-impl<S: PageSource + Sync> PageSource for &S {
-    type Page = S::Page;
-    type Error = S::Error;
+/// A reference or an `Arc` to a page source is a page source: reads go to the source it points at.
+macro_rules! forward_page_source {
+    ($ptr:ty, $($bound:tt)+) => {
+        impl<S: PageSource + $($bound)+> PageSource for $ptr {
+            type Page = S::Page;
+            type Error = S::Error;
 
-    fn read_page(
-        &self,
-        page_no: u32,
-    ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
-        (**self).read_page(page_no)
-    }
+            fn read_page(
+                &self,
+                page_no: u32,
+            ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
+                (**self).read_page(page_no)
+            }
+        }
+    };
 }
 
-impl<S: PageSource + Send + Sync> PageSource for std::sync::Arc<S> {
-    type Page = S::Page;
-    type Error = S::Error;
-
-    fn read_page(
-        &self,
-        page_no: u32,
-    ) -> impl Future<Output = Result<Self::Page, Self::Error>> + Send {
-        (**self).read_page(page_no)
-    }
-}
-
-/// Why a B-tree read failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadError<E> {
-    /// The page source failed.
-    #[error("reading index page {page}")]
-    Source {
-        /// The page being read, numbered from the index's first page.
-        page: u32,
-        /// The page source's error.
-        #[source]
-        source: E,
-    },
-    /// A page is corrupt or the tree is malformed.
-    #[error(transparent)]
-    Format(#[from] FormatError),
-    /// The lookup key does not have the index's key length.
-    #[error("lookup key is {got} bytes, the index has {expected}-byte keys")]
-    WrongKeyLength {
-        /// The index's key length, bytes.
-        expected: usize,
-        /// The lookup key's length, bytes.
-        got: usize,
-    },
-}
+forward_page_source!(&S, Sync);
+forward_page_source!(std::sync::Arc<S>, Send + Sync);
 
 /// Reads a B-tree built by [`super::BtreeBuilder`].
 #[derive(Debug)]
@@ -140,9 +110,9 @@ impl<S: PageSource + Sync> BtreeReader<S> {
     }
 
     /// The value stored under `key`, if any.
-    pub async fn get(&self, key: &[u8]) -> Result<Option<u64>, ReadError<S::Error>> {
+    pub async fn get(&self, key: &[u8]) -> Result<Option<u64>, BtreeReadError<S::Error>> {
         if key.len() != self.key_len {
-            return Err(ReadError::WrongKeyLength {
+            return Err(BtreeReadError::WrongKeyLength {
                 expected: self.key_len,
                 got: key.len(),
             });
@@ -170,7 +140,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         mut visit: F,
-    ) -> Result<(), ReadError<S::Error>>
+    ) -> Result<(), BtreeReadError<S::Error>>
     where
         F: FnMut(&[u8], u64) -> ControlFlow<()>,
     {
@@ -219,7 +189,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         &self,
         range: Range<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, u64)>, ReadError<S::Error>> {
+    ) -> Result<Vec<(Vec<u8>, u64)>, BtreeReadError<S::Error>> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
@@ -241,7 +211,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
     }
 
     /// Calls `visit(key, value)` for every entry in key order, until it returns [`ControlFlow::Break`].
-    pub async fn scan<F>(&self, visit: F) -> Result<(), ReadError<S::Error>>
+    pub async fn scan<F>(&self, visit: F) -> Result<(), BtreeReadError<S::Error>>
     where
         F: FnMut(&[u8], u64) -> ControlFlow<()>,
     {
@@ -274,17 +244,17 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         PageView::parse_verified(page.as_ref(), page_no, self.key_len)
     }
 
-    async fn read_page(&self, page_no: u32) -> Result<S::Page, ReadError<S::Error>> {
+    async fn read_page(&self, page_no: u32) -> Result<S::Page, BtreeReadError<S::Error>> {
         self.source
             .read_page(page_no)
             .await
-            .map_err(|source| ReadError::Source {
+            .map_err(|source| BtreeReadError::Source {
                 page: page_no,
                 source,
             })
     }
 
-    async fn read_root(&self) -> Result<Frame<S::Page>, ReadError<S::Error>> {
+    async fn read_root(&self) -> Result<Frame<S::Page>, BtreeReadError<S::Error>> {
         let page_no = self.root_page;
         let page = self.read_page(page_no).await?;
         let view = PageView::parse(page.as_ref(), page_no, self.key_len)?;
@@ -304,7 +274,7 @@ impl<S: PageSource + Sync> BtreeReader<S> {
         &self,
         parent: &Frame<S::Page>,
         i: usize,
-    ) -> Result<Frame<S::Page>, ReadError<S::Error>> {
+    ) -> Result<Frame<S::Page>, BtreeReadError<S::Error>> {
         let view = self.view(parent)?;
         let child_no = view.value(i);
         let parent_no = parent.page_no;

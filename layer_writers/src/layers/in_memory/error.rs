@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use virtual_file::buffered_writer::{ReadError, ReadPlanError};
 
-use crate::error::FormatError;
-use crate::key::{Key, Lsn};
-use crate::layer_error::{BufferedWriteError, LayerError};
+use crate::format::error::FormatError;
+use crate::format::key::{Key, Lsn};
+use crate::io::error::{BufferedWriteError, LayerError};
 
 /// Errors of [`InMemoryLayer`](super::InMemoryLayer).
 #[derive(Debug, thiserror::Error)]

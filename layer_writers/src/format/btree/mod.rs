@@ -1,9 +1,9 @@
 //! The on-disk B-tree index of a layer file: fixed-size keys mapped to `u64` values (blob offsets).
 //!
-//! - Pages are [`PAGE_SIZE`] (8 KiB), numbered from 0 at the start of the index; a page lives at byte
+//! - Pages are [`PAGE_SIZE`](page::PAGE_SIZE) (8 KiB), numbered from 0 at the start of the index; a page lives at byte
 //!   `index_start + page_no * PAGE_SIZE` of the file.
 //! - Keys have one fixed length per tree, chosen when building: 24 bytes for delta layers
-//!   (key + LSN, [`crate::key::DELTA_INDEX_KEY_SIZE`]), 16 for image layers.
+//!   (key + LSN, [`crate::format::key::DELTA_INDEX_KEY_SIZE`]), 16 for image layers.
 //! - Each page stores the common prefix of its keys once, then the key suffixes, then the values
 //!   (byte diagram in [`page`]). Every page carries a CRC32C and its own page number.
 //! - The tree is built bottom-up in one pass after the values are written ([`BtreeBuilder`]); pages come out
@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::ops::ControlFlow;
-//! use layer_writers::btree::{BtreeBuilder, BtreeReader, MemPageSource};
+//! use layer_writers::format::btree::{BtreeBuilder, BtreeReader, MemPageSource};
 //!
 //! let mut builder = BtreeBuilder::new(16).unwrap();
 //! let mut pages = Vec::new();
@@ -51,10 +51,10 @@ mod mem;
 pub mod page;
 mod reader;
 
-pub use builder::{BtreeBuilder, BtreeSummary, BuildError, BuiltPage};
-pub use mem::{MemPageSource, PageOutOfRange};
-pub use page::{MAX_DEPTH, PAGE_SIZE};
-pub use reader::{BtreeReader, PageSource, ReadError};
+pub use crate::format::error::{BtreeBuildError, BtreeReadError, PageOutOfRange};
+pub use builder::{BtreeBuilder, BtreeSummary, BuiltPage};
+pub use mem::MemPageSource;
+pub use reader::{BtreeReader, PageSource};
 
 #[cfg(test)]
 mod tests;

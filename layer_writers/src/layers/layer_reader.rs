@@ -6,11 +6,11 @@
 //! exactly as long as the summary says. Every offset taken from the index is then checked against the
 //! values region (`[8192, values_end)`) and against [`MAX_BLOB_EXTENT`] before it sizes a read, so no
 //! length read off disk is used unchecked: a read buffer is at most [`MAX_VECTORED_READ`] /
-//! [`SCAN_READ`](crate::SCAN_READ) for merged reads, or one blob's extent (at most [`MAX_BLOB_EXTENT`])
+//! [`SCAN_READ`](crate::io::vectored::SCAN_READ) for merged reads, or one blob's extent (at most [`MAX_BLOB_EXTENT`])
 //! plus alignment for a blob read alone, whatever size a crafted or sparse file claims. Index pages are
 //! read one 8 KiB page at a time through the context's page cache, and so is the summary block.
 //!
-//! Every blob returned has had its CRC checked (see [`crate::blob_io::check_blob_exact`]).
+//! Every blob returned has had its CRC checked (see [`crate::io::blob_io::check_blob_exact`]).
 //! [`LayerFileReader::verify`] checks every byte of the file: the summary block (at open), every index
 //! page, every blob (the index must cover the values exactly, back to back), and the zero padding between
 //! the values and the index.
@@ -22,18 +22,18 @@ use std::sync::Arc;
 use io_engine::{DefaultAlign, IoBufferMut, Slice};
 use virtual_file::{IoContext, VirtualFile};
 
-use crate::blob::MAX_BLOB_EXTENT;
-use crate::blob_io::decode_blob_in;
-use crate::btree::page::PageView;
-use crate::btree::{BtreeReader, PageSource, PAGE_SIZE};
-use crate::key::{Key, Lsn};
-use crate::layer_error::LayerError;
-use crate::page_source::FilePageSource;
-use crate::raw::all_zero;
-use crate::read_budget::ReadBudget;
-use crate::summary::{LayerKind, Summary, SUMMARY_SIZE};
-use crate::vectored::{plan_reads, BlobRead, MAX_VECTORED_READ};
-use crate::FormatError;
+use crate::format::blob::MAX_BLOB_EXTENT;
+use crate::format::btree::page::{PageView, PAGE_SIZE};
+use crate::format::btree::{BtreeReader, PageSource};
+use crate::format::error::FormatError;
+use crate::format::key::{Key, Lsn};
+use crate::format::raw::all_zero;
+use crate::format::summary::{LayerKind, Summary, SUMMARY_SIZE};
+use crate::io::blob_io::decode_blob_in;
+use crate::io::error::LayerError;
+use crate::io::page_source::FilePageSource;
+use crate::io::read_budget::ReadBudget;
+use crate::io::vectored::{plan_reads, BlobRead, MAX_VECTORED_READ};
 
 /// An open layer file of a known kind.
 #[derive(Debug)]
@@ -241,7 +241,7 @@ impl LayerFileReader {
                 .read_page(page_no)
                 .await
                 .map_err(|e| match e {
-                    crate::page_source::PageReadError::Io(e) => LayerError::io(&self.path, e),
+                    crate::io::error::PageReadError::Io(e) => LayerError::io(&self.path, e),
                     other => LayerError::corrupt(
                         &self.path,
                         index_start + u64::from(page_no) * PAGE_SIZE as u64,
@@ -409,3 +409,58 @@ impl LayerFileReader {
         Ok(())
     }
 }
+
+/// The front every layer reader shares, written once: `open`, `open_with_budget`, the value-caching
+/// switch, `path` and `summary`, on a reader struct `$reader { inner: LayerFileReader }` of layers of
+/// kind `$kind` (`$what` names the kind in the docs).
+macro_rules! layer_reader_front {
+    ($reader:ident, $kind:expr, $what:literal) => {
+        impl $reader {
+            #[doc = concat!("Opens and validates the ", $what, " layer at `path`.")]
+            pub async fn open(
+                ctx: &::virtual_file::IoContext,
+                path: &::std::path::Path,
+            ) -> Result<Self, $crate::io::error::LayerError> {
+                let budget = $crate::io::read_budget::ReadBudget::from_memory_budget(
+                    ctx.memory_budget().clone(),
+                );
+                Self::open_with_budget(ctx, path, Some(budget)).await
+            }
+
+            #[doc = concat!("As [`", stringify!($reader), "::open`]; reads draw on `budget` when given.")]
+            pub async fn open_with_budget(
+                ctx: &::virtual_file::IoContext,
+                path: &::std::path::Path,
+                budget: Option<$crate::io::read_budget::ReadBudget>,
+            ) -> Result<Self, $crate::io::error::LayerError> {
+                let inner =
+                    $crate::layers::layer_reader::LayerFileReader::open(ctx, path, $kind, budget)
+                        .await?;
+                Ok($reader { inner })
+            }
+
+            /// Whether point lookups read values through the page cache (default: yes for `O_DIRECT`
+            /// files, no for `buffered` ones; scans never do). See `LayerFileReader::set_cache_values`
+            /// for why.
+            pub fn set_cache_values(&mut self, yes: bool) {
+                self.inner.set_cache_values(yes);
+            }
+
+            /// Whether point lookups read values through the page cache.
+            pub fn caches_values(&self) -> bool {
+                self.inner.caches_values()
+            }
+
+            /// The layer's path.
+            pub fn path(&self) -> &::std::path::Path {
+                self.inner.path()
+            }
+
+            /// The decoded summary block.
+            pub fn summary(&self) -> &$crate::format::summary::Summary {
+                self.inner.summary()
+            }
+        }
+    };
+}
+pub(crate) use layer_reader_front;

@@ -8,6 +8,8 @@
 
 use std::collections::VecDeque;
 
+use crate::format::error::BtreeBuildError;
+
 use super::page::{body_size, common_prefix_len, encode_page, BODY_LEN, PAGE_SIZE};
 
 /// A finished page and its number, relative to the start of the index.
@@ -42,40 +44,6 @@ pub struct BtreeSummary {
     pub num_entries: u64,
 }
 
-/// Why the builder refused an entry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// Keys must be 1 to 255 bytes.
-    #[error("B-tree key length {key_len} is not in 1..=255")]
-    InvalidKeyLength {
-        /// The key length asked for, bytes.
-        key_len: usize,
-    },
-    /// The key does not have the tree's key length.
-    #[error("entry {entry}: key is {got} bytes, the tree has {expected}-byte keys")]
-    WrongKeyLength {
-        /// Number of the refused entry, counting from 0 (the entries appended before it).
-        entry: u64,
-        /// The tree's key length, bytes.
-        expected: usize,
-        /// The refused key's length, bytes.
-        got: usize,
-    },
-    /// The key is not greater than the previous one.
-    #[error("entry {entry}: key is not greater than the previous key")]
-    KeyNotIncreasing {
-        /// Number of the refused entry, counting from 0 (the entries appended before it).
-        entry: u64,
-    },
-    /// The index would need more than `u32::MAX` pages.
-    #[error("B-tree index exceeds {max} pages")]
-    TooManyPages {
-        /// The page limit (`u32::MAX`).
-        max: u32,
-    },
-}
-
 /// Entries of the unfinished page of one level.
 #[derive(Debug, Default)]
 struct LevelBuf {
@@ -97,9 +65,9 @@ pub struct BtreeBuilder {
 
 impl BtreeBuilder {
     /// A builder for `key_len`-byte keys (1..=255).
-    pub fn new(key_len: usize) -> Result<BtreeBuilder, BuildError> {
+    pub fn new(key_len: usize) -> Result<BtreeBuilder, BtreeBuildError> {
         if !(1..=usize::from(u8::MAX)).contains(&key_len) {
-            return Err(BuildError::InvalidKeyLength { key_len });
+            return Err(BtreeBuildError::InvalidKeyLength { key_len });
         }
         Ok(BtreeBuilder {
             key_len,
@@ -123,17 +91,17 @@ impl BtreeBuilder {
 
     /// Appends an entry. `key` must be `key_len` bytes and greater than the previous key. On error nothing
     /// changes. Completed pages become available from [`BtreeBuilder::drain_pages`].
-    pub fn append(&mut self, key: &[u8], value: u64) -> Result<(), BuildError> {
+    pub fn append(&mut self, key: &[u8], value: u64) -> Result<(), BtreeBuildError> {
         let entry = self.num_entries;
         if key.len() != self.key_len {
-            return Err(BuildError::WrongKeyLength {
+            return Err(BtreeBuildError::WrongKeyLength {
                 entry,
                 expected: self.key_len,
                 got: key.len(),
             });
         }
         if entry > 0 && key <= self.last_key.as_slice() {
-            return Err(BuildError::KeyNotIncreasing { entry });
+            return Err(BtreeBuildError::KeyNotIncreasing { entry });
         }
         // One append emits at most one page per level and may add one level.
         self.check_page_budget(self.levels.len() + 1)?;
@@ -156,7 +124,7 @@ impl BtreeBuilder {
 
     /// Completes the tree. Returns its summary and the pages not yet drained (ending with the root).
     /// An empty tree is one empty leaf page.
-    pub fn finish(mut self) -> Result<(BtreeSummary, Vec<BuiltPage>), BuildError> {
+    pub fn finish(mut self) -> Result<(BtreeSummary, Vec<BuiltPage>), BtreeBuildError> {
         self.check_page_budget(self.levels.len() + 1)?;
         // Flush every level into the one above; the top level's page is the root. An upper level always
         // ends up with at least two entries: it was created by an overflow below, which left an entry
@@ -180,9 +148,9 @@ impl BtreeBuilder {
         Ok((summary, self.ready.into_iter().collect()))
     }
 
-    fn check_page_budget(&self, more: usize) -> Result<(), BuildError> {
+    fn check_page_budget(&self, more: usize) -> Result<(), BtreeBuildError> {
         if u64::from(self.next_page_no) + more as u64 > u64::from(u32::MAX) {
-            return Err(BuildError::TooManyPages { max: u32::MAX });
+            return Err(BtreeBuildError::TooManyPages { max: u32::MAX });
         }
         Ok(())
     }
@@ -236,14 +204,14 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(
             BtreeBuilder::new(0).unwrap_err(),
-            BuildError::InvalidKeyLength { key_len: 0 }
+            BtreeBuildError::InvalidKeyLength { key_len: 0 }
         );
         assert!(BtreeBuilder::new(256).is_err());
         let mut b = BtreeBuilder::new(4).unwrap();
         b.append(b"bbbb", 1).unwrap();
         assert_eq!(
             b.append(b"bbb", 2),
-            Err(BuildError::WrongKeyLength {
+            Err(BtreeBuildError::WrongKeyLength {
                 entry: 1,
                 expected: 4,
                 got: 3
@@ -251,11 +219,11 @@ mod tests {
         );
         assert_eq!(
             b.append(b"bbbb", 2),
-            Err(BuildError::KeyNotIncreasing { entry: 1 })
+            Err(BtreeBuildError::KeyNotIncreasing { entry: 1 })
         );
         assert_eq!(
             b.append(b"aaaa", 2),
-            Err(BuildError::KeyNotIncreasing { entry: 1 })
+            Err(BtreeBuildError::KeyNotIncreasing { entry: 1 })
         );
         // Errors change nothing.
         b.append(b"bbbc", 2).unwrap();

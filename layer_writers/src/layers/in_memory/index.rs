@@ -31,7 +31,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use crate::key::{Key, Lsn};
+use crate::format::key::{Key, Lsn};
 
 /// Where one value's blob is in the ephemeral file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

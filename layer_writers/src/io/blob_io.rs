@@ -1,24 +1,22 @@
-//! Blob IO: [`BlobWriter`] appends blobs (see [`crate::blob`] for the encoding) to a file through a
-//! [`BufferedWriter`] and returns each blob's file offset; [`check_blob_exact`], [`decode_blob_exact`] and
-//! [`decode_blob_in`] check (CRC) and decode a blob out of bytes read back from disk.
+//! Blob IO: [`BlobWriter`] appends blobs (see [`crate::format::blob`] for the encoding) to a file through a
+//! [`BufferedWriter`] and returns each blob's file offset; [`decode_blob_in`] checks (CRC) and decodes a
+//! blob out of a read of the file's bytes, with the layer's path, the offset and the record in the error.
 //!
 //! Blobs are written back to back, so a blob's *extent* (its offset up to the next blob's offset, or up to
 //! the end of the values for the last one) is known from the index alone, before anything is read. That
-//! lets readers size each read exactly and merge neighbouring blobs into one read; the decoder then checks
-//! that the header describes exactly that extent, which catches an index pointing into the middle of a
-//! blob. The CRC trailer is checked first, over the whole extent as the index gives it, so a flipped bit
-//! anywhere in a blob (header included) is reported as a checksum mismatch before any field is believed.
+//! lets readers size each read exactly and merge neighbouring blobs into one read; the decoder
+//! ([`decode_blob_exact`]) then checks the CRC over that extent and that the header describes exactly it.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use virtual_file::{BufferedWriter, BufferedWriterOptions, ShutdownMode, VirtualFile};
 
-use crate::blob::{blob_crc, decode_header, decode_payload, encode_blob_into, encode_header};
-use crate::blob::{CheckedBlob, Compression, CRC_LEN, MAX_VALUE_LEN, MIN_BLOB_EXTENT};
-use crate::key::{Key, Lsn};
-use crate::layer_error::LayerError;
-use crate::FormatError;
+use super::error::LayerError;
+use crate::format::blob::{blob_crc, decode_blob_exact, encode_blob_into, encode_header};
+use crate::format::blob::{Compression, MAX_VALUE_LEN};
+use crate::format::error::FormatError;
+use crate::format::key::{Key, Lsn};
 
 /// Buffer capacity of the writer of layer files: every write but the last is this long.
 pub const LAYER_WRITE_BUFFER_CAPACITY: usize = 1 << 20;
@@ -168,46 +166,9 @@ impl BlobWriter {
     }
 }
 
-/// Checks the blob that fills `bytes` exactly: first the CRC trailer (the last [`CRC_LEN`] bytes) against
-/// everything before it, then that the header describes a blob of exactly `bytes.len()` bytes. Returns
-/// the header and the stored payload, borrowed; nothing is allocated.
-pub fn check_blob_exact(bytes: &[u8]) -> Result<CheckedBlob<'_>, FormatError> {
-    if bytes.len() < MIN_BLOB_EXTENT {
-        return Err(FormatError::Truncated {
-            what: "blob",
-            needed: MIN_BLOB_EXTENT,
-            available: bytes.len(),
-        });
-    }
-    let (checked, trailer) = bytes.split_at(bytes.len() - CRC_LEN);
-    let stored = u32::from_be_bytes(crate::raw::array_at(trailer, 0));
-    let computed = crc32c::crc32c(checked);
-    if stored != computed {
-        return Err(FormatError::BlobChecksumMismatch { stored, computed });
-    }
-    let header = decode_header(checked)?;
-    if header.total_len() != bytes.len() {
-        return Err(FormatError::BlobExtentMismatch {
-            extent: bytes.len(),
-            encoded: header.total_len(),
-        });
-    }
-    Ok(CheckedBlob {
-        header,
-        payload: &checked[header.header_len..],
-    })
-}
-
-/// Decodes the blob that fills `bytes` exactly (checked as [`check_blob_exact`] does). The decoded value
-/// is at most [`MAX_VALUE_LEN`] bytes; nothing is allocated from the header's length beyond what `bytes`
-/// holds.
-pub fn decode_blob_exact(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
-    decode_payload(check_blob_exact(bytes)?, MAX_VALUE_LEN)
-}
-
 /// Decodes the blob whose file extent is `extent`, out of `buf`, which holds the file's bytes starting at
 /// file offset `buf_offset`. Errors name `path`, the blob's offset and the record (`key`, `lsn`).
-pub fn decode_blob_in(
+pub(crate) fn decode_blob_in(
     path: &Path,
     buf: &[u8],
     buf_offset: u64,
@@ -238,53 +199,7 @@ pub fn decode_blob_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blob::encode_blob;
-
-    #[test]
-    fn exact_decoding() {
-        for (value, compress) in [
-            (vec![], false),
-            (vec![7u8; 100], false),
-            (vec![7u8; 100], true),
-            (vec![1u8; 5000], true),
-            (
-                (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
-                false,
-            ),
-        ] {
-            let blob = encode_blob(&value, compress).unwrap();
-            assert_eq!(decode_blob_exact(&blob).unwrap(), value);
-            // An extent one byte longer or shorter than the blob is refused (its last 4 bytes are not the
-            // CRC of the rest).
-            let mut longer = blob.clone();
-            longer.push(0);
-            assert!(matches!(
-                decode_blob_exact(&longer),
-                Err(FormatError::BlobChecksumMismatch { .. })
-            ));
-            if !blob.is_empty() {
-                assert!(decode_blob_exact(&blob[..blob.len() - 1]).is_err());
-            }
-        }
-        assert!(matches!(
-            decode_blob_exact(&[]),
-            Err(FormatError::Truncated { .. })
-        ));
-        // A CRC that matches but a header that describes another length: the extent check catches it.
-        let mut odd = vec![5u8, 1, 2, 3, 4, 5, 6];
-        let crc = crc32c::crc32c(&odd);
-        odd.extend_from_slice(&crc.to_be_bytes());
-        assert!(matches!(
-            decode_blob_exact(&odd),
-            Err(FormatError::BlobExtentMismatch {
-                extent: 11,
-                encoded: 10
-            })
-        ));
-        let abc = encode_blob(b"abc", false).unwrap();
-        let checked = check_blob_exact(&abc).unwrap();
-        assert_eq!(checked.payload, b"abc");
-    }
+    use crate::format::blob::encode_blob;
 
     #[test]
     fn decode_in_buffer() {

@@ -9,9 +9,10 @@ use rand::rngs::SmallRng as StdRng;
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
 
+use super::page::PAGE_SIZE;
 use super::*;
-use crate::key::{delta_index_key, Key, Lsn, DELTA_INDEX_KEY_SIZE, IMAGE_INDEX_KEY_SIZE};
-use crate::FormatError;
+use crate::format::error::FormatError;
+use crate::format::key::{delta_index_key, Key, Lsn, DELTA_INDEX_KEY_SIZE, IMAGE_INDEX_KEY_SIZE};
 
 type Model = BTreeMap<Vec<u8>, u64>;
 
@@ -49,7 +50,7 @@ fn reader(summary: &BtreeSummary, source: MemPageSource) -> BtreeReader<MemPageS
 
 async fn scan_all<S: PageSource + Sync>(
     r: &BtreeReader<S>,
-) -> Result<Vec<(Vec<u8>, u64)>, ReadError<S::Error>> {
+) -> Result<Vec<(Vec<u8>, u64)>, BtreeReadError<S::Error>> {
     let mut out = Vec::new();
     r.scan(|k, v| {
         out.push((k.to_vec(), v));
@@ -237,7 +238,7 @@ fn wrong_key_length_lookup_is_an_error() {
     let r = reader(&summary, source);
     assert!(matches!(
         block_on(r.get(&[1u8; 15])),
-        Err(ReadError::WrongKeyLength {
+        Err(BtreeReadError::WrongKeyLength {
             expected: 16,
             got: 15
         })
@@ -265,7 +266,7 @@ fn missing_page_is_a_source_error() {
     let r = BtreeReader::new(short, 16, summary.root_page, summary.num_pages).unwrap();
     let err = block_on(scan_all(&r)).unwrap_err();
     assert!(
-        matches!(err, ReadError::Source { page, .. } if page == summary.root_page),
+        matches!(err, BtreeReadError::Source { page, .. } if page == summary.root_page),
         "{err:?}"
     );
 }
@@ -335,13 +336,13 @@ fn bit_flips_surface_through_the_reader() {
                 .expect_err("flip must be detected");
             let typed = matches!(
                 err,
-                ReadError::Format(FormatError::ChecksumMismatch { page, .. } | FormatError::BadPage { page, .. })
+                BtreeReadError::Format(FormatError::ChecksumMismatch { page, .. } | FormatError::BadPage { page, .. })
                     if page as usize == page_no
             );
             assert!(typed, "page {page_no} byte {byte} bit {bit}: {err:?}");
             match block_on(r.get(&some_key)) {
                 Ok(v) => assert_eq!(v, model.get(&some_key).copied()),
-                Err(ReadError::Format(_)) => {}
+                Err(BtreeReadError::Format(_)) => {}
                 Err(e) => panic!("unexpected error {e:?}"),
             }
             page[byte] ^= 1 << bit;
@@ -360,7 +361,7 @@ fn truncated_and_oversized_pages_are_detected() {
             let r = reader(&summary, replace_page(&source, page_no, page));
             let err = block_on(scan_all(&r)).unwrap_err();
             assert!(
-                matches!(err, ReadError::Format(FormatError::BadPage { page, .. }) if page as usize == page_no),
+                matches!(err, BtreeReadError::Format(FormatError::BadPage { page, .. }) if page as usize == page_no),
                 "page {page_no} len {len}: {err:?}"
             );
         }
@@ -384,7 +385,7 @@ fn misplaced_valid_pages_are_detected() {
     }
     assert!(matches!(
         scan_err(swapped, 2),
-        ReadError::Format(FormatError::BadPage { .. })
+        BtreeReadError::Format(FormatError::BadPage { .. })
     ));
 
     // A root pointing at itself or upwards: refused before any cycle can form.
@@ -411,7 +412,7 @@ fn misplaced_valid_pages_are_detected() {
     let r = BtreeReader::from_summary(src, &s).unwrap();
     let err = block_on(scan_all(&r)).unwrap_err();
     assert!(
-        matches!(err, ReadError::Format(FormatError::BadPage { page, .. }) if page == s.root_page),
+        matches!(err, BtreeReadError::Format(FormatError::BadPage { page, .. }) if page == s.root_page),
         "{err:?}"
     );
     assert!(block_on(r.get(&0u32.to_be_bytes())).is_err());
@@ -438,7 +439,7 @@ proptest! {
         for (i, k) in keys.iter().enumerate() {
             let res = b.append(k, 0);
             if last.is_some_and(|l| *k <= l) {
-                prop_assert_eq!(res, Err(BuildError::KeyNotIncreasing { entry: b.num_entries() }));
+                prop_assert_eq!(res, Err(BtreeBuildError::KeyNotIncreasing { entry: b.num_entries() }));
             } else {
                 prop_assert!(res.is_ok(), "entry {}", i);
                 last = Some(*k);

@@ -13,7 +13,7 @@
 //! Every byte is covered by a check: the summary block by its CRC and its zero tail, each blob by its
 //! own CRC32C trailer (header and stored bytes), the padding by being zero, each index page by its CRC
 //! and zero tail. Readers check the CRC of every blob they return; `verify` on the readers checks all of
-//! it (format version 2; see [`crate::summary`]).
+//! it (format version 2; see [`crate::format::summary`]).
 //!
 //! Every byte is determined by the entries put: padding is zeros, the summary and pages hold no
 //! timestamps, zstd runs single-threaded at a fixed level. So a layer is byte-identical whichever IO mode
@@ -71,11 +71,12 @@ use std::path::{Path, PathBuf};
 use io_engine::{DefaultAlign, FullSlice, IoBufferMut, RenameMode};
 use virtual_file::{IoContext, ShutdownMode, VirtualFile};
 
-use crate::blob_io::BlobWriter;
-use crate::btree::{BtreeBuilder, BuiltPage, PAGE_SIZE};
-use crate::key::{Key, Lsn};
-use crate::layer_error::LayerError;
-use crate::summary::{LayerKind, Summary, SUMMARY_SIZE};
+use crate::format::btree::page::PAGE_SIZE;
+use crate::format::btree::{BtreeBuilder, BuiltPage};
+use crate::format::key::{Key, Lsn};
+use crate::format::summary::{LayerKind, Summary, SUMMARY_SIZE};
+use crate::io::blob_io::BlobWriter;
+use crate::io::error::LayerError;
 
 /// Suffix of a layer file being written.
 pub const TEMP_SUFFIX: &str = ".___temp";
@@ -244,7 +245,7 @@ impl LayerFileWriter {
                 path: self.temp_path().to_owned(),
             });
         }
-        if value.len() > crate::blob::MAX_VALUE_LEN {
+        if value.len() > crate::format::blob::MAX_VALUE_LEN {
             // Refused before anything is written: the writer stays usable.
             return self.blobs.write_blob(value, compress).await;
         }
@@ -430,6 +431,28 @@ impl LayerFileWriter {
         })
     }
 }
+
+/// The front both layer writers share, written once: `replace_existing` and `num_entries`, on a writer
+/// struct with a `file: LayerFileWriter` field.
+macro_rules! layer_writer_front {
+    ($writer:ident) => {
+        impl $writer {
+            /// Lets [`finish`](Self::finish) replace an existing layer of the same name; by default an
+            /// existing name fails `finish` with [`virtual_file::Error::AlreadyExists`] and leaves that
+            /// layer untouched.
+            pub fn replace_existing(mut self, yes: bool) -> Self {
+                self.file.set_replace_existing(yes);
+                self
+            }
+
+            /// Entries put so far.
+            pub fn num_entries(&self) -> u64 {
+                self.file.num_entries()
+            }
+        }
+    };
+}
+pub(crate) use layer_writer_front;
 
 #[cfg(test)]
 mod tests {

@@ -22,8 +22,8 @@
 
 use std::cmp::Ordering;
 
-use crate::raw::{all_zero, array_at};
-use crate::FormatError;
+use crate::format::error::FormatError;
+use crate::format::raw::{all_zero, array_at};
 
 /// Size of every B-tree page.
 pub const PAGE_SIZE: usize = 8192;
@@ -62,8 +62,8 @@ pub(crate) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
     let (a, b) = (&a[..n], &b[..n]);
     let mut done = 0;
     for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let diff = u64::from_be_bytes(crate::raw::array_at(x, 0))
-            ^ u64::from_be_bytes(crate::raw::array_at(y, 0));
+        let diff = u64::from_be_bytes(crate::format::raw::array_at(x, 0))
+            ^ u64::from_be_bytes(crate::format::raw::array_at(y, 0));
         if diff != 0 {
             return done + (diff.leading_zeros() / 8) as usize;
         }

@@ -11,24 +11,9 @@ use std::sync::Arc;
 use io_engine::{DefaultAlign, IoBufferMut};
 use virtual_file::VirtualFile;
 
-use crate::btree::{PageSource, PAGE_SIZE};
-
-/// Why an index page could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PageReadError {
-    /// The read failed.
-    #[error(transparent)]
-    Io(#[from] virtual_file::Error),
-    /// The page number is outside the index (a corrupt child pointer the tree did not catch).
-    #[error("index page {page} is outside the index of {num_pages} pages")]
-    OutOfRange {
-        /// The page asked for, numbered from the index's first page.
-        page: u32,
-        /// Pages in the index.
-        num_pages: u32,
-    },
-}
+use super::error::PageReadError;
+use crate::format::btree::page::PAGE_SIZE;
+use crate::format::btree::PageSource;
 
 /// Reads index pages of a layer file.
 #[derive(Debug, Clone)]
@@ -48,11 +33,6 @@ impl FilePageSource {
             index_start,
             num_pages,
         }
-    }
-
-    /// The layer file the pages are read from.
-    pub fn file(&self) -> &Arc<VirtualFile> {
-        &self.file
     }
 
     /// Byte offset of page `page_no`.

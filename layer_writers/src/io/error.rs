@@ -7,11 +7,27 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::btree::{BuildError, ReadError};
-use crate::key::{Key, Lsn};
-use crate::page_source::PageReadError;
-use crate::summary::LayerKind;
-use crate::FormatError;
+use crate::format::btree::{BtreeBuildError, BtreeReadError};
+use crate::format::error::FormatError;
+use crate::format::key::{Key, Lsn};
+use crate::format::summary::LayerKind;
+
+/// Why an index page could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PageReadError {
+    /// The read failed.
+    #[error(transparent)]
+    Io(#[from] virtual_file::Error),
+    /// The page number is outside the index (a corrupt child pointer the tree did not catch).
+    #[error("index page {page} is outside the index of {num_pages} pages")]
+    OutOfRange {
+        /// The page asked for, numbered from the index's first page.
+        page: u32,
+        /// Pages in the index.
+        num_pages: u32,
+    },
+}
 
 /// The error of a [`virtual_file::BufferedWriter`] writing into a [`virtual_file::VirtualFile`].
 pub type BufferedWriteError = virtual_file::buffered_writer::Error<virtual_file::Error>;
@@ -117,7 +133,7 @@ pub enum LayerError {
         path: PathBuf,
         /// What the B-tree builder reported.
         #[source]
-        source: BuildError,
+        source: BtreeBuildError,
     },
 
     /// The file holds a layer of another kind.
@@ -215,19 +231,20 @@ impl LayerError {
         path: &Path,
         index_start: u64,
         key: Option<Key>,
-        err: ReadError<PageReadError>,
+        err: BtreeReadError<PageReadError>,
     ) -> LayerError {
-        let page_offset =
-            |page: u32| index_start + u64::from(page) * crate::btree::PAGE_SIZE as u64;
+        let page_offset = |page: u32| {
+            index_start + u64::from(page) * crate::format::btree::page::PAGE_SIZE as u64
+        };
         match err {
-            ReadError::Source {
+            BtreeReadError::Source {
                 source: PageReadError::Io(source),
                 ..
             } => LayerError::io(path, source),
-            ReadError::Source { page, source } => {
+            BtreeReadError::Source { page, source } => {
                 LayerError::corrupt(path, page_offset(page), key, source.to_string())
             }
-            ReadError::Format(source) => {
+            BtreeReadError::Format(source) => {
                 let offset = match &source {
                     FormatError::ChecksumMismatch { page, .. }
                     | FormatError::BadPage { page, .. } => page_offset(*page),

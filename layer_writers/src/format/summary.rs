@@ -23,15 +23,17 @@
 //! is covered by some check.
 //!
 //! Format versions: 1 had no checksum on values; 2 (this one) ends every blob with a CRC32C (see
-//! [`crate::blob`]) and requires the index to start at the first page boundary after the values. A file of
+//! [`crate::format::blob`]) and requires the index to start at the first page boundary after the values. A file of
 //! any other version is refused with [`FormatError::UnsupportedVersion`].
 
 use std::ops::Range;
 
-use crate::btree::PAGE_SIZE;
-use crate::key::{Key, Lsn, DELTA_INDEX_KEY_SIZE, IMAGE_INDEX_KEY_SIZE, KEY_SIZE, LSN_SIZE};
-use crate::raw::{all_zero, array_at};
-use crate::FormatError;
+use crate::format::btree::page::PAGE_SIZE;
+use crate::format::error::FormatError;
+use crate::format::key::{
+    Key, Lsn, DELTA_INDEX_KEY_SIZE, IMAGE_INDEX_KEY_SIZE, KEY_SIZE, LSN_SIZE,
+};
+use crate::format::raw::{all_zero, array_at};
 
 /// Size of the summary block, and the offset where the values start.
 pub const SUMMARY_SIZE: usize = PAGE_SIZE;
