@@ -15,6 +15,7 @@
 //!   (write, `set_len`, `fallocate`, an open that truncates) drops the pages it can change before its IO
 //!   and again after it completed, also when its future is dropped (`coherence.rs`).
 
+mod cached_reads;
 mod coherence;
 mod identity;
 mod mutations;

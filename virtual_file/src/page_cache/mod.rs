@@ -43,7 +43,6 @@
 //!   and concurrent readers of it read it one after another (each waits for the load before it, which
 //!   is then not kept). Layer files are padded to whole pages; small or growing files pay this.
 
-mod file_reads;
 #[cfg(test)]
 mod tests;
 

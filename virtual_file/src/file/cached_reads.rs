@@ -1,14 +1,15 @@
-//! Reads through the page cache, write-through into it and invalidation by writes, as methods of
-//! [`VirtualFile`].
+//! The cached IO of a [`VirtualFile`]: reads through the context's page cache (one page, or a range
+//! of pages in one device read), write-through of written pages into it, and the check of what is
+//! resident. The uncached reads they are built on are in `mod.rs`.
 
 use std::io;
 
 use io_engine::{IoBufferMut, Slice};
 
-use super::{PageBuf, PageKey, CACHE_PAGE_SIZE};
+use super::VirtualFile;
 use crate::error::Error;
-use crate::file::VirtualFile;
 use crate::metrics::OpKind;
+use crate::page_cache::{PageBuf, PageKey, CACHE_PAGE_SIZE};
 
 const PAGE: u64 = CACHE_PAGE_SIZE as u64;
 
