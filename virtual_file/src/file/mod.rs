@@ -21,6 +21,7 @@ mod identity;
 mod mutations;
 mod open_options;
 mod owned_io;
+mod short_io;
 mod temp;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use coherence::{MutationGuard, SharedFile};
+use short_io::{retry_interrupted, transfer_all, Short};
 
 use io_engine::{FileStat, IoBufMut, IoFd, Slice};
 use tokio::sync::{RwLockReadGuard, RwLockWriteGuard};
@@ -452,27 +454,20 @@ impl VirtualFile {
             Err(e) => return (buf, Err(e)),
         };
         let start = Instant::now();
-        loop {
-            let (b, res) = self
-                .ctx
-                .inner
-                .engine
-                .read_at(pinned.fd(), offset, buf)
-                .await;
-            buf = b;
-            match res {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(n) => {
-                    self.record(OpKind::Read, start, n, true);
-                    return (buf, Ok(n));
-                }
-                Err(e) => {
-                    self.record(OpKind::Read, start, 0, false);
-                    return (
-                        buf,
-                        Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
-                    );
-                }
+        let engine = &self.ctx.inner.engine;
+        let (buf, res) =
+            retry_interrupted(buf, |buf| engine.read_at(pinned.fd(), offset, buf)).await;
+        match res {
+            Ok(n) => {
+                self.record(OpKind::Read, start, n, true);
+                (buf, Ok(n))
+            }
+            Err(e) => {
+                self.record(OpKind::Read, start, 0, false);
+                (
+                    buf,
+                    Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
+                )
             }
         }
     }
@@ -499,34 +494,22 @@ impl VirtualFile {
             Err(e) => return (buf, Err(e)),
         };
         let start = Instant::now();
-        let mut done = 0;
-        let mut inner = buf.into_inner();
-        let result = loop {
+        let engine = &self.ctx.inner.engine;
+        let fd = pinned.fd();
+        let align = self.direct.then(|| self.ctx.alignment());
+        let (inner, done, res) = transfer_all(buf.into_inner(), len, align, |inner, done| {
             let window = Slice::new(inner, begin + done..end);
-            let (w, res) = self
-                .ctx
-                .inner
-                .engine
-                .read_at(pinned.fd(), offset + done as u64, window)
-                .await;
-            inner = w.into_inner();
-            match res {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
-                Ok(0) => break Err(self.eof_error(offset, len, done)),
-                Ok(n) => {
-                    done += n;
-                    if done == len {
-                        break Ok(());
-                    }
-                    if self.direct && done % self.ctx.alignment() != 0 {
-                        // An O_DIRECT read ends short of an aligned position only at end of file, and the
-                        // rest could not be read at an unaligned offset anyway.
-                        break Err(self.eof_error(offset, len, done));
-                    }
-                }
+            async move {
+                let pos = offset + done as u64;
+                let (w, res) = retry_interrupted(window, |w| engine.read_at(fd, pos, w)).await;
+                (w.into_inner(), res)
             }
-        };
+        })
+        .await;
+        let result = res.map_err(|short| match short {
+            Short::Failed(e) => self.io_error(OpKind::Read, Some(offset), Some(len), e),
+            Short::Zero | Short::Unaligned => self.eof_error(offset, len, done),
+        });
         self.record(OpKind::Read, start, done, result.is_ok());
         (Slice::new(inner, begin..end), result)
     }
@@ -554,12 +537,11 @@ impl VirtualFile {
     {
         let pinned = self.pin().await?;
         let start = Instant::now();
-        let res = loop {
-            match f(Arc::clone(pinned.fd())).await {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
+        let ((), res) = retry_interrupted((), |()| {
+            let op = f(Arc::clone(pinned.fd()));
+            async move { ((), op.await) }
+        })
+        .await;
         self.record(op, start, 0, res.is_ok());
         res.map_err(|e| self.io_error(op, offset, len, e))
     }
