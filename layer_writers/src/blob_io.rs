@@ -12,7 +12,8 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use virtual_file::{BufferedWriter, BufferedWriterOptions, ShutdownMode, VirtualFile};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::VirtualFile;
 
 use crate::blob::{blob_crc, decode_header, decode_payload, encode_blob_into, encode_header};
 use crate::blob::{CheckedBlob, Compression, CRC_LEN, MAX_VALUE_LEN, MIN_BLOB_EXTENT};

@@ -13,7 +13,7 @@ use crate::page_source::PageReadError;
 use crate::summary::LayerKind;
 use crate::FormatError;
 
-/// The error of a [`virtual_file::BufferedWriter`] writing into a [`virtual_file::VirtualFile`].
+/// The error of a [`virtual_file::buffered_writer::BufferedWriter`] writing into a [`virtual_file::VirtualFile`].
 pub type BufferedWriteError = virtual_file::buffered_writer::Error<virtual_file::Error>;
 
 /// Errors of the layer writers and readers.
