@@ -161,7 +161,7 @@ pub async fn run_case_with_remote(
         Some(mib) => mib << 20,
         None => {
             let env = io_engine::env::var(virtual_file::MEMORY_MIB_ENV);
-            virtual_file::memory_budget::parse_memory_mib(env.as_deref())?
+            virtual_file::parse_memory_mib(env.as_deref())?
                 .map_or(virtual_file::DEFAULT_MEMORY_BYTES as u64, |m| {
                     (m as u64) << 20
                 })

@@ -26,9 +26,8 @@ use futures::StreamExt;
 use io_engine::RenameMode;
 use object_store::{Attribute, GetOptions, GetResultPayload};
 use rand::Rng;
-use virtual_file::{
-    BufferedWriter, BufferedWriterOptions, IoContext, OpenOptions, ShutdownMode, VirtualFile,
-};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::{IoContext, OpenOptions, VirtualFile};
 
 use crate::error::RemoteError;
 use crate::index::IndexEntry;

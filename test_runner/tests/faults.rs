@@ -150,7 +150,8 @@ async fn faults_through_the_buffered_writer(
     #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
 ) {
-    use virtual_file::{BufferedWriter, BufferedWriterOptions, ShutdownMode, VirtualFile};
+    use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+    use virtual_file::VirtualFile;
     let dir = tempfile::tempdir().unwrap();
     let (ctx, plan) = faulty_context(mode, engine);
     let file = VirtualFile::create(&ctx, dir.path().join("f"))

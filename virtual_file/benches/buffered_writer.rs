@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use io_engine::{ConstAlign, DefaultAlign, IoBufferMut, IoEngine, IoEngineKind};
-use virtual_file::{
-    BufferedWriter, BufferedWriterOptions, IoContext, IoMode, ShutdownMode, VirtualFile,
-};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::{IoContext, IoMode, VirtualFile};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

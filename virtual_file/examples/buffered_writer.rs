@@ -4,7 +4,8 @@
 //! VIRTUAL_FILE_IO_MODE and VIRTUAL_FILE_IO_ENGINE.
 use std::time::Instant;
 
-use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, ShutdownMode, VirtualFile};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::{IoContext, VirtualFile};
 
 const CHUNK: usize = 8192;
 const CHUNKS: usize = 32 * 128; // 32 MiB

@@ -14,10 +14,10 @@ use crate::cache::{OpenFileCache, DEFAULT_OPEN_FILES};
 use crate::error::Error;
 use crate::io_mode::IoMode;
 use crate::memory_budget::{
-    parse_memory_mib, MemoryBudget, MemoryBudgetSnapshot, DEFAULT_MEMORY_BYTES, MEMORY_MIB_ENV,
+    MemoryBudget, MemoryBudgetSnapshot, DEFAULT_MEMORY_BYTES, MEMORY_MIB_ENV,
 };
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::page_cache::{PageCache, PageCacheSnapshot};
+use crate::metrics::{Metrics, MetricsSnapshot, OpKind};
+use crate::page_cache::{PageCache, PageCacheSnapshot, CACHE_PAGE_SIZE};
 
 /// The environment variable with the number of open-file cache slots.
 pub const OPEN_FILES_ENV: &str = io_engine::env::MAX_OPEN_FILES;
@@ -159,11 +159,10 @@ impl IoContextBuilder {
                 "the open-file cache needs at least one slot".into(),
             ));
         }
-        if self.memory_bytes < crate::page_cache::CACHE_PAGE_SIZE {
+        if self.memory_bytes < CACHE_PAGE_SIZE {
             return Err(Error::Config(format!(
                 "a memory budget of {} bytes is below one page cache page ({} bytes)",
-                self.memory_bytes,
-                crate::page_cache::CACHE_PAGE_SIZE
+                self.memory_bytes, CACHE_PAGE_SIZE
             )));
         }
         let memory = MemoryBudget::new(self.memory_bytes);
@@ -184,6 +183,19 @@ impl IoContextBuilder {
                 simulate_no_direct: self.simulate_no_direct,
             }),
         })
+    }
+}
+
+/// Parses the budget in MiB as found in [`MEMORY_MIB_ENV`]: `None` if unset or empty.
+pub fn parse_memory_mib(value: Option<&str>) -> Result<Option<usize>, Error> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1 << 30).contains(&n) => Ok(Some(n)),
+            _ => Err(Error::Config(format!(
+                "{MEMORY_MIB_ENV}={v:?} is not valid; accepted values: a whole number of MiB of at least 1"
+            ))),
+        },
     }
 }
 
@@ -314,7 +326,7 @@ impl IoContext {
     pub async fn sync_dir(&self, dir: &Path) -> Result<(), Error> {
         let engine = &self.inner.engine;
         let io_err = |source| Error::Io {
-            op: crate::metrics::OpKind::SyncAll,
+            op: OpKind::SyncAll,
             path: dir.to_owned(),
             offset: None,
             len: None,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use io_engine::{EngineSelectError, EnvSettingError, IoEngineKind};
 
-use crate::file::FileId;
+use crate::file::id::FileId;
 use crate::io_mode::IoMode;
 use crate::metrics::OpKind;
 

@@ -1,6 +1,6 @@
 //! `VirtualFile`: positional async reads and writes through an IO engine, the [`IoMode`] that decides
 //! where `O_DIRECT` is used, the [`IoContext`] files are opened through (engine, mode, alignment,
-//! open-file cache, metrics), and the double-buffered [`BufferedWriter`].
+//! open-file cache, metrics), and the double-buffered [`BufferedWriter`](buffered_writer::BufferedWriter).
 //!
 //! Pick it for files that a storage engine writes once and reads with many small random reads: every
 //! operation goes through one [`IoContext`], which decides per file whether `O_DIRECT` is used (and falls
@@ -44,29 +44,52 @@
 //! # }
 //! ```
 
+//! # Layout
+//!
+//! The crate is a stack of floors, lowest first; a module uses only its own floor and those below it,
+//! and this file only declares the modules and re-exports:
+//!
+//! 1. `metrics` (op counts and latencies), `io_mode` ([`IoMode`]), `cache` (the open-file cache of
+//!    descriptors), `file::id` ([`FileId`]);
+//! 2. `memory_budget` ([`MemoryBudget`], its consumers and reservations);
+//! 3. `error` ([`Error`]);
+//! 4. `page_cache`: `slot` (slot states, page buffers), then `map` (the map and clock eviction), then
+//!    `budget` (pages paid from the memory budget), then the cache itself;
+//! 5. [`buffered_writer`] (the double-buffered writer and its read plans, over the
+//!    [`OwnedAsyncWriter`](buffered_writer::OwnedAsyncWriter) trait);
+//! 6. `context` ([`IoContext`]: engine, mode, budget, caches, metrics);
+//! 7. `file` ([`VirtualFile`]: all IO of one file, uncached and through the page cache, one short-IO
+//!    loop for every positional read and write, and the coherence of the cached pages);
+//! 8. [`metrics_export`] (the Prometheus text format, feature `prometheus`).
+//!
+//! Every type has one public path: the two public modules keep their items, everything else is
+//! re-exported here.
+
 #![warn(missing_docs)]
 
 pub mod buffered_writer;
 mod cache;
-pub mod context;
-pub mod error;
-pub mod file;
-pub mod io_mode;
-pub mod memory_budget;
-pub mod metrics;
+mod context;
+mod error;
+mod file;
+mod io_mode;
+mod memory_budget;
+mod metrics;
 #[cfg(feature = "prometheus")]
 pub mod metrics_export;
-pub mod page_cache;
+mod page_cache;
 
-pub use buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
 pub use cache::DEFAULT_OPEN_FILES;
-pub use context::{IoContext, IoContextBuilder, DEFAULT_ALIGNMENT, OPEN_FILES_ENV};
+pub use context::{
+    parse_memory_mib, parse_open_files, IoContext, IoContextBuilder, DEFAULT_ALIGNMENT,
+    OPEN_FILES_ENV,
+};
 pub use error::{Error, MisalignedPart};
 pub use file::{FileId, OpenOptions, VirtualFile, TEMP_NAME_ATTEMPTS};
 pub use io_mode::{IoMode, IO_MODE_ENV};
 pub use memory_budget::{
-    Consumer, MemoryBudget, MemoryBudgetError, MemoryBudgetSnapshot, Reservation,
-    DEFAULT_MEMORY_BYTES, MEMORY_MIB_ENV,
+    Consumer, MemoryBudget, MemoryBudgetError, MemoryBudgetSnapshot, Reclaim, Reservation,
+    DEFAULT_MEMORY_BYTES, MAX_RESERVATION, MEMORY_MIB_ENV,
 };
-pub use metrics::{MetricsSnapshot, OpKind, OpMetricsSnapshot};
+pub use metrics::{MetricsSnapshot, OpKind, OpMetricsSnapshot, LATENCY_BUCKETS};
 pub use page_cache::{PageCacheSnapshot, CACHE_PAGE_SIZE};

@@ -1,5 +1,5 @@
 //! [`MemoryBudget`]: one budget of bytes for all IO memory of an [`IoContext`](crate::IoContext):
-//! [`BufferedWriter`](crate::BufferedWriter) buffers, layer read buffers and the page cache.
+//! [`BufferedWriter`](crate::buffered_writer::BufferedWriter) buffers, layer read buffers and the page cache.
 //!
 //! # Rules
 //!
@@ -13,7 +13,7 @@
 //!   cache may fill the whole budget while nobody else needs it, and shrinks when someone does.
 //! - Reclaimers come in two kinds, asked in this order: *caches* ([`MemoryBudget::register_reclaimer`],
 //!   the page cache), which drop pages at once, and *spillers* ([`MemoryBudget::register_spiller`], a
-//!   [`BufferedWriter`](crate::BufferedWriter) in spill mode), which write bytes they keep in memory to
+//!   [`BufferedWriter`](crate::buffered_writer::BufferedWriter) in spill mode), which write bytes they keep in memory to
 //!   their file and give the memory back when the write is done. A spiller is asked only for what the
 //!   caches could not give.
 //! - It never fails for lack of memory, except a single request larger than the whole budget, which can
@@ -52,7 +52,7 @@ pub const MAX_RESERVATION: usize = u32::MAX as usize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum, strum::Display, strum::IntoStaticStr)]
 #[strum(serialize_all = "kebab-case")]
 pub enum Consumer {
-    /// [`BufferedWriter`](crate::BufferedWriter) buffers.
+    /// [`BufferedWriter`](crate::buffered_writer::BufferedWriter) buffers.
     WriterBuffers,
     /// Read buffers of layer readers (merged value reads).
     ReadBuffers,
@@ -349,19 +349,6 @@ impl std::fmt::Debug for Reservation {
             .field("consumer", &self.consumer)
             .field("bytes", &self.bytes)
             .finish()
-    }
-}
-
-/// Parses the budget in MiB as found in [`MEMORY_MIB_ENV`]: `None` if unset or empty.
-pub fn parse_memory_mib(value: Option<&str>) -> Result<Option<usize>, crate::Error> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=1 << 30).contains(&n) => Ok(Some(n)),
-            _ => Err(crate::Error::Config(format!(
-                "{MEMORY_MIB_ENV}={v:?} is not valid; accepted values: a whole number of MiB of at least 1"
-            ))),
-        },
     }
 }
 

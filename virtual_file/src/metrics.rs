@@ -40,7 +40,7 @@ pub struct OpMetrics {
     latency_us: [AtomicU64; LATENCY_BUCKETS],
 }
 
-/// A point-in-time copy of [`OpMetrics`].
+/// A point-in-time copy of one op kind's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpMetricsSnapshot {
     /// Completed ops (success or error).
@@ -84,7 +84,7 @@ pub struct Metrics {
     pub(crate) cache_evictions: AtomicU64,
 }
 
-/// A point-in-time copy of [`Metrics`].
+/// A point-in-time copy of a context's op metrics.
 #[derive(Debug, Clone, Default)]
 pub struct MetricsSnapshot {
     /// Per op kind.

@@ -47,10 +47,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::context::IoContext;
 use crate::memory_budget::{Consumer, MemoryBudgetSnapshot};
-use crate::metrics::{OpKind, LATENCY_BUCKETS};
+use crate::metrics::{MetricsSnapshot, OpKind, OpMetricsSnapshot, LATENCY_BUCKETS};
 use crate::page_cache::PageCacheSnapshot;
-use crate::{IoContext, MetricsSnapshot};
 
 /// A label: (name, value).
 pub type Label = (Cow<'static, str>, Cow<'static, str>);
@@ -177,7 +177,7 @@ impl SnapshotCollector {
         encoder: &mut DescriptorEncoder<'_>,
         name: &str,
         help: &str,
-        value: impl Fn(&crate::OpMetricsSnapshot) -> u64,
+        value: impl Fn(&OpMetricsSnapshot) -> u64,
     ) -> Result<(), std::fmt::Error> {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for s in &self.0 {

@@ -7,9 +7,8 @@ use common::{context, pattern};
 use io_engine::{DefaultAlign, IoBufferMut, IoEngineKind, Slice};
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
-use virtual_file::{
-    BufferedWriter, BufferedWriterOptions, IoMode, OpenOptions, ShutdownMode, VirtualFile,
-};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::{IoMode, OpenOptions, VirtualFile};
 
 const CAP: usize = 64 * 1024;
 

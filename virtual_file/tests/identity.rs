@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::{engine, pattern};
 use io_engine::{DefaultAlign, FullSlice, IoBufferMut, IoEngineKind, RenameMode, Slice};
 use rstest::rstest;
-use virtual_file::{BufferedWriter, BufferedWriterOptions, Error, IoContext, IoMode, VirtualFile};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions};
+use virtual_file::{Error, IoContext, IoMode, VirtualFile};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -11,10 +11,8 @@ use io_engine::IoEngineKind;
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
 use virtual_file::buffered_writer::Error as WriterError;
-use virtual_file::{
-    BufferedWriter, BufferedWriterOptions, Consumer, IoContext, IoMode, MemoryBudgetError,
-    ShutdownMode, VirtualFile, CACHE_PAGE_SIZE,
-};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::{Consumer, IoContext, IoMode, MemoryBudgetError, VirtualFile, CACHE_PAGE_SIZE};
 
 const T: Duration = Duration::from_secs(120);
 const BUDGET: usize = 1 << 20;

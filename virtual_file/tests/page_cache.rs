@@ -253,7 +253,8 @@ async fn written_pages_are_read_back_from_memory(
     #[values(IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    use virtual_file::{BufferedWriter, BufferedWriterOptions, OpKind};
+    use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions};
+    use virtual_file::OpKind;
     let ctx = ctx(mode, kind, 1024);
     let dir = tempfile::tempdir().unwrap();
     let mut file = VirtualFile::create(&ctx, dir.path().join("e"))

@@ -10,10 +10,8 @@ use common::{engine, pattern};
 use io_engine::{DefaultAlign, IoEngineKind};
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
-use virtual_file::{
-    BufferedWriter, BufferedWriterOptions, Consumer, IoContext, IoMode, OpenOptions, ShutdownMode,
-    VirtualFile,
-};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::{Consumer, IoContext, IoMode, OpenOptions, VirtualFile};
 
 const T: Duration = Duration::from_secs(120);
 const CAP: usize = 64 * 1024;

@@ -10,7 +10,8 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use virtual_file::{BufferedWriter, BufferedWriterOptions, ShutdownMode, VirtualFile};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::VirtualFile;
 
 use super::error::LayerError;
 use crate::format::blob::{blob_crc, decode_blob_exact, encode_blob_into, encode_header};

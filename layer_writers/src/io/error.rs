@@ -29,7 +29,7 @@ pub enum PageReadError {
     },
 }
 
-/// The error of a [`virtual_file::BufferedWriter`] writing into a [`virtual_file::VirtualFile`].
+/// The error of a [`virtual_file::buffered_writer::BufferedWriter`] writing into a [`virtual_file::VirtualFile`].
 pub type BufferedWriteError = virtual_file::buffered_writer::Error<virtual_file::Error>;
 
 /// Errors of the layer writers and readers.

@@ -22,7 +22,7 @@
 //! # Writing
 //!
 //! The writer creates a temp file `<dir>/<name>.<16 random hex digits>.___temp` and appends blobs from
-//! offset 8192 through one [`BufferedWriter`](virtual_file::BufferedWriter) (via [`BlobWriter`]), which
+//! offset 8192 through one [`BufferedWriter`](virtual_file::buffered_writer::BufferedWriter) (via [`BlobWriter`]), which
 //! only ever issues aligned writes of whole buffers, so `O_DIRECT` works. Index pages come out of the [`BtreeBuilder`] while values
 //! are still being written, but their place is after the values, so they are kept in memory until
 //! `finish`, which then:
@@ -69,7 +69,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use io_engine::{DefaultAlign, FullSlice, IoBufferMut, RenameMode};
-use virtual_file::{IoContext, ShutdownMode, VirtualFile};
+use virtual_file::buffered_writer::ShutdownMode;
+use virtual_file::{IoContext, VirtualFile};
 
 use crate::format::btree::page::PAGE_SIZE;
 use crate::format::btree::{BtreeBuilder, BuiltPage};

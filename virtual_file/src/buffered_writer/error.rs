@@ -91,7 +91,7 @@ pub enum Error<E: std::error::Error + 'static> {
 
     /// One buffer is larger than the whole memory budget of the file's context; nothing was written.
     #[error(transparent)]
-    Memory(#[from] crate::MemoryBudgetError),
+    Memory(#[from] crate::memory_budget::MemoryBudgetError),
 
     /// `set_len` at the end of [`ShutdownMode::PadThenTruncate`](super::ShutdownMode::PadThenTruncate)
     /// failed; all data including the padding had been written.

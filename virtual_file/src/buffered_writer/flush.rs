@@ -32,6 +32,7 @@ use tracing::Instrument;
 use super::error::ConfigError;
 use super::io_traits::OwnedAsyncWriter;
 use super::spill::{self, Retained};
+use crate::memory_budget::{Consumer, MemoryBudget, MemoryBudgetError, Reservation};
 
 /// A write sent to the task and not yet finished: the frozen bytes (a clone of what the task writes) and
 /// where they go.
@@ -115,7 +116,7 @@ pub(super) enum AcquireError {
     /// The flush task is gone.
     Gone,
     /// One buffer is larger than the whole memory budget.
-    Memory(crate::MemoryBudgetError),
+    Memory(MemoryBudgetError),
 }
 
 enum Request<A: Alignment> {
@@ -143,8 +144,8 @@ pub(super) struct FlushHandle<W: OwnedAsyncWriter, A: Alignment> {
     /// Pool buffers allocated so far (at most `depth`).
     allocated: usize,
     /// The file's memory budget, and what the pool buffers took from it (one per buffer).
-    budget: Option<crate::MemoryBudget>,
-    reservations: Vec<crate::Reservation>,
+    budget: Option<MemoryBudget>,
+    reservations: Vec<Reservation>,
     depth: usize,
     capacity: usize,
     /// Spill mode (see [`spill`]): the mutable buffer's reservation, which travels with the buffer.
@@ -230,17 +231,15 @@ impl<W: OwnedAsyncWriter, A: Alignment> FlushHandle<W, A> {
                 None => {}
                 Some(budget) if self.allocated == 0 => {
                     let r = budget
-                        .reserve(crate::Consumer::WriterBuffers, self.capacity)
+                        .reserve(Consumer::WriterBuffers, self.capacity)
                         .await
                         .map_err(AcquireError::Memory)?;
                     self.reservations.push(r);
                 }
-                Some(budget) => {
-                    match budget.try_reserve(crate::Consumer::WriterBuffers, self.capacity) {
-                        Some(r) => self.reservations.push(r),
-                        None => return self.recycled.recv().await.ok_or(AcquireError::Gone),
-                    }
-                }
+                Some(budget) => match budget.try_reserve(Consumer::WriterBuffers, self.capacity) {
+                    Some(r) => self.reservations.push(r),
+                    None => return self.recycled.recv().await.ok_or(AcquireError::Gone),
+                },
             }
             self.allocated += 1;
             return Ok(IoBufferMut::with_capacity(self.capacity));

@@ -9,6 +9,8 @@ use std::future::Future;
 
 use io_engine::{FullSlice, IoBuf, IoBufMut, Slice};
 
+use crate::memory_budget::MemoryBudget;
+
 /// The destination of a [`BufferedWriter`](super::BufferedWriter): positional writes of owned buffers.
 ///
 /// The writer is moved into the background flush task, which is the only caller of its methods until
@@ -29,7 +31,7 @@ pub trait OwnedAsyncWriter: Send + Sync + 'static {
     fn set_len(&self, len: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// The budget the writer's buffers are reserved from before they are allocated (`None`: unbudgeted).
-    fn memory_budget(&self) -> Option<crate::MemoryBudget> {
+    fn memory_budget(&self) -> Option<MemoryBudget> {
         None
     }
 

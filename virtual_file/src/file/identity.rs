@@ -1,5 +1,5 @@
-//! [`FileId`]: which file a descriptor refers to, so that a reopen by path can tell the file it opened
-//! before from another one that took its path since.
+//! The identity checks of a [`VirtualFile`](super::VirtualFile) ([`FileId`]): a reopen by path tells the
+//! file it opened before from another one that took its path since.
 //!
 //! The identity is `(device, inode)` from `statx` of the open descriptor, taken once at first open. A
 //! reopen by the open-file cache compares the new descriptor's identity with it before the descriptor is
@@ -15,41 +15,12 @@
 
 use std::sync::Arc;
 
-use io_engine::{FileStat, IoFd};
+use io_engine::IoFd;
+
+use super::id::FileId;
 
 use crate::error::Error;
 use crate::metrics::OpKind;
-
-/// A file's identity: device and inode number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileId {
-    /// The device (`makedev(major, minor)`).
-    pub dev: u64,
-    /// The inode number.
-    pub ino: u64,
-}
-
-impl FileId {
-    /// The identity `statx` reported.
-    pub fn of(stat: &FileStat) -> Self {
-        Self {
-            dev: stat.dev,
-            ino: stat.ino,
-        }
-    }
-}
-
-impl std::fmt::Display for FileId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "device {}:{}, inode {}",
-            libc::major(self.dev),
-            libc::minor(self.dev),
-            self.ino
-        )
-    }
-}
 
 impl super::VirtualFile {
     /// Checks that `fd`, just opened by path, is the file first opened: else [`Error::FileReplaced`].

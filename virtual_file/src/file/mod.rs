@@ -1,7 +1,14 @@
 //! [`VirtualFile`]: a file opened through an [`IoContext`], with positional async IO on owned buffers.
 //!
-//! - Reads and writes are positional only; the loops here complete short transfers, retry `EINTR`, and
-//!   report `UnexpectedEof` / `WriteZero` as `std` does.
+//! All IO of one file lives here, each piece a set of methods of [`VirtualFile`]: `open.rs` (open,
+//! `O_DIRECT` fallback, reopen after eviction), `identity.rs`, this file (the uncached reads and the
+//! simple ops), `cached_reads.rs` (reads through the page cache, write-through), `mutations.rs` (writes,
+//! `set_len`, `fallocate`), `temp.rs`, `owned_io.rs` (the writer traits). Below them: `id.rs`
+//! ([`FileId`], the lowest floor of the crate), `short_io.rs`, `open_options.rs` and `coherence.rs`.
+//!
+//! - Reads and writes are positional only; one loop (`short_io.rs`) completes short transfers for every
+//!   positional read and write, retries `EINTR`, and the callers report `UnexpectedEof` / `WriteZero` as
+//!   `std` does.
 //! - For an `O_DIRECT` file, offset, length and buffer address are checked against the context's
 //!   alignment on every call, before any syscall ([`Error::Misaligned`]).
 //! - The descriptor lives in the context's open-file cache; an evicted file reopens transparently on its
@@ -15,11 +22,15 @@
 //!   (write, `set_len`, `fallocate`, an open that truncates) drops the pages it can change before its IO
 //!   and again after it completed, also when its future is dropped (`coherence.rs`).
 
+mod cached_reads;
 mod coherence;
+pub(crate) mod id;
 mod identity;
 mod mutations;
+mod open;
 mod open_options;
 mod owned_io;
+mod short_io;
 mod temp;
 #[cfg(test)]
 mod tests;
@@ -31,12 +42,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use coherence::{MutationGuard, SharedFile};
+use short_io::{retry_interrupted, transfer_all, Short};
 
 use io_engine::{FileStat, IoBufMut, IoFd, Slice};
-use tokio::sync::{RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::RwLockReadGuard;
 
-pub use identity::FileId;
-use open_options::reopen_flags;
+pub use id::FileId;
 pub use open_options::OpenOptions;
 pub use temp::TEMP_NAME_ATTEMPTS;
 
@@ -97,162 +108,6 @@ impl PinnedFd<'_> {
 }
 
 impl VirtualFile {
-    /// Opens an existing file read-only.
-    pub async fn open(ctx: &IoContext, path: impl AsRef<Path>) -> Result<Self, Error> {
-        Self::open_with_options(ctx, path, OpenOptions::new().read(true)).await
-    }
-
-    /// Creates (or truncates) a file for reading and writing.
-    pub async fn create(ctx: &IoContext, path: impl AsRef<Path>) -> Result<Self, Error> {
-        let opts = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true);
-        Self::open_with_options(ctx, path, opts).await
-    }
-
-    /// Opens `path` with `opts`. `O_DIRECT` is decided by the context's mode and `opts.is_write()`. With
-    /// the default mode, a file system that rejects `O_DIRECT` makes the context fall back to `buffered`
-    /// (one warning); with an explicit mode it is [`Error::DirectUnsupported`].
-    pub async fn open_with_options(
-        ctx: &IoContext,
-        path: impl AsRef<Path>,
-        opts: OpenOptions,
-    ) -> Result<Self, Error> {
-        let path = path.as_ref().to_owned();
-        let mode = ctx.io_mode();
-        let base_flags = opts
-            .flags()
-            .map_err(|msg| Error::Config(format!("open {}: {msg}", path.display())))?;
-        // A truncation is a mutation like any other (`set_len(0)` below, with its page invalidation), not
-        // a side effect of the open that the page caches could not see.
-        let truncate = base_flags & libc::O_TRUNC != 0;
-        let base_flags = base_flags & !libc::O_TRUNC;
-        let mut direct = mode.uses_direct(opts.is_write());
-        let (index, mut guard) = ctx.inner.cache.victim().await;
-        if guard.fd.take().is_some() {
-            ctx.inner
-                .metrics
-                .cache_evictions
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let fd = loop {
-            let flags = base_flags | if direct { libc::O_DIRECT } else { 0 };
-            let res = if direct && ctx.simulate_no_direct() {
-                Err(io::Error::from_raw_os_error(libc::EINVAL))
-            } else {
-                Self::timed_open(ctx, &path, flags).await
-            };
-            match res {
-                Ok(fd) => break fd,
-                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    if ctx.mode_is_explicit() {
-                        return Err(Error::DirectUnsupported {
-                            path,
-                            mode,
-                            source: e,
-                        });
-                    }
-                    ctx.fall_back_to_buffered(&path, &e);
-                    direct = false;
-                }
-                Err(source) => {
-                    return Err(Error::Io {
-                        op: OpKind::Open,
-                        path,
-                        offset: None,
-                        len: None,
-                        mode,
-                        engine: ctx.engine_kind(),
-                        source,
-                    })
-                }
-            }
-        };
-        let fd = Arc::new(fd);
-        // The identity (and the O_DIRECT alignment) from the descriptor just opened, before the cache
-        // can hand its slot to another file. A file this open created exclusively is ours alone: if the
-        // open fails from here on, it is removed again, so a failed create leaves nothing behind.
-        let created = opts.is_create_new();
-        let stat = match Self::timed_statx(ctx, &fd).await {
-            Ok(stat) => stat,
-            Err(source) => {
-                drop(guard);
-                drop(fd);
-                if created {
-                    let _ = ctx.inner.engine.unlink(&path).await;
-                }
-                return Err(Error::Io {
-                    op: OpKind::Metadata,
-                    path,
-                    offset: None,
-                    len: None,
-                    mode,
-                    engine: ctx.engine_kind(),
-                    source,
-                });
-            }
-        };
-        let flags = reopen_flags(base_flags) | if direct { libc::O_DIRECT } else { 0 };
-        let handle = ctx.inner.cache.install(index, &mut guard, Arc::clone(&fd));
-        drop(guard);
-        let mut file = VirtualFile {
-            ctx: ctx.clone(),
-            path,
-            shared: SharedFile::of(&stat),
-            registered: AtomicBool::new(false),
-            last_write: Mutex::new(None),
-            keep_written: false,
-            reopen_flags: flags,
-            direct,
-            id: FileId::of(&stat),
-            // until the open has succeeded: dropping the file on an error below removes what we created
-            remove_on_drop: created,
-            handle: Mutex::new(handle),
-        };
-        if direct {
-            file.check_dio_alignment(&stat)?;
-        }
-        if truncate && stat.size > 0 {
-            file.set_len(0).await?;
-        }
-        file.remove_on_drop = false;
-        Ok(file)
-    }
-
-    async fn timed_open(ctx: &IoContext, path: &Path, flags: libc::c_int) -> io::Result<IoFd> {
-        let start = Instant::now();
-        let res = ctx.inner.engine.open(path, flags, 0o644).await;
-        ctx.inner.metrics.ops[OpKind::Open].record(start.elapsed(), 0, res.is_ok());
-        res
-    }
-
-    async fn timed_statx(ctx: &IoContext, fd: &Arc<IoFd>) -> io::Result<FileStat> {
-        let start = Instant::now();
-        let res = ctx.inner.engine.statx(fd).await;
-        ctx.inner.metrics.ops[OpKind::Metadata].record(start.elapsed(), 0, res.is_ok());
-        res
-    }
-
-    /// `statx(STATX_DIOALIGN)`: a file system that needs more alignment than the context provides is an
-    /// error at open, not at the first IO.
-    fn check_dio_alignment(&self, stat: &FileStat) -> Result<(), Error> {
-        let align = self.ctx.alignment();
-        if let Some(dio) = stat.dio {
-            if dio.mem_align as usize > align || dio.offset_align as usize > align {
-                return Err(Error::AlignmentUnsupported {
-                    path: self.path.clone(),
-                    mem_align: dio.mem_align,
-                    offset_align: dio.offset_align,
-                    align,
-                    mode: self.ctx.io_mode(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -311,7 +166,7 @@ impl VirtualFile {
         self.shared.begin_mutation(pages)
     }
 
-    /// Keep what a [`BufferedWriter`](crate::BufferedWriter) writes to this file readable from the page
+    /// Keep what a [`BufferedWriter`](crate::buffered_writer::BufferedWriter) writes to this file readable from the page
     /// cache while the memory budget allows (write-through: the file gets every byte, the cache keeps a
     /// copy of the pages). Meant for spill files read back soon after they are written (the ephemeral
     /// file); reads of the pages go through [`read_cached_at`](Self::read_cached_at), or through a read
@@ -328,39 +183,6 @@ impl VirtualFile {
 
     fn mode(&self) -> IoMode {
         self.ctx.io_mode()
-    }
-
-    /// The descriptor, pinned for the duration of one IO; reopens the file if it was evicted.
-    async fn pin(&self) -> Result<PinnedFd<'_>, Error> {
-        let cache = &self.ctx.inner.cache;
-        let metrics = &self.ctx.inner.metrics;
-        let handle = *self.handle.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(guard) = cache.get(handle).await {
-            metrics
-                .cache_hits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(PinnedFd { guard });
-        }
-        metrics
-            .cache_misses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (index, mut guard): (usize, RwLockWriteGuard<'_, SlotInner>) = cache.victim().await;
-        if guard.fd.take().is_some() {
-            metrics
-                .cache_evictions
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let fd = Self::timed_open(&self.ctx, &self.path, self.reopen_flags)
-            .await
-            .map_err(|e| self.io_error(OpKind::Open, None, None, e))?;
-        let fd = Arc::new(fd);
-        // Dropped unused (and the slot left empty) if the path now names another file.
-        self.check_identity(&fd).await?;
-        let new_handle = cache.install(index, &mut guard, fd);
-        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = new_handle;
-        Ok(PinnedFd {
-            guard: guard.downgrade(),
-        })
     }
 
     fn io_error(
@@ -451,27 +273,20 @@ impl VirtualFile {
             Err(e) => return (buf, Err(e)),
         };
         let start = Instant::now();
-        loop {
-            let (b, res) = self
-                .ctx
-                .inner
-                .engine
-                .read_at(pinned.fd(), offset, buf)
-                .await;
-            buf = b;
-            match res {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(n) => {
-                    self.record(OpKind::Read, start, n, true);
-                    return (buf, Ok(n));
-                }
-                Err(e) => {
-                    self.record(OpKind::Read, start, 0, false);
-                    return (
-                        buf,
-                        Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
-                    );
-                }
+        let engine = &self.ctx.inner.engine;
+        let (buf, res) =
+            retry_interrupted(buf, |buf| engine.read_at(pinned.fd(), offset, buf)).await;
+        match res {
+            Ok(n) => {
+                self.record(OpKind::Read, start, n, true);
+                (buf, Ok(n))
+            }
+            Err(e) => {
+                self.record(OpKind::Read, start, 0, false);
+                (
+                    buf,
+                    Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
+                )
             }
         }
     }
@@ -498,34 +313,22 @@ impl VirtualFile {
             Err(e) => return (buf, Err(e)),
         };
         let start = Instant::now();
-        let mut done = 0;
-        let mut inner = buf.into_inner();
-        let result = loop {
+        let engine = &self.ctx.inner.engine;
+        let fd = pinned.fd();
+        let align = self.direct.then(|| self.ctx.alignment());
+        let (inner, done, res) = transfer_all(buf.into_inner(), len, align, |inner, done| {
             let window = Slice::new(inner, begin + done..end);
-            let (w, res) = self
-                .ctx
-                .inner
-                .engine
-                .read_at(pinned.fd(), offset + done as u64, window)
-                .await;
-            inner = w.into_inner();
-            match res {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(self.io_error(OpKind::Read, Some(offset), Some(len), e)),
-                Ok(0) => break Err(self.eof_error(offset, len, done)),
-                Ok(n) => {
-                    done += n;
-                    if done == len {
-                        break Ok(());
-                    }
-                    if self.direct && done % self.ctx.alignment() != 0 {
-                        // An O_DIRECT read ends short of an aligned position only at end of file, and the
-                        // rest could not be read at an unaligned offset anyway.
-                        break Err(self.eof_error(offset, len, done));
-                    }
-                }
+            async move {
+                let pos = offset + done as u64;
+                let (w, res) = retry_interrupted(window, |w| engine.read_at(fd, pos, w)).await;
+                (w.into_inner(), res)
             }
-        };
+        })
+        .await;
+        let result = res.map_err(|short| match short {
+            Short::Failed(e) => self.io_error(OpKind::Read, Some(offset), Some(len), e),
+            Short::Zero | Short::Unaligned => self.eof_error(offset, len, done),
+        });
         self.record(OpKind::Read, start, done, result.is_ok());
         (Slice::new(inner, begin..end), result)
     }
@@ -553,12 +356,11 @@ impl VirtualFile {
     {
         let pinned = self.pin().await?;
         let start = Instant::now();
-        let res = loop {
-            match f(Arc::clone(pinned.fd())).await {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
+        let ((), res) = retry_interrupted((), |()| {
+            let op = f(Arc::clone(pinned.fd()));
+            async move { ((), op.await) }
+        })
+        .await;
         self.record(op, start, 0, res.is_ok());
         res.map_err(|e| self.io_error(op, offset, len, e))
     }

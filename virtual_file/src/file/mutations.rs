@@ -10,6 +10,7 @@ use std::time::Instant;
 use io_engine::{FullSlice, IoBuf, IoFd};
 
 use super::coherence::GuardedBuf;
+use super::short_io::{retry_interrupted, transfer_all, Short};
 use super::VirtualFile;
 use crate::error::Error;
 use crate::metrics::OpKind;
@@ -38,56 +39,40 @@ impl VirtualFile {
             Err(e) => return (buf, Err(e)),
         };
         let start = Instant::now();
-        let mut done = 0;
         // The guard rides with the buffer: it is dropped (and the written pages invalidated a second
         // time) when the engine gives the buffer back, which for a write whose future was dropped is
         // when the kernel completed it.
         let page = CACHE_PAGE_SIZE as u64;
         let pages = offset / page..(offset + len as u64).div_ceil(page);
-        let mut inner = GuardedBuf {
+        let inner = GuardedBuf {
             buf: buf.into_inner(),
             guard: self.begin_mutation(pages),
         };
-        let result = loop {
+        let engine = &self.ctx.inner.engine;
+        let fd = pinned.fd();
+        let align = self.direct.then(|| self.ctx.alignment());
+        let (inner, done, res) = transfer_all(inner, len, align, |inner, done| {
             let part = FullSlice::with_range(inner, begin + done..end);
-            let (p, res) = self
-                .ctx
-                .inner
-                .engine
-                .write_at(pinned.fd(), offset + done as u64, part)
-                .await;
-            inner = p.into_inner();
-            match res {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(self.io_error(OpKind::Write, Some(offset), Some(len), e)),
-                Ok(0) => {
-                    let msg = format!("write made no progress after {done} of {len} bytes");
-                    break Err(self.io_error(
-                        OpKind::Write,
-                        Some(offset),
-                        Some(len),
-                        io::Error::new(io::ErrorKind::WriteZero, msg),
-                    ));
-                }
-                Ok(n) => {
-                    done += n;
-                    if done == len {
-                        break Ok(());
-                    }
-                    if self.direct && done % self.ctx.alignment() != 0 {
-                        let msg = format!(
-                            "short O_DIRECT write of {done} of {len} bytes ended at an unaligned position"
-                        );
-                        break Err(self.io_error(
-                            OpKind::Write,
-                            Some(offset),
-                            Some(len),
-                            io::Error::new(io::ErrorKind::WriteZero, msg),
-                        ));
-                    }
-                }
+            async move {
+                let pos = offset + done as u64;
+                let (p, res) = retry_interrupted(part, |p| engine.write_at(fd, pos, p)).await;
+                (p.into_inner(), res)
             }
+        })
+        .await;
+        let write_zero = |msg: String| {
+            let source = io::Error::new(io::ErrorKind::WriteZero, msg);
+            self.io_error(OpKind::Write, Some(offset), Some(len), source)
         };
+        let result = res.map_err(|short| match short {
+            Short::Failed(e) => self.io_error(OpKind::Write, Some(offset), Some(len), e),
+            Short::Zero => write_zero(format!(
+                "write made no progress after {done} of {len} bytes"
+            )),
+            Short::Unaligned => write_zero(format!(
+                "short O_DIRECT write of {done} of {len} bytes ended at an unaligned position"
+            )),
+        });
         self.record(OpKind::Write, start, done, result.is_ok());
         drop(pinned);
         let GuardedBuf { buf, guard } = inner;
@@ -135,12 +120,12 @@ impl VirtualFile {
         let guard = self.begin_mutation(pages);
         let task = async move {
             let start = Instant::now();
-            let res = loop {
-                match f(ctx.inner.engine.clone(), Arc::clone(&fd)).await {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other,
-                }
-            };
+            let engine = ctx.inner.engine.clone();
+            let ((), res) = retry_interrupted((), move |()| {
+                let op = f(engine.clone(), Arc::clone(&fd));
+                async move { ((), op.await) }
+            })
+            .await;
             ctx.inner.metrics.ops[op].record(start.elapsed(), 0, res.is_ok());
             guard.finish();
             res

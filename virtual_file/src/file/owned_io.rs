@@ -8,6 +8,7 @@ use io_engine::{FullSlice, IoBuf, IoBufMut, Slice};
 use super::VirtualFile;
 use crate::buffered_writer::{OwnedAsyncReader, OwnedAsyncWriter};
 use crate::error::Error;
+use crate::memory_budget::MemoryBudget;
 
 impl OwnedAsyncWriter for VirtualFile {
     type Error = Error;
@@ -24,7 +25,7 @@ impl OwnedAsyncWriter for VirtualFile {
         VirtualFile::set_len(self, len)
     }
 
-    fn memory_budget(&self) -> Option<crate::MemoryBudget> {
+    fn memory_budget(&self) -> Option<MemoryBudget> {
         Some(self.ctx.memory_budget().clone())
     }
 

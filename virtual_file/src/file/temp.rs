@@ -10,7 +10,7 @@
 //!   [`persist`](VirtualFile::persist)ed or [`keep`](VirtualFile::keep) was called. The removal is by path
 //!   and only if the path still names this file (same device and inode), so a drop does not remove a
 //!   file that took the path before the drop. (The check and the `unlink` are two syscalls: a file renamed
-//!   onto the path between them is removed; Linux has no unlink-if-inode.) When the file is owned by a [`BufferedWriter`](crate::BufferedWriter)'s flush task, the task
+//!   onto the path between them is removed; Linux has no unlink-if-inode.) When the file is owned by a [`BufferedWriter`](crate::buffered_writer::BufferedWriter)'s flush task, the task
 //!   drops it (and so removes it) only after its last write has finished.
 //! - [`persist`](VirtualFile::persist) renames with `RENAME_NOREPLACE` unless told to replace: a target that
 //!   exists is [`Error::AlreadyExists`] and both files stay as they were. Renames and removals go through the

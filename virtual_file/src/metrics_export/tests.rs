@@ -5,7 +5,8 @@ use enum_map::EnumMap;
 use io_engine::{DefaultAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, Slice};
 
 use super::*;
-use crate::{IoMode, OpMetricsSnapshot, VirtualFile};
+use crate::file::VirtualFile;
+use crate::io_mode::IoMode;
 
 /// A series: metric name and labels.
 type Series = (String, BTreeMap<String, String>);

@@ -3,6 +3,10 @@
 //!
 //! # Shape
 //!
+//! The pieces, each readable alone, lowest first: `slot.rs` (the slot states and the page buffer),
+//! `map.rs` (the map, the slots and clock eviction), `budget.rs` (page buffers paid from the memory
+//! budget, and giving them back), and here the `PageCache` API: lookups, loads, inserts, invalidation.
+//!
 //! - Fixed-size slots of [`CACHE_PAGE_SIZE`] bytes, each an aligned [`IoBufferMut`], carved from the
 //!   context's [`MemoryBudget`] (consumer [`Consumer::PageCache`]): a slot holds a [`Reservation`] for its
 //!   buffer from before the buffer is allocated until it is freed.
@@ -42,48 +46,28 @@
 //! - The last page of a file whose length is not a multiple of a page is read from the file every time,
 //!   and concurrent readers of it read it one after another (each waits for the load before it, which
 //!   is then not kept). Layer files are padded to whole pages; small or growing files pay this.
+//!
+//! [`IoBufferMut`]: io_engine::IoBufferMut
+//! [`Consumer::PageCache`]: crate::memory_budget::Consumer::PageCache
+//! [`Reservation`]: crate::memory_budget::Reservation
 
-mod file_reads;
+mod budget;
+mod map;
+mod slot;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use io_engine::{IoBuf, IoBufMut, IoBufferMut};
 use tokio::sync::Notify;
 
-use crate::memory_budget::{Consumer, MemoryBudget, MemoryBudgetError, Reclaim, Reservation};
+use map::State;
+use slot::Slot;
+pub use slot::CACHE_PAGE_SIZE;
+pub(crate) use slot::{PageBuf, PageKey};
 
-/// Bytes per cache page (the layer files' page size).
-pub const CACHE_PAGE_SIZE: usize = 8192;
-
-/// (file cache id, page number).
-pub(crate) type PageKey = (u64, u64);
-
-/// A multiply-rotate hasher for [`PageKey`]s (two `u64`s, chosen by this process, not by an attacker, so
-/// SipHash's flood resistance buys nothing; it cost a measurable part of a hit).
-#[derive(Default)]
-struct PageKeyHasher(u64);
-
-impl std::hash::Hasher for PageKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type PageMap = HashMap<PageKey, usize, std::hash::BuildHasherDefault<PageKeyHasher>>;
+use crate::memory_budget::{MemoryBudget, MemoryBudgetError, Reclaim};
 
 /// The page cache of one context.
 pub(crate) struct PageCache {
@@ -96,67 +80,6 @@ pub(crate) struct PageCache {
     evictions: AtomicU64,
     device_reads: AtomicU64,
     inserts: AtomicU64,
-}
-
-#[derive(Default)]
-struct State {
-    map: PageMap,
-    /// Entries of `map` per file id, so that dropping every page of a file that has none (a close, a
-    /// `set_len`) does not scan the map.
-    per_file: HashMap<u64, usize, std::hash::BuildHasherDefault<PageKeyHasher>>,
-    slots: Vec<Slot>,
-    hand: usize,
-    /// Slots with a buffer and no page.
-    free: Vec<usize>,
-    /// Slots without a buffer.
-    vacant: Vec<usize>,
-}
-
-enum Slot {
-    Vacant,
-    Free(PageBuf),
-    Ready {
-        key: PageKey,
-        page: PageBuf,
-        referenced: bool,
-    },
-    /// Being read; the buffer is with the read. Pinned.
-    Loading {
-        stale: bool,
-    },
-}
-
-/// A slot's buffer and the budget bytes that pay for it. A page read takes both, so the bytes stay
-/// reserved for as long as the engine (or the kernel) holds the buffer.
-pub(crate) struct PageBuf {
-    pub(crate) buf: IoBufferMut,
-    _reservation: Reservation,
-}
-
-// SAFETY: every pointer and length is `buf`'s (`IoBufferMut` keeps the stable-pointer invariant: its heap
-// allocation does not move with the value and is not reallocated while an engine owns it); the
-// reservation is plain bookkeeping that touches no part of the buffer.
-unsafe impl IoBuf for PageBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.buf.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.buf.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.buf.bytes_total()
-    }
-}
-
-// SAFETY: as for `IoBuf`: the writable memory is `buf`'s alone.
-unsafe impl IoBufMut for PageBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.buf.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller's guarantee (`[0, pos)` initialized, `pos <= bytes_total()`) is about `buf`.
-        unsafe { self.buf.set_init(pos) }
-    }
 }
 
 /// A point-in-time copy of the page cache's metrics.
@@ -265,13 +188,7 @@ impl PageCache {
                 Lookup::Wait => notified.await,
                 Lookup::Grow => {
                     tokio::select! {
-                        res = self.budget.reserve(Consumer::PageCache, CACHE_PAGE_SIZE) => {
-                            let page = PageBuf {
-                                buf: IoBufferMut::with_capacity(CACHE_PAGE_SIZE),
-                                _reservation: res?,
-                            };
-                            self.lock().put_free(page);
-                        }
+                        page = budget::new_page(&self.budget) => self.lock().put_free(page?),
                         () = &mut notified => {}
                     }
                 }
@@ -328,14 +245,7 @@ impl PageCache {
                 return Some((i, page));
             }
         }
-        if let Some(res) = self
-            .budget
-            .try_reserve(Consumer::PageCache, CACHE_PAGE_SIZE)
-        {
-            let page = PageBuf {
-                buf: IoBufferMut::with_capacity(CACHE_PAGE_SIZE),
-                _reservation: res,
-            };
+        if let Some(page) = budget::try_new_page(&self.budget) {
             let i = st.vacant_index();
             return Some((i, page));
         }
@@ -530,121 +440,12 @@ impl PageCache {
     }
 }
 
-impl State {
-    fn map_insert(&mut self, key: PageKey, slot: usize) {
-        if self.map.insert(key, slot).is_none() {
-            *self.per_file.entry(key.0).or_default() += 1;
-        }
-    }
-
-    fn map_remove(&mut self, key: &PageKey) {
-        if self.map.remove(key).is_some() {
-            if let Some(n) = self.per_file.get_mut(&key.0) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_file.remove(&key.0);
-                }
-            }
-        }
-    }
-
-    fn vacant_index(&mut self) -> usize {
-        match self.vacant.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot::Vacant);
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn put_free(&mut self, page: PageBuf) {
-        let i = self.vacant_index();
-        self.put_free_at(i, page);
-    }
-
-    fn put_free_at(&mut self, i: usize, page: PageBuf) {
-        self.slots[i] = Slot::Free(page);
-        self.free.push(i);
-    }
-
-    /// The clock's next victim among ready pages. With `second_chance`, referenced pages are skipped once
-    /// (their bit cleared); without, the first ready page is taken.
-    fn clock_victim(&mut self, second_chance: bool) -> Option<usize> {
-        let n = self.slots.len();
-        for _ in 0..2 * n {
-            let i = self.hand % n.max(1);
-            self.hand = (i + 1) % n.max(1);
-            if let Slot::Ready { referenced, .. } = &mut self.slots[i] {
-                if *referenced && second_chance {
-                    *referenced = false;
-                } else {
-                    return Some(i);
-                }
-            }
-        }
-        None
-    }
-
-    /// Takes the page out of ready slot `i` (the slot is left vacant, not listed; the caller reuses it).
-    fn evict(&mut self, i: usize) -> Option<PageBuf> {
-        match std::mem::replace(&mut self.slots[i], Slot::Vacant) {
-            Slot::Ready { key, page, .. } => {
-                self.map_remove(&key);
-                Some(page)
-            }
-            other => {
-                self.slots[i] = other;
-                None
-            }
-        }
-    }
-
-    fn drop_key(&mut self, key: PageKey) {
-        let Some(&i) = self.map.get(&key) else {
-            return;
-        };
-        match &mut self.slots[i] {
-            Slot::Loading { stale, .. } => *stale = true,
-            Slot::Ready { .. } => {
-                if let Some(page) = self.evict(i) {
-                    self.put_free_at(i, page);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 impl Reclaim for PageCache {
     fn reclaim(&self, bytes: usize) -> usize {
-        let mut freed = Vec::new();
-        let mut got = 0;
-        {
-            let mut st = self.lock();
-            while got < bytes {
-                if let Some(i) = st.free.pop() {
-                    if let Slot::Free(page) = std::mem::replace(&mut st.slots[i], Slot::Vacant) {
-                        freed.push(page);
-                        st.vacant.push(i);
-                        got += CACHE_PAGE_SIZE;
-                    }
-                    continue;
-                }
-                let Some(i) = st.clock_victim(false) else {
-                    break;
-                };
-                if let Some(page) = st.evict(i) {
-                    self.evictions.fetch_add(1, Relaxed);
-                    freed.push(page);
-                    st.vacant.push(i);
-                    got += CACHE_PAGE_SIZE;
-                }
-            }
-        }
+        let (freed, evicted) = self.lock().give_back(bytes);
+        self.evictions.fetch_add(evicted, Relaxed);
         // Buffers freed and reservations dropped outside the lock.
-        drop(freed);
-        got
+        freed.len() * CACHE_PAGE_SIZE
     }
 }
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::memory_budget::MemoryBudget;
+use crate::memory_budget::{Consumer, MemoryBudget};
 
 #[derive(Debug)]
 struct Failed;

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::RwLock;
-use virtual_file::{BufferedWriter, BufferedWriterOptions, IoContext, ShutdownMode, VirtualFile};
+use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
+use virtual_file::{IoContext, VirtualFile};
 
 pub use error::InMemoryLayerError;
 

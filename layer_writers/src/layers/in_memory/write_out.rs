@@ -23,8 +23,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
+use virtual_file::buffered_writer::BufferedWriter;
 use virtual_file::buffered_writer::ReadError;
-use virtual_file::{BufferedWriter, IoContext, VirtualFile};
+use virtual_file::{IoContext, VirtualFile};
 
 use super::index::Entry;
 use super::{InMemoryLayer, InMemoryLayerError};

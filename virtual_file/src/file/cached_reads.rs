@@ -1,14 +1,16 @@
-//! Reads through the page cache, write-through into it and invalidation by writes, as methods of
-//! [`VirtualFile`].
+//! The cached IO of a [`VirtualFile`]: reads through the context's page cache (one page, or a range
+//! of pages in one device read), write-through of written pages into it, and the check of what is
+//! resident. The uncached reads they are built on are in `mod.rs`.
 
 use std::io;
 
-use io_engine::{IoBufferMut, Slice};
+use io_engine::{IoBufMut, IoBufferMut, Slice};
 
-use super::{PageBuf, PageKey, CACHE_PAGE_SIZE};
+use super::short_io::{transfer_all, Short};
+use super::VirtualFile;
 use crate::error::Error;
-use crate::file::VirtualFile;
 use crate::metrics::OpKind;
+use crate::page_cache::{PageBuf, PageKey, CACHE_PAGE_SIZE};
 
 const PAGE: u64 = CACHE_PAGE_SIZE as u64;
 
@@ -67,25 +69,9 @@ impl VirtualFile {
         let seen = self.shared.seq();
         let start = first * PAGE;
         let span = ((last - first + 1) * PAGE) as usize;
-        let align = self.ctx.alignment();
-        let mut buf = IoBufferMut::<io_engine::DefaultAlign>::with_capacity(span);
-        loop {
-            let done = buf.len();
-            if done == span {
-                break;
-            }
-            let (slice, res) = self
-                .read_at(Slice::new(buf, done..span), start + done as u64)
-                .await;
-            buf = slice.into_inner();
-            match res {
-                Ok(0) => break,
-                // An O_DIRECT read ends short of an aligned position only at end of file.
-                Ok(_) if self.is_direct() && buf.len() % align != 0 => break,
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let buf = IoBufferMut::<io_engine::DefaultAlign>::with_capacity(span);
+        let (buf, res) = self.read_to_end_of(buf, span, start).await;
+        res?;
         cache.count_read(last - first + 1);
         let skip = (offset - start) as usize;
         let copied = buf.len().saturating_sub(skip).min(dst.len());
@@ -182,25 +168,33 @@ impl VirtualFile {
 
     /// Reads page `page_no` into `buf` (empty, capacity at least a page): a whole page, or less at end of
     /// file.
-    async fn load_page(&self, mut buf: PageBuf, page_no: u64) -> (PageBuf, Result<(), Error>) {
-        let base = page_no * PAGE;
-        let align = self.ctx.alignment();
-        loop {
-            let done = buf.buf.len();
-            if done == CACHE_PAGE_SIZE {
-                return (buf, Ok(()));
+    async fn load_page(&self, buf: PageBuf, page_no: u64) -> (PageBuf, Result<(), Error>) {
+        self.read_to_end_of(buf, CACHE_PAGE_SIZE, page_no * PAGE)
+            .await
+    }
+
+    /// Reads `len` bytes at `offset` into `buf` (empty) with [`read_at`](Self::read_at), stopping early
+    /// only at the end of the file (`buf` then holds fewer than `len` bytes).
+    async fn read_to_end_of<B: IoBufMut>(
+        &self,
+        buf: B,
+        len: usize,
+        offset: u64,
+    ) -> (B, Result<(), Error>) {
+        let align = self.is_direct().then(|| self.ctx.alignment());
+        let (buf, _, res) = transfer_all(buf, len, align, |buf, done| {
+            let window = Slice::new(buf, done..len);
+            async move {
+                let (slice, res) = self.read_at(window, offset + done as u64).await;
+                (slice.into_inner(), res)
             }
-            let (slice, res) = self
-                .read_at(Slice::new(buf, done..CACHE_PAGE_SIZE), base + done as u64)
-                .await;
-            buf = slice.into_inner();
-            match res {
-                Ok(0) => return (buf, Ok(())),
-                // An O_DIRECT read ends short of an aligned position only at end of file.
-                Ok(_) if self.is_direct() && buf.buf.len() % align != 0 => return (buf, Ok(())),
-                Ok(_) => {}
-                Err(e) => return (buf, Err(e)),
-            }
+        })
+        .await;
+        match res {
+            // A read of 0 bytes, or an O_DIRECT read that ends short of an aligned position, is the
+            // end of the file.
+            Ok(()) | Err(Short::Zero | Short::Unaligned) => (buf, Ok(())),
+            Err(Short::Failed(e)) => (buf, Err(e)),
         }
     }
 }
