@@ -8,7 +8,7 @@ use std::sync::Arc;
 use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, FullSlice, IoEngine, IoEngineKind, Slice};
 use rstest::rstest;
 
-use common::{read_cut_window, vec_windows};
+use common::{create_temp_file, read_cut_window, vec_windows};
 
 fn rule(op: FaultOp, nth: u64, fault: Fault, repeat: bool) -> FaultRule {
     FaultRule {
@@ -33,13 +33,7 @@ async fn faults_hit_the_planned_ops(
     ]);
     let e = IoEngine::hooked(IoEngine::launch(kind).unwrap(), plan.clone());
     assert_eq!(e.kind(), kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let fd = Arc::new(
-        e.open(&path, libc::O_RDWR | libc::O_CREAT, 0o644)
-            .await
-            .unwrap(),
-    );
+    let (_dir, path, fd) = create_temp_file(&e, "f").await;
     let err = e.open(&path, libc::O_RDONLY, 0).await.unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMFILE));
 

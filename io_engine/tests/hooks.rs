@@ -88,13 +88,7 @@ async fn a_users_hook_sees_fails_delays_and_shortens_ops(
     let hook = Arc::new(Recording::default());
     let e = IoEngine::hooked(inner, hook.clone());
     assert_eq!(e.kind(), kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let fd = Arc::new(
-        e.open(&path, libc::O_RDWR | libc::O_CREAT, 0o644)
-            .await
-            .unwrap(),
-    );
+    let (_dir, path, fd) = common::create_temp_file(&e, "f").await;
     let (_, n) = e
         .write_at(&fd, 0, FullSlice::new(b"abcdefgh".to_vec()))
         .await;

@@ -229,3 +229,19 @@ pub async fn read_cut_window(e: &IoEngine, fd: &Arc<IoFd>, len: usize) -> Vec<u8
     assert_eq!(bytes.len(), n);
     bytes
 }
+
+/// A temporary directory (kept by the caller) and the file `name` in it, created and opened read-write
+/// through `e`.
+pub async fn create_temp_file(
+    e: &IoEngine,
+    name: &str,
+) -> (TempDir, std::path::PathBuf, Arc<IoFd>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let fd = Arc::new(
+        e.open(&path, libc::O_RDWR | libc::O_CREAT, 0o644)
+            .await
+            .unwrap(),
+    );
+    (dir, path, fd)
+}
