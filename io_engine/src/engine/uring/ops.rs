@@ -12,9 +12,10 @@ use io_uring::{opcode, squeue, types};
 
 use super::op::Op;
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
+use crate::engine::fd::IoFd;
 use crate::engine::iovec::mark_filled;
 use crate::engine::stat::{FileStat, STATX_MASK};
-use crate::engine::{IoFd, StdFsEngine};
+use crate::engine::std_fs::StdFsEngine;
 
 /// The most bytes Linux transfers in one read or write (`MAX_RW_COUNT`); a longer request is a short
 /// transfer, as with `pread(2)`.
