@@ -134,41 +134,47 @@ impl Args {
     /// The IO modes to run, in a fixed order, without duplicates: the flag, else `env_mode` (the
     /// parsed `VIRTUAL_FILE_IO_MODE`), else all.
     pub fn modes(&self, env_mode: Option<IoMode>) -> Vec<IoMode> {
-        if self.io_mode.is_empty() {
-            if let Some(m) = env_mode {
-                return vec![m];
-            }
-        }
-        let all = self.io_mode.is_empty() || self.io_mode.contains(&ModeArg::All);
-        [
-            (ModeArg::Buffered, IoMode::Buffered),
-            (ModeArg::Direct, IoMode::Direct),
-            (ModeArg::DirectRw, IoMode::DirectRw),
-        ]
-        .into_iter()
-        .filter(|(arg, _)| all || self.io_mode.contains(arg))
-        .map(|(_, m)| m)
-        .collect()
+        selected(
+            &self.io_mode,
+            ModeArg::All,
+            env_mode,
+            &[
+                (ModeArg::Buffered, IoMode::Buffered),
+                (ModeArg::Direct, IoMode::Direct),
+                (ModeArg::DirectRw, IoMode::DirectRw),
+            ],
+        )
     }
 
     /// The IO engines to run, in a fixed order, without duplicates: the flag, else `env_engine` (the
     /// parsed `VIRTUAL_FILE_IO_ENGINE`), else all.
     pub fn engines(&self, env_engine: Option<IoEngineKind>) -> Vec<IoEngineKind> {
-        if self.io_engine.is_empty() {
-            if let Some(e) = env_engine {
-                return vec![e];
-            }
-        }
-        let all = self.io_engine.is_empty() || self.io_engine.contains(&EngineArg::All);
-        [
-            (EngineArg::StdFs, IoEngineKind::StdFs),
-            (EngineArg::TokioEpollUring, IoEngineKind::TokioEpollUring),
-        ]
-        .into_iter()
-        .filter(|(arg, _)| all || self.io_engine.contains(arg))
-        .map(|(_, e)| e)
-        .collect()
+        selected(
+            &self.io_engine,
+            EngineArg::All,
+            env_engine,
+            &[
+                (EngineArg::StdFs, IoEngineKind::StdFs),
+                (EngineArg::TokioEpollUring, IoEngineKind::TokioEpollUring),
+            ],
+        )
     }
+}
+
+/// What a repeatable flag selects, in the order of `table`, without duplicates: the values named in
+/// `flag` (all of them if it holds `all`), else `env` when the flag is not given, else all.
+fn selected<A: PartialEq, T: Copy>(flag: &[A], all: A, env: Option<T>, table: &[(A, T)]) -> Vec<T> {
+    if flag.is_empty() {
+        if let Some(v) = env {
+            return vec![v];
+        }
+    }
+    let all = flag.is_empty() || flag.contains(&all);
+    table
+        .iter()
+        .filter(|(arg, _)| all || flag.contains(arg))
+        .map(|&(_, v)| v)
+        .collect()
 }
 
 #[cfg(test)]

@@ -35,9 +35,9 @@ fn note(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-/// Parses the command line and runs; the process's exit code.
-pub fn main() -> ExitCode {
-    let args = Args::parse();
+/// Logs and spans to standard error, filtered by `RUST_LOG` (default: warnings), for this binary and
+/// the end-to-end tests' `layer_tool`. Call once, at the start of `main`.
+pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -47,6 +47,12 @@ pub fn main() -> ExitCode {
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Parses the command line and runs; the process's exit code.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

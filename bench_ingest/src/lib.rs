@@ -10,6 +10,17 @@
 //!
 //! The binary is `bench_ingest` (`cargo run --release -p bench_ingest -- --help`).
 //!
+//! # Modules
+//!
+//! Floors, lowest first (a module uses only its own floor and those below it):
+//! 1. [`args`] (the command line), [`error`] ([`error::CaseError`]), [`measure`] (CPU, page cache,
+//!    RSS), [`reference`](mod@reference) (the plain `pwrite` + `fsync` loop).
+//! 2. [`remote`] (the object-storage round trip) and [`report`] (a result row, as text or JSON).
+//! 3. [`read_phase`] (point lookups after the write-out).
+//! 4. [`workload`] (one case: put, freeze, write out, read back).
+//! 5. [`metrics_file`] and [`plot`] (the `--metrics` and `--plot` outputs of the rows).
+//! 6. [`cli`] (the command: the case matrix and its output).
+//!
 //! # Example
 //!
 //! The library entry is [`cli::run`], which takes the parsed command line; this runs one small case
@@ -36,6 +47,7 @@
 
 pub mod args;
 pub mod cli;
+pub mod error;
 pub mod measure;
 pub mod metrics_file;
 pub mod plot;

@@ -11,8 +11,8 @@ use layer_writers::{DeltaLayerReader, Key, Lsn};
 use rand::{Rng, SeedableRng};
 use virtual_file::IoContext;
 
+use crate::error::CaseError;
 use crate::measure::evict_from_page_cache;
-use crate::workload::CaseError;
 
 /// Settings of the read phase.
 #[derive(Debug, Clone, Copy, PartialEq)]

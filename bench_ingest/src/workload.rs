@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use virtual_file::{IoContext, IoMode};
 
 use crate::args::KeyLayout;
+use crate::error::CaseError;
 use crate::measure::{cpu_time, PageCacheSampler};
 use crate::read_phase::{run_read_phase, ReadPhaseResult, ReadPhaseSpec};
 use crate::remote::{round_trip, RemoteBench, RemoteRun};
@@ -79,29 +80,6 @@ pub struct CaseMetrics {
     pub page_cache: virtual_file::PageCacheSnapshot,
     /// The memory budget.
     pub memory: virtual_file::MemoryBudgetSnapshot,
-}
-
-/// Errors of a case.
-#[derive(Debug, thiserror::Error)]
-pub enum CaseError {
-    /// The library failed.
-    #[error("{0}")]
-    Layer(#[from] layer_writers::LayerError),
-    /// The in-memory layer failed.
-    #[error("{0}")]
-    InMemory(#[from] layer_writers::InMemoryLayerError),
-    /// The context could not be built.
-    #[error("{0}")]
-    Context(#[from] virtual_file::Error),
-    /// A value read back differs from the one put in.
-    #[error("verification failed: {0}")]
-    Verify(String),
-    /// Plain IO in the harness failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The remote round trip failed.
-    #[error("{0}")]
-    Remote(String),
 }
 
 /// The keys in put order and the LSN of each put.

@@ -383,19 +383,20 @@ fn main() {
             ratios.push((ours.iops / fio, ours.iops / inline.iops));
         }
         if !ratios.is_empty() {
-            let mut fio_r: Vec<f64> = ratios.iter().map(|r| r.0).collect();
-            let mut inl_r: Vec<f64> = ratios.iter().map(|r| r.1).collect();
-            fio_r.sort_by(|a, b| a.total_cmp(b));
-            inl_r.sort_by(|a, b| a.total_cmp(b));
+            let median = |pick: fn(&(f64, f64)) -> f64| {
+                let mut v: Vec<f64> = ratios.iter().map(pick).collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                v[v.len() / 2]
+            };
             println!(
                 "ratio uring@32 / fio QD32 (direct), median of {} rounds:         {:.2}x (goal >= 0.9x)",
                 ratios.len(),
-                fio_r[fio_r.len() / 2]
+                median(|r| r.0)
             );
             println!(
                 "ratio uring@32 / std-fs inline@32 (direct), median of {} rounds: {:.2}x (goal >= 2x)",
                 ratios.len(),
-                inl_r[inl_r.len() / 2]
+                median(|r| r.1)
             );
         }
     }
@@ -414,22 +415,22 @@ fn main() {
             );
         }
     }
-    if let (Some(u), Some(p)) = (
-        find(&results, false, Variant::Uring, 1),
-        find(&results, false, Variant::BarePread, 1),
-    ) {
-        println!(
-            "cost of a page-cache hit, uring@1 / bare pread: {:.2}x (goal <= 1.5x; from IOPS at 1 task)",
-            p.iops / u.iops
-        );
-    }
-    if let (Some(s), Some(p)) = (
-        find(&results, false, Variant::StdFsInline, 1),
-        find(&results, false, Variant::BarePread, 1),
-    ) {
-        println!(
-            "cost of a page-cache hit, std-fs@1 / bare pread: {:.2}x",
-            p.iops / s.iops
-        );
+    for (variant, name, goal) in [
+        (
+            Variant::Uring,
+            "uring",
+            " (goal <= 1.5x; from IOPS at 1 task)",
+        ),
+        (Variant::StdFsInline, "std-fs", ""),
+    ] {
+        if let (Some(v), Some(p)) = (
+            find(&results, false, variant, 1),
+            find(&results, false, Variant::BarePread, 1),
+        ) {
+            println!(
+                "cost of a page-cache hit, {name}@1 / bare pread: {:.2}x{goal}",
+                p.iops / v.iops
+            );
+        }
     }
 }

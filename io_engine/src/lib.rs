@@ -31,6 +31,13 @@
 //! `EngineHook`: the fault-injecting `FaultPlan`, the power-loss `power_loss::Recorder`, or a test's own
 //! hook.
 //!
+//! # Modules
+//!
+//! Floors, lowest first (a module uses only its own floor and those below it): [`env`](mod@env) and
+//! `test_support` (they use nothing of the crate) and `buf` (the buffers); then `engine` (the engines,
+//! the hooks and the [`IoEngine`] handle on top). `buf` and `engine` write their own floors in their
+//! docs; `lib.rs` only re-exports.
+//!
 //! # Example
 //!
 //! Write a block and read it back through the default engine (io_uring where it starts, else `std-fs`).

@@ -2,17 +2,29 @@
 //! past end of file, `O_DIRECT` from aligned buffers, vectored IO, errors, and the metadata ops compared
 //! with what `std` says about the same file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use io_engine::{ConstAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, IoFd, Slice};
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
 
+mod common;
+use common::vec_windows;
+
 /// The engine `kind`, explicitly (an io_uring engine that cannot start fails the test). Called inside
 /// the test's tokio runtime, where the io_uring engine spawns its reaper.
 fn engine(kind: IoEngineKind) -> IoEngine {
     IoEngine::launch(kind).unwrap_or_else(|e| panic!("engine {kind} cannot start: {e}"))
+}
+
+/// The engine `kind` (see [`engine`]), a temporary directory (kept by the caller) and the path `name`
+/// in it.
+fn setup(kind: IoEngineKind, name: &str) -> (IoEngine, tempfile::TempDir, PathBuf) {
+    let e = engine(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (e, dir, path)
 }
 
 async fn open(e: &IoEngine, path: &Path, flags: libc::c_int) -> Arc<IoFd> {
@@ -47,9 +59,7 @@ async fn read_all(e: &IoEngine, fd: &Arc<IoFd>, offset: u64, len: usize) -> Vec<
 async fn write_then_read_many_offsets_and_sizes(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let e = engine(kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
+    let (e, _dir, path) = setup(kind, "f");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT).await;
     let mut model = Vec::new();
     let cases: [(u64, usize); 8] = [
@@ -106,9 +116,7 @@ async fn write_then_read_many_offsets_and_sizes(
 async fn reads_past_and_across_eof(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let e = engine(kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
+    let (e, _dir, path) = setup(kind, "f");
     std::fs::write(&path, b"0123456789").unwrap();
     let fd = open(&e, &path, libc::O_RDONLY).await;
     let (s, res) = e.read_at(&fd, 100, Slice::new(vec![7u8; 8], ..)).await;
@@ -126,9 +134,7 @@ async fn reads_past_and_across_eof(
 async fn o_direct_aligned_round_trip(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let e = engine(kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("direct");
+    let (e, _dir, path) = setup(kind, "direct");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT | libc::O_DIRECT).await;
     let stat = e.statx(&fd).await.unwrap();
     let Some(dio) = stat.dio else {
@@ -159,9 +165,7 @@ async fn o_direct_aligned_round_trip(
 async fn vectored_round_trip(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let e = engine(kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v");
+    let (e, _dir, path) = setup(kind, "v");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT).await;
     let parts = [
         pattern(10, 1),
@@ -174,11 +178,7 @@ async fn vectored_round_trip(
     let (back, res) = e.writev_at(&fd, 7, slices).await;
     assert_eq!(res.unwrap(), all.len());
     assert_eq!(back.len(), 4);
-    let windows: Vec<Slice<Vec<u8>>> = [3usize, 4000, 2000]
-        .iter()
-        .map(|&n| Slice::new(Vec::with_capacity(n), ..n))
-        .collect();
-    let (windows, res) = e.readv_at(&fd, 7, windows).await;
+    let (windows, res) = e.readv_at(&fd, 7, vec_windows(&[3, 4000, 2000])).await;
     let n = res.unwrap();
     assert_eq!(n, all.len(), "short only at EOF");
     let got: Vec<u8> = windows.into_iter().flat_map(|w| w.into_inner()).collect();
@@ -217,9 +217,7 @@ async fn errors_are_the_kernels(
 async fn metadata_ops_match_std(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
-    let e = engine(kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m");
+    let (e, _dir, path) = setup(kind, "m");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT).await;
     e.ftruncate(&fd, 12_345).await.unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 12_345);

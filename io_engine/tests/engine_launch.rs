@@ -2,41 +2,13 @@
 //! default falls back to `std-fs` with exactly one warning, and the environment setting is honoured.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 mod common;
+use common::count_warnings;
 
 use io_engine::{
     EngineSelectError, EngineStartError, IoEngine, IoEngineKind, UringConfig, UringEngine,
 };
-
-/// A `tracing` subscriber that counts `WARN` events (no extra dependency needed).
-struct WarnCounter(Arc<AtomicUsize>);
-
-impl tracing::Subscriber for WarnCounter {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn count_warnings<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let n = Arc::new(AtomicUsize::new(0));
-    let out = tracing::subscriber::with_default(WarnCounter(n.clone()), f);
-    (out, n.load(Ordering::SeqCst))
-}
 
 fn eperm() -> Result<UringEngine, EngineStartError> {
     Err(EngineStartError::from_setup_error(

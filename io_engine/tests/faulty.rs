@@ -1,10 +1,14 @@
 //! The fault-injecting engine: faults hit exactly the planned ops, short transfers are short, and
 //! everything else passes through.
 
+mod common;
+
 use std::sync::Arc;
 
 use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, FullSlice, IoEngine, IoEngineKind, Slice};
 use rstest::rstest;
+
+use common::{create_temp_file, read_cut_window, vec_windows};
 
 fn rule(op: FaultOp, nth: u64, fault: Fault, repeat: bool) -> FaultRule {
     FaultRule {
@@ -29,13 +33,7 @@ async fn faults_hit_the_planned_ops(
     ]);
     let e = IoEngine::hooked(IoEngine::launch(kind).unwrap(), plan.clone());
     assert_eq!(e.kind(), kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let fd = Arc::new(
-        e.open(&path, libc::O_RDWR | libc::O_CREAT, 0o644)
-            .await
-            .unwrap(),
-    );
+    let (_dir, path, fd) = create_temp_file(&e, "f").await;
     let err = e.open(&path, libc::O_RDONLY, 0).await.unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMFILE));
 
@@ -84,17 +82,8 @@ async fn short_reads_fill_a_prefix() {
     let path = dir.path().join("f");
     std::fs::write(&path, b"abcdefgh").unwrap();
     let fd = Arc::new(e.open(&path, libc::O_RDONLY, 0).await.unwrap());
-    let (s, r) = e
-        .read_at(&fd, 0, Slice::new(Vec::with_capacity(8), ..8))
-        .await;
-    assert_eq!(r.unwrap(), 4);
-    assert_eq!((s.begin(), s.end()), (0, 8), "window restored");
-    assert_eq!(s.into_inner(), b"abcd");
-    let windows = vec![
-        Slice::new(Vec::with_capacity(2), ..2),
-        Slice::new(Vec::with_capacity(6), ..6),
-    ];
-    let (w, r) = e.readv_at(&fd, 0, windows).await;
+    assert_eq!(read_cut_window(&e, &fd, 8).await, b"abcd");
+    let (w, r) = e.readv_at(&fd, 0, vec_windows(&[2, 6])).await;
     assert_eq!(r.unwrap(), 2, "only the first buffer");
     assert_eq!(w.len(), 2);
 }

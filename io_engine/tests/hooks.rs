@@ -8,9 +8,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use io_engine::{
-    Completed, EngineHook, EngineOp, FullSlice, IoEngine, IoEngineKind, Proceed, Slice,
-};
+use io_engine::{Completed, EngineHook, EngineOp, FullSlice, IoEngine, IoEngineKind, Proceed};
 use rstest::rstest;
 
 /// What the hook saw of one op.
@@ -90,33 +88,17 @@ async fn a_users_hook_sees_fails_delays_and_shortens_ops(
     let hook = Arc::new(Recording::default());
     let e = IoEngine::hooked(inner, hook.clone());
     assert_eq!(e.kind(), kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let fd = Arc::new(
-        e.open(&path, libc::O_RDWR | libc::O_CREAT, 0o644)
-            .await
-            .unwrap(),
-    );
+    let (_dir, path, fd) = common::create_temp_file(&e, "f").await;
     let (_, n) = e
         .write_at(&fd, 0, FullSlice::new(b"abcdefgh".to_vec()))
         .await;
     assert_eq!(n.unwrap(), 8);
 
     // cut to 3 bytes: the window comes back whole, with 3 bytes read
-    let (s, n) = e
-        .read_at(&fd, 0, Slice::new(Vec::with_capacity(8), ..8))
-        .await;
-    assert_eq!(n.unwrap(), 3);
-    assert_eq!((s.begin(), s.end()), (0, 8), "window restored");
-    assert_eq!(s.into_inner(), b"abc");
+    assert_eq!(common::read_cut_window(&e, &fd, 8).await, b"abc");
 
     // a vectored read cut inside its second window: both windows come back, the third untouched
-    let windows = vec![
-        Slice::new(Vec::with_capacity(2), ..2),
-        Slice::new(Vec::with_capacity(4), ..4),
-        Slice::new(Vec::with_capacity(4), ..4),
-    ];
-    let (w, n) = e.readv_at(&fd, 0, windows).await;
+    let (w, n) = e.readv_at(&fd, 0, common::vec_windows(&[2, 4, 4])).await;
     assert_eq!(n.unwrap(), 3);
     let lens: Vec<_> = w.iter().map(|s| (s.len(), s.get_ref().len())).collect();
     assert_eq!(lens, [(2, 2), (4, 1), (4, 0)], "(window, bytes filled)");

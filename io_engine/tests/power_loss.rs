@@ -35,6 +35,32 @@ fn write(file: usize, offset: u64, data: &[u8]) -> DurableOp {
     }
 }
 
+/// `file` created as `name` in `root`.
+fn create(root: &Path, name: &str, file: usize) -> DurableOp {
+    DurableOp::Create {
+        entry: entry(root, name),
+        file,
+    }
+}
+
+/// `file`'s entry `name` in `root` removed.
+fn unlink(root: &Path, name: &str, file: usize) -> DurableOp {
+    DurableOp::Unlink {
+        entry: entry(root, name),
+        file,
+    }
+}
+
+/// `file` renamed from `from` to `to`, both in `root`.
+fn rename(root: &Path, file: usize, from: &str, to: &str, no_replace: bool) -> DurableOp {
+    DurableOp::Rename {
+        file,
+        from: entry(root, from),
+        to: entry(root, to),
+        no_replace,
+    }
+}
+
 fn pattern(len: usize, salt: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31) ^ salt)
@@ -88,26 +114,15 @@ async fn records_durable_ops_by_inode() {
     let log = rec.log();
     let ops: Vec<_> = log.ops().iter().map(|o| o.op.clone()).collect();
     let expected = vec![
-        DurableOp::Create {
-            entry: entry(&root, "a"),
-            file: 0,
-        },
+        create(&root, "a", 0),
         write(0, 0, &[7u8; 1000]),
         DurableOp::SyncFile { file: 0 },
-        DurableOp::Rename {
-            file: 0,
-            from: entry(&root, "a"),
-            to: entry(&root, "b"),
-            no_replace: true,
-        },
+        rename(&root, 0, "a", "b", true),
         write(0, 1000, &[[8u8; 10].as_slice(), &[9u8; 5]].concat()),
         DurableOp::SetLen { file: 0, len: 1010 },
         DurableOp::SyncFile { file: 0 },
         DurableOp::SyncDir { dir: root.clone() },
-        DurableOp::Unlink {
-            entry: entry(&root, "b"),
-            file: 0,
-        },
+        unlink(&root, "b", 0),
     ];
     assert_eq!(ops, expected);
     assert!(log.ops().iter().enumerate().all(|(i, o)| o.issued == i));
@@ -152,10 +167,7 @@ fn unsynced_writes_are_present_absent_or_torn_by_sector() {
     let log = OpLog::from_ops(
         &root,
         sequential(vec![
-            DurableOp::Create {
-                entry: entry(&root, "f"),
-                file: 0,
-            },
+            create(&root, "f", 0),
             DurableOp::SyncDir { dir: root.clone() },
             write(0, 0, &data),
         ]),
@@ -188,10 +200,7 @@ fn synced_data_survives_and_later_writes_do_not_undo_it() {
     let log = OpLog::from_ops(
         &root,
         sequential(vec![
-            DurableOp::Create {
-                entry: entry(&root, "f"),
-                file: 0,
-            },
+            create(&root, "f", 0),
             write(0, 0, &first),
             DurableOp::SyncFile { file: 0 },
             DurableOp::SyncDir { dir: root.clone() },
@@ -219,19 +228,11 @@ fn an_unsynced_rename_happens_as_a_unit() {
     let log = OpLog::from_ops(
         &root,
         sequential(vec![
-            DurableOp::Create {
-                entry: entry(&root, "tmp"),
-                file: 0,
-            },
+            create(&root, "tmp", 0),
             write(0, 0, &data),
             DurableOp::SyncFile { file: 0 },
             DurableOp::SyncDir { dir: root.clone() },
-            DurableOp::Rename {
-                file: 0,
-                from: entry(&root, "tmp"),
-                to: entry(&root, "final"),
-                no_replace: false,
-            },
+            rename(&root, 0, "tmp", "final", false),
         ]),
     );
     let mut names = HashSet::new();
@@ -257,10 +258,7 @@ fn a_file_whose_creation_is_not_synced_may_vanish_but_never_shows_foreign_data()
     let log = OpLog::from_ops(
         &root,
         sequential(vec![
-            DurableOp::Create {
-                entry: entry(&root, "f"),
-                file: 0,
-            },
+            create(&root, "f", 0),
             write(0, 0, &data),
             DurableOp::SyncFile { file: 0 },
         ]),
@@ -282,12 +280,7 @@ fn a_file_whose_creation_is_not_synced_may_vanish_but_never_shows_foreign_data()
     // a rename that depends on the unsynced create: never visible without it
     let mut ops = log.ops().to_vec();
     ops.push(LoggedOp {
-        op: DurableOp::Rename {
-            file: 0,
-            from: entry(&root, "f"),
-            to: entry(&root, "g"),
-            no_replace: true,
-        },
+        op: rename(&root, 0, "f", "g", true),
         issued: 3,
     });
     let log = OpLog::from_ops(&root, ops);
@@ -303,10 +296,7 @@ fn ops_in_flight_at_the_cut_may_have_happened() {
     // the write was issued before the directory fsync completed, and completed after it
     let ops = vec![
         LoggedOp {
-            op: DurableOp::Create {
-                entry: entry(&root, "f"),
-                file: 0,
-            },
+            op: create(&root, "f", 0),
             issued: 0,
         },
         LoggedOp {
@@ -333,16 +323,7 @@ fn unsynced_directory_ops_happen_as_a_prefix_or_each_on_its_own() {
     let root = PathBuf::from("/r");
     let log = OpLog::from_ops(
         &root,
-        sequential(vec![
-            DurableOp::Create {
-                entry: entry(&root, "a"),
-                file: 0,
-            },
-            DurableOp::Create {
-                entry: entry(&root, "b"),
-                file: 1,
-            },
-        ]),
+        sequential(vec![create(&root, "a", 0), create(&root, "b", 1)]),
     );
     let (mut prefix_b_only, mut independent_b_only) = (0, 0);
     for seed in 0..SEEDS {
@@ -377,18 +358,9 @@ async fn a_file_removed_around_the_engine_and_created_again_is_a_new_file() {
     assert_eq!(
         ops,
         vec![
-            DurableOp::Create {
-                entry: entry(&root, "a"),
-                file: 0
-            },
-            DurableOp::Unlink {
-                entry: entry(&root, "a"),
-                file: 0
-            },
-            DurableOp::Create {
-                entry: entry(&root, "a"),
-                file: 1
-            },
+            create(&root, "a", 0),
+            unlink(&root, "a", 0),
+            create(&root, "a", 1),
             DurableOp::SetLen { file: 1, len: 0 },
         ]
     );

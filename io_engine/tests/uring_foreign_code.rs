@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use io_engine::{FullSlice, IoBuf, IoBufMut, Slice, UringConfig, UringEngine};
 
 mod common;
-use common::{eventually, launch, pipe, runtime, serial, skip_without_uring};
+use common::{eventually, launch, launch_on, pipe, runtime, serial, skip_without_uring, temp_file};
 
 const ENTRIES: u32 = 4;
 
@@ -83,7 +83,7 @@ impl Wake for PanickingWaker {
 fn a_waker_that_panics_reaches_the_op_that_woke_it_and_breaks_nothing() {
     let _serial = serial();
     let rt = runtime(false);
-    let Some(engine) = rt.block_on(async { launch(config(false)) }) else {
+    let Some(engine) = launch_on(&rt, config(false)) else {
         return;
     };
     let (mut a, mut wa) = pipe_read(&engine);
@@ -151,7 +151,7 @@ fn a_waker_may_drop_or_poll_its_task_inside_wake() {
     let _serial = serial();
     for on_wake in [OnWake::Drop, OnWake::Poll] {
         let rt = runtime(false);
-        let Some(engine) = rt.block_on(async { launch(config(false)) }) else {
+        let Some(engine) = launch_on(&rt, config(false)) else {
             return;
         };
         // Woken by another op's submit.
@@ -245,7 +245,7 @@ fn park_nasty_read(engine: &UringEngine, drops: &Arc<AtomicUsize>) -> std::fs::F
 fn a_parked_buffer_whose_drop_panics_is_freed_only_after_its_completion() {
     let _serial = serial();
     let rt = runtime(false);
-    let Some(engine) = rt.block_on(async { launch(config(false)) }) else {
+    let Some(engine) = launch_on(&rt, config(false)) else {
         return;
     };
     // The parked reads must wait for their data, not be cancelled right away.
@@ -292,7 +292,7 @@ fn a_parked_buffer_whose_drop_panics_is_freed_only_after_its_completion() {
 fn a_panic_while_preparing_the_sqe_gives_the_slot_back() {
     let _serial = serial();
     let rt = runtime(false);
-    let Some(engine) = rt.block_on(async { launch(config(false)) }) else {
+    let Some(engine) = launch_on(&rt, config(false)) else {
         return;
     };
     let drops = Arc::new(AtomicUsize::new(0));
@@ -320,11 +320,9 @@ fn a_panic_while_preparing_the_sqe_gives_the_slot_back() {
 #[test]
 fn a_page_cache_hit_through_the_ring_is_ready_on_the_first_poll() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cached");
-    std::fs::write(&path, b"hello").unwrap();
+    let (_dir, path) = temp_file("cached", b"hello");
     let rt = runtime(false);
-    let Some(engine) = rt.block_on(async { launch(config(false)) }) else {
+    let Some(engine) = launch_on(&rt, config(false)) else {
         return;
     };
     let fd = Arc::new(rt.block_on(engine.open(&path, libc::O_RDONLY, 0)).unwrap());
@@ -346,9 +344,7 @@ fn a_page_cache_hit_through_the_ring_is_ready_on_the_first_poll() {
 #[test]
 fn after_eopnotsupp_the_nowait_fast_path_is_skipped() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cached");
-    std::fs::write(&path, b"hello").unwrap();
+    let (_dir, path) = temp_file("cached", b"hello");
     let rt = runtime(false);
     rt.block_on(async {
         let Some(engine) = launch(config(true)) else {

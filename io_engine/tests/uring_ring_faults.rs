@@ -18,7 +18,9 @@ use io_engine::{
 use rstest::rstest;
 
 mod common;
-use common::{guarded, launch, open_fds, pipe, runtime, serial, CountedBuf};
+use common::{
+    guarded, launch, launch_on, open_fds, pipe, runtime, serial, CountedBuf, TestSubscriber,
+};
 
 const BLOCK: usize = 4096;
 
@@ -47,31 +49,6 @@ async fn write_and_check(engine: &UringEngine, fd: &Arc<IoFd>, i: usize) {
     let (buf, res) = engine.read_at(fd, off, Slice::new(buf, ..)).await;
     assert_eq!(res.expect("read"), BLOCK, "block {i}");
     assert_eq!(&buf.into_inner()[..], &block(i)[..], "block {i}");
-}
-
-/// A `tracing` subscriber that counts `WARN` events, or panics at every event.
-struct TestSubscriber {
-    warnings: Arc<AtomicUsize>,
-    panics: bool,
-}
-
-impl tracing::Subscriber for TestSubscriber {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        assert!(!self.panics, "test subscriber panics at {event:?}");
-        if *event.metadata().level() == tracing::Level::WARN {
-            self.warnings.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 #[rstest]
@@ -108,11 +85,7 @@ fn a_broken_ring_downgrades_live_with_one_warning_and_in_flight_ops_complete() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     let fds_before = open_fds();
-    let warnings = Arc::new(AtomicUsize::new(0));
-    let subscriber = TestSubscriber {
-        warnings: warnings.clone(),
-        panics: false,
-    };
+    let (subscriber, warnings) = TestSubscriber::counting();
     // A current-thread runtime: every event of the engine happens on this thread.
     let rt = runtime(false);
     tracing::subscriber::with_default(subscriber, || {
@@ -231,7 +204,7 @@ fn counted_pipe_read(engine: &UringEngine, drops: &Arc<AtomicUsize>) -> (BoxFut,
 fn a_panicking_tracing_subscriber_during_submit_frees_no_buffer_early() {
     let _serial = serial();
     let rt = runtime(false);
-    let Some(engine) = rt.block_on(async { launch(config()) }) else {
+    let Some(engine) = launch_on(&rt, config()) else {
         return;
     };
     // The dropped read must stay in flight until its data comes (no cancel), to see when it is freed.
@@ -244,11 +217,7 @@ fn a_panicking_tracing_subscriber_during_submit_frees_no_buffer_early() {
         errno: libc::EAGAIN,
         times: 1,
     });
-    let subscriber = TestSubscriber {
-        warnings: Arc::new(AtomicUsize::new(0)),
-        panics: true,
-    };
-    let polled = tracing::subscriber::with_default(subscriber, || {
+    let polled = tracing::subscriber::with_default(TestSubscriber::panicking(), || {
         catch_unwind(AssertUnwindSafe(|| {
             fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         }))
@@ -283,7 +252,7 @@ static PANICKY_CLONE: RawWakerVTable = RawWakerVTable::new(panicking_clone, no_o
 fn a_waker_whose_clone_panics_breaks_nothing() {
     let _serial = serial();
     let rt = runtime(false);
-    let Some(engine) = rt.block_on(async { launch(config()) }) else {
+    let Some(engine) = launch_on(&rt, config()) else {
         return;
     };
     let drops = Arc::new(AtomicUsize::new(0));

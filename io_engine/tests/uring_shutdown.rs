@@ -14,7 +14,9 @@ use std::task::{Context, Waker};
 use io_engine::{FullSlice, IoBufferMut, RingFault, Slice, UringConfig, UringEngine};
 
 mod common;
-use common::{eventually, launch, open_fds, pipe, runtime, serial, CountedBuf, HANG_GUARD};
+use common::{
+    eventually, launch, launch_on, open_fds, pipe, runtime, serial, CountedBuf, HANG_GUARD,
+};
 
 /// Starts reads from `n` pipes (they stay in flight until something is written) and `O_DIRECT` writes
 /// of 4 MiB each, all with counted buffers; returns the tasks, the pipes' write ends and the count of
@@ -243,7 +245,7 @@ fn shutdown_waits_without_holding_the_ring_lock() {
         nowait_fast_path: false,
         ..Default::default()
     };
-    let Some(engine) = rt.block_on(async { launch(config) }) else {
+    let Some(engine) = launch_on(&rt, config) else {
         return;
     };
     let (r, mut w) = pipe();

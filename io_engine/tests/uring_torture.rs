@@ -20,7 +20,7 @@ use io_engine::{ConstAlign, FullSlice, IoBufferMut, IoFd, Slice, UringConfig, Ur
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::{eventually, guarded, launch, open_fds, pipe, runtime, serial};
+use common::{eventually, guarded, launch, open_fds, pipe, runtime, serial, temp_file};
 
 const BLOCK: usize = 4096;
 
@@ -439,9 +439,7 @@ fn back_pressure_ten_times_more_ops_than_slots() {
 #[test]
 fn nowait_fast_path_skips_the_ring_only_for_cached_buffered_reads() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cached");
-    std::fs::write(&path, vec![42u8; 64 * 1024]).unwrap();
+    let (_dir, path) = temp_file("cached", &vec![42u8; 64 * 1024]);
     runtime(false).block_on(async {
         let Some(fast) = launch(UringConfig::default()) else {
             return;

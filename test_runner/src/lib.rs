@@ -2,6 +2,9 @@
 //! and engine, crash (`SIGKILL`) and fault-injection tests, corrupt input, and resource limits. The tests
 //! live in `tests/`; this library holds what they and the `layer_tool` binary share.
 //!
+//! One floor: [`layer_set`] (the deterministic layers the tests and `layer_tool` write and verify); the
+//! binaries `layer_tool` and `bench_ingest_cli` and the tests in `tests/` sit above the library.
+//!
 //! # Example
 //!
 //! What a crash test's child writes and its verifier checks: layers whose every byte follows from a seed,

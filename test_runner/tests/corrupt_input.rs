@@ -101,10 +101,7 @@ async fn read_image(ctx: &IoContext, path: &Path) -> Result<usize, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_layers_give_typed_errors() {
-    let seed = std::env::var("CORRUPT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0xBAD_F11E_u64);
+    let seed = common::seed_from_env("CORRUPT_SEED", 0xBAD_F11E_u64);
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(IoMode::Buffered, IoEngineKind::StdFs);
     let delta = write_layer(&ctx, dir.path(), 5, 0, 120).await.unwrap();

@@ -15,10 +15,7 @@ const ENTRIES: u64 = 400;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_writers_leave_only_complete_layers() {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0xC0FFEE_u64);
+    let seed = common::seed_from_env("CRASH_SEED", 0xC0FFEE_u64);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut layers_seen = 0;
     let mut temp_seen = 0;

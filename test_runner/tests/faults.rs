@@ -95,33 +95,24 @@ async fn faults_through_the_layer_writers(
     );
     plan.clear();
 
-    // 2. EIO and ENOSPC in the middle of a layer's writes: a typed error with the errno
-    for (layer, errno) in [(1, libc::EIO), (2, libc::ENOSPC)] {
-        next(&plan, FaultOp::Write, 3, Fault::Errno(errno), true);
-        let err = write_layer(&ctx, dir.path(), 1, layer, ENTRIES * 2)
-            .await
-            .expect_err("write must fail");
+    // 2. EIO and ENOSPC in the middle of a layer's writes, 3. a failed fsync (fails finish()), 4. a
+    // failed open: each a typed error that carries the errno
+    for (layer, entries, op, after, errno, repeat) in [
+        (1, ENTRIES * 2, FaultOp::Write, 3, libc::EIO, true),
+        (2, ENTRIES * 2, FaultOp::Write, 3, libc::ENOSPC, true),
+        (3, ENTRIES, FaultOp::Sync, 1, libc::EIO, true),
+        (4, ENTRIES, FaultOp::Open, 1, libc::EMFILE, false),
+    ] {
+        next(&plan, op, after, Fault::Errno(errno), repeat);
+        let Err(err) = write_layer(&ctx, dir.path(), 1, layer, entries).await else {
+            panic!("{what}: layer {layer} must fail with errno {errno} ({op:?})");
+        };
         assert!(
             has_errno(&err, errno),
-            "{what}: {err} does not carry errno {errno}"
+            "{what}: {err:?} does not carry errno {errno} ({op:?})"
         );
         plan.clear();
     }
-    // 3. a failed fsync fails finish()
-    next(&plan, FaultOp::Sync, 1, Fault::Errno(libc::EIO), true);
-    let err = write_layer(&ctx, dir.path(), 1, 3, ENTRIES)
-        .await
-        .expect_err("fsync must fail");
-    assert!(has_errno(&err, libc::EIO), "{what}: {err:?}");
-    plan.clear();
-    // 4. a failed open
-    next(&plan, FaultOp::Open, 1, Fault::Errno(libc::EMFILE), false);
-    let err = write_layer(&ctx, dir.path(), 1, 4, ENTRIES)
-        .await
-        .expect_err("open must fail");
-    assert!(has_errno(&err, libc::EMFILE), "{what}: {err:?}");
-    plan.clear();
-
     // the layer finished before the faults still reads back right, and nothing of the failed ones is
     // visible under a final name
     let report = verify_dir(&ctx, dir.path(), ENTRIES)

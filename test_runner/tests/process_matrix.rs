@@ -11,6 +11,32 @@ use virtual_file::IoMode;
 
 const SEED: &str = "4242";
 
+/// `layer_tool write` of `layers` layers of `entries` entries each of [`SEED`] into `dir` under `mode` x
+/// `engine`; its output, checked.
+fn write_layers(
+    mode: IoMode,
+    engine: IoEngineKind,
+    dir: &str,
+    layers: u64,
+    entries: u64,
+) -> std::process::Output {
+    let (layers, entries) = (layers.to_string(), entries.to_string());
+    let args = [
+        "write",
+        "--dir",
+        dir,
+        "--seed",
+        SEED,
+        "--layers",
+        &layers,
+        "--entries",
+        &entries,
+    ];
+    let out = layer_tool(mode, engine, &args);
+    check(&out, &format!("layer_tool write ({mode}, {engine})"));
+    out
+}
+
 #[rstest]
 fn layer_tool_writes_and_verifies(
     #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
@@ -18,22 +44,7 @@ fn layer_tool_writes_and_verifies(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = layer_tool(
-        mode,
-        engine,
-        &[
-            "write",
-            "--dir",
-            d,
-            "--seed",
-            SEED,
-            "--layers",
-            "3",
-            "--entries",
-            "300",
-        ],
-    );
-    check(&out, &format!("layer_tool write ({mode}, {engine})"));
+    let out = write_layers(mode, engine, d, 3, 300);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     let out = layer_tool(mode, engine, &["verify", "--dir", d, "--entries", "300"]);
     check(&out, &format!("layer_tool verify ({mode}, {engine})"));
@@ -104,22 +115,7 @@ fn layers_are_byte_identical_across_modes_and_engines() {
         for engine in ENGINES {
             let dir = tempfile::tempdir().unwrap();
             let d = dir.path().to_str().unwrap();
-            let out = layer_tool(
-                mode,
-                engine,
-                &[
-                    "write",
-                    "--dir",
-                    d,
-                    "--seed",
-                    SEED,
-                    "--layers",
-                    "2",
-                    "--entries",
-                    "500",
-                ],
-            );
-            check(&out, &format!("layer_tool write ({mode}, {engine})"));
+            write_layers(mode, engine, d, 2, 500);
             let mut names: Vec<_> = std::fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().path())

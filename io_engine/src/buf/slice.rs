@@ -5,6 +5,39 @@ use std::ops::RangeBounds;
 use super::range::resolve;
 use super::traits::{IoBuf, IoBufMut};
 
+/// The accessors [`Slice`] and [`FullSlice`] share: both are a buffer with a window `[begin, end)` of it
+/// (`what` names the window in the docs).
+macro_rules! window_accessors {
+    ($ty:ident, $what:literal) => {
+        impl<B> $ty<B> {
+            #[doc = concat!("Start of the ", $what, " within the buffer.")]
+            pub fn begin(&self) -> usize {
+                self.begin
+            }
+            #[doc = concat!("End of the ", $what, " within the buffer.")]
+            pub fn end(&self) -> usize {
+                self.end
+            }
+            #[doc = concat!("Length of the ", $what, ".")]
+            pub fn len(&self) -> usize {
+                self.end - self.begin
+            }
+            #[doc = concat!("True for an empty ", $what, ".")]
+            pub fn is_empty(&self) -> bool {
+                self.begin == self.end
+            }
+            /// The whole buffer.
+            pub fn get_ref(&self) -> &B {
+                &self.buf
+            }
+            /// Gives the buffer back.
+            pub fn into_inner(self) -> B {
+                self.buf
+            }
+        }
+    };
+}
+
 /// The window `[begin, end)` of a buffer's capacity that a read fills. Owned: the engine takes it by value
 /// and gives it back with the result.
 #[derive(Debug)]
@@ -59,32 +92,7 @@ impl<B: IoBufMut> Slice<B> {
     }
 }
 
-impl<B> Slice<B> {
-    /// Start of the window within the buffer.
-    pub fn begin(&self) -> usize {
-        self.begin
-    }
-    /// End of the window within the buffer.
-    pub fn end(&self) -> usize {
-        self.end
-    }
-    /// Length of the window.
-    pub fn len(&self) -> usize {
-        self.end - self.begin
-    }
-    /// True for an empty window.
-    pub fn is_empty(&self) -> bool {
-        self.begin == self.end
-    }
-    /// The whole buffer.
-    pub fn get_ref(&self) -> &B {
-        &self.buf
-    }
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> B {
-        self.buf
-    }
-}
+window_accessors!(Slice, "window");
 
 /// The initialized bytes `[begin, end)` of a buffer, to be written. Owned: the engine takes it by value and
 /// gives it back with the result.
@@ -129,32 +137,7 @@ impl<B: IoBuf> FullSlice<B> {
     }
 }
 
-impl<B> FullSlice<B> {
-    /// Start of the range within the buffer.
-    pub fn begin(&self) -> usize {
-        self.begin
-    }
-    /// End of the range within the buffer.
-    pub fn end(&self) -> usize {
-        self.end
-    }
-    /// Number of bytes to write.
-    pub fn len(&self) -> usize {
-        self.end - self.begin
-    }
-    /// True when there is nothing to write.
-    pub fn is_empty(&self) -> bool {
-        self.begin == self.end
-    }
-    /// The whole buffer.
-    pub fn get_ref(&self) -> &B {
-        &self.buf
-    }
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> B {
-        self.buf
-    }
-}
+window_accessors!(FullSlice, "range");
 
 #[cfg(test)]
 mod tests {

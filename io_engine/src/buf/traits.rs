@@ -40,112 +40,88 @@ pub unsafe trait IoBufMut: IoBuf {
     unsafe fn set_init(&mut self, pos: usize);
 }
 
+/// Implements [`IoBuf`] for a type through its inherent `as_ptr()` and `len()`, with `bytes_total()`
+/// from the method named by `total` (`capacity` for a growable buffer, `len` for a fixed view).
+///
+/// The `unsafe impl` is the invocation's: write a `// SAFETY:` comment above each invocation naming why
+/// that type keeps the stable-pointer invariant (clippy's `undocumented_unsafe_blocks` sees only the
+/// comment inside the macro, so it cannot check this for you).
+macro_rules! io_buf_from_methods {
+    ($ty:ty $(where $g:ident: $bound:ident)?, total = $total:ident) => {
+        // SAFETY: why `$ty` keeps the stable-pointer invariant is the `// SAFETY:` comment above the
+        // invocation; this impl only forwards to the type's own pointer and length methods.
+        unsafe impl$(<$g: $bound>)? IoBuf for $ty {
+            fn stable_ptr(&self) -> *const u8 {
+                self.as_ptr()
+            }
+            fn bytes_init(&self) -> usize {
+                self.len()
+            }
+            fn bytes_total(&self) -> usize {
+                self.$total()
+            }
+        }
+    };
+}
+
+/// Implements [`IoBufMut`] for a type through its inherent `as_mut_ptr()` and `len()`; `set_init` grows
+/// the length with the `set_len` expression given (`|buf, pos| ...`, run only when `pos > buf.len()`).
+///
+/// As for [`io_buf_from_methods!`], a `// SAFETY:` comment above each invocation names the invariant.
+macro_rules! io_buf_mut_from_methods {
+    ($ty:ty $(where $g:ident: $bound:ident)?, set_len = |$buf:ident, $pos:ident| $set_len:expr) => {
+        // SAFETY: as in `io_buf_from_methods!`: the invocation's `// SAFETY:` comment states why `$ty`'s
+        // memory is writable and unshared while an engine owns it.
+        unsafe impl$(<$g: $bound>)? IoBufMut for $ty {
+            fn stable_mut_ptr(&mut self) -> *mut u8 {
+                self.as_mut_ptr()
+            }
+            unsafe fn set_init(&mut self, pos: usize) {
+                if pos > self.len() {
+                    let ($buf, $pos) = (self, pos);
+                    $set_len
+                }
+            }
+        }
+    };
+}
+
 // SAFETY: a `Vec`'s heap pointer does not change when the `Vec` is moved, and nothing reallocates it
 // while the engine owns it.
-unsafe impl IoBuf for Vec<u8> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.capacity()
-    }
-}
-
+io_buf_from_methods!(Vec<u8>, total = capacity);
 // SAFETY: as for `IoBuf`; the spare capacity is writable memory owned by the `Vec`.
-unsafe impl IoBufMut for Vec<u8> {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.as_mut_ptr()
+io_buf_mut_from_methods!(
+    Vec<u8>,
+    set_len = |v, pos| {
+        // SAFETY: the caller of `set_init` guarantees `[0, pos)` is initialized and `pos <= capacity`.
+        unsafe { v.set_len(pos) }
     }
-    unsafe fn set_init(&mut self, pos: usize) {
-        if pos > self.len() {
-            // SAFETY: the caller guarantees `[0, pos)` is initialized and `pos <= capacity`.
-            unsafe { self.set_len(pos) };
-        }
-    }
-}
+);
 
 // SAFETY: `Bytes` points to heap or static memory that is immutable and does not move with the handle.
-unsafe impl IoBuf for Bytes {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
+io_buf_from_methods!(Bytes, total = len);
 
 // SAFETY: `BytesMut` owns its heap region uniquely; moving the handle does not move the memory, and it
 // does not reallocate while the engine owns it.
-unsafe impl IoBuf for BytesMut {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.capacity()
-    }
-}
-
+io_buf_from_methods!(BytesMut, total = capacity);
 // SAFETY: as for `IoBuf`; the spare capacity is writable memory owned by the `BytesMut`.
-unsafe impl IoBufMut for BytesMut {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.as_mut_ptr()
+io_buf_mut_from_methods!(
+    BytesMut,
+    set_len = |b, pos| {
+        // SAFETY: the caller of `set_init` guarantees `[0, pos)` is initialized and `pos <= capacity`.
+        unsafe { b.set_len(pos) }
     }
-    unsafe fn set_init(&mut self, pos: usize) {
-        if pos > self.len() {
-            // SAFETY: the caller guarantees `[0, pos)` is initialized and `pos <= capacity`.
-            unsafe { self.set_len(pos) };
-        }
-    }
-}
+);
 
 // SAFETY: the allocation is owned by the value, does not move with it, and is only reallocated through
 // `&mut self` methods the engine does not call.
-unsafe impl<A: Alignment> IoBuf for IoBufferMut<A> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.capacity()
-    }
-}
-
+io_buf_from_methods!(IoBufferMut<A> where A: Alignment, total = capacity);
 // SAFETY: the whole capacity is owned, writable and always initialized (zeroed at allocation).
-unsafe impl<A: Alignment> IoBufMut for IoBufferMut<A> {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.as_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        if pos > self.len() {
-            self.set_len(pos);
-        }
-    }
-}
+io_buf_mut_from_methods!(IoBufferMut<A> where A: Alignment, set_len = |b, pos| b.set_len(pos));
 
 // SAFETY: the view points into an `Arc`-owned allocation that is immutable while frozen and does not
 // move; the `IoBuffer` value keeps it alive.
-unsafe impl<A: Alignment> IoBuf for IoBuffer<A> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
+io_buf_from_methods!(IoBuffer<A> where A: Alignment, total = len);
 
 #[cfg(test)]
 mod tests {

@@ -69,6 +69,19 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     msg
 }
 
+/// Runs the op `method(args)` on the engine `self` holds: `std-fs` on the calling thread, the others
+/// awaited.
+macro_rules! dispatch {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            Self::StdFs(e) => e.$method($($arg),*),
+            Self::TokioEpollUring(e) => e.$method($($arg),*).await,
+            #[cfg(feature = "testing")]
+            Self::Hooked(e) => e.$method($($arg),*).await,
+        }
+    };
+}
+
 impl IoEngine {
     /// The `std-fs` engine; always available.
     pub fn std_fs() -> Self {
@@ -168,12 +181,7 @@ impl IoEngine {
         offset: u64,
         buf: Slice<B>,
     ) -> (Slice<B>, io::Result<usize>) {
-        match self {
-            Self::StdFs(e) => e.read_at(fd, offset, buf),
-            Self::TokioEpollUring(e) => e.read_at(fd, offset, buf).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.read_at(fd, offset, buf).await,
-        }
+        dispatch!(self.read_at(fd, offset, buf))
     }
 
     /// Writes `buf` at `offset`. May write fewer bytes than given.
@@ -183,12 +191,7 @@ impl IoEngine {
         offset: u64,
         buf: FullSlice<B>,
     ) -> (FullSlice<B>, io::Result<usize>) {
-        match self {
-            Self::StdFs(e) => e.write_at(fd, offset, buf),
-            Self::TokioEpollUring(e) => e.write_at(fd, offset, buf).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.write_at(fd, offset, buf).await,
-        }
+        dispatch!(self.write_at(fd, offset, buf))
     }
 
     /// Reads into several windows in order, starting at `offset`. Returns the total read.
@@ -198,12 +201,7 @@ impl IoEngine {
         offset: u64,
         bufs: Vec<Slice<B>>,
     ) -> (Vec<Slice<B>>, io::Result<usize>) {
-        match self {
-            Self::StdFs(e) => e.readv_at(fd, offset, bufs),
-            Self::TokioEpollUring(e) => e.readv_at(fd, offset, bufs).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.readv_at(fd, offset, bufs).await,
-        }
+        dispatch!(self.readv_at(fd, offset, bufs))
     }
 
     /// Writes several slices in order, starting at `offset`. Returns the total written.
@@ -213,32 +211,17 @@ impl IoEngine {
         offset: u64,
         bufs: Vec<FullSlice<B>>,
     ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
-        match self {
-            Self::StdFs(e) => e.writev_at(fd, offset, bufs),
-            Self::TokioEpollUring(e) => e.writev_at(fd, offset, bufs).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.writev_at(fd, offset, bufs).await,
-        }
+        dispatch!(self.writev_at(fd, offset, bufs))
     }
 
     /// Makes data and metadata durable.
     pub async fn fsync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
-        match self {
-            Self::StdFs(e) => e.fsync(fd),
-            Self::TokioEpollUring(e) => e.fsync(fd).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.fsync(fd).await,
-        }
+        dispatch!(self.fsync(fd))
     }
 
     /// Makes data (and the metadata needed to read it) durable.
     pub async fn fdatasync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
-        match self {
-            Self::StdFs(e) => e.fdatasync(fd),
-            Self::TokioEpollUring(e) => e.fdatasync(fd).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.fdatasync(fd).await,
-        }
+        dispatch!(self.fdatasync(fd))
     }
 
     /// Opens `path` with `flags` (`O_CLOEXEC` is always added) and `mode` (for `O_CREAT`).
@@ -248,32 +231,17 @@ impl IoEngine {
         flags: libc::c_int,
         mode: libc::mode_t,
     ) -> io::Result<IoFd> {
-        match self {
-            Self::StdFs(e) => e.open(path, flags, mode),
-            Self::TokioEpollUring(e) => e.open(path, flags, mode).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.open(path, flags, mode).await,
-        }
+        dispatch!(self.open(path, flags, mode))
     }
 
     /// Size, block size and `O_DIRECT` alignment of the open file.
     pub async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {
-        match self {
-            Self::StdFs(e) => e.statx(fd),
-            Self::TokioEpollUring(e) => e.statx(fd).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.statx(fd).await,
-        }
+        dispatch!(self.statx(fd))
     }
 
     /// Sets the file's length.
     pub async fn ftruncate(&self, fd: &Arc<IoFd>, len: u64) -> io::Result<()> {
-        match self {
-            Self::StdFs(e) => e.ftruncate(fd, len),
-            Self::TokioEpollUring(e) => e.ftruncate(fd, len).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.ftruncate(fd, len).await,
-        }
+        dispatch!(self.ftruncate(fd, len))
     }
 
     /// `fallocate(2)` with `mode` (0 or `FALLOC_FL_*`).
@@ -284,12 +252,7 @@ impl IoEngine {
         offset: u64,
         len: u64,
     ) -> io::Result<()> {
-        match self {
-            Self::StdFs(e) => e.fallocate(fd, mode, offset, len),
-            Self::TokioEpollUring(e) => e.fallocate(fd, mode, offset, len).await,
-            #[cfg(feature = "testing")]
-            Self::Hooked(e) => e.fallocate(fd, mode, offset, len).await,
-        }
+        dispatch!(self.fallocate(fd, mode, offset, len))
     }
 
     /// Renames `from` to `to` (see [`RenameMode`]). Durable only once the directories are fsynced.

@@ -307,6 +307,27 @@ impl HookedEngine {
         (bufs, res)
     }
 
+    /// A read or write of one buffer (not vectored), run by `run` on the inner engine.
+    async fn transfer_one<S: Window, F>(
+        &self,
+        fd: &IoFd,
+        offset: u64,
+        buf: S,
+        run: impl FnOnce(S) -> F,
+    ) -> (S, io::Result<usize>)
+    where
+        F: Future<Output = (S, io::Result<usize>)>,
+    {
+        let (mut bufs, res) = self
+            .transfer(fd, offset, vec![buf], false, |mut bufs| async move {
+                let buf = bufs.pop().expect("one buffer");
+                let (buf, res) = run(buf).await;
+                (vec![buf], res)
+            })
+            .await;
+        (bufs.pop().expect("one buffer"), res)
+    }
+
     /// Any other op, run by `run` on the inner engine.
     async fn call<T: OpOutput, F>(&self, op: EngineOp<'_>, run: impl FnOnce() -> F) -> io::Result<T>
     where
@@ -328,14 +349,10 @@ impl HookedEngine {
         offset: u64,
         buf: Slice<B>,
     ) -> (Slice<B>, io::Result<usize>) {
-        let (mut bufs, res) = self
-            .transfer(fd, offset, vec![buf], false, |mut bufs| async move {
-                let buf = bufs.pop().expect("one buffer");
-                let (buf, res) = Box::pin(self.inner.read_at(fd, offset, buf)).await;
-                (vec![buf], res)
-            })
-            .await;
-        (bufs.pop().expect("one buffer"), res)
+        self.transfer_one(fd, offset, buf, |buf| {
+            Box::pin(self.inner.read_at(fd, offset, buf))
+        })
+        .await
     }
 
     pub(super) async fn write_at<B: IoBuf>(
@@ -344,14 +361,10 @@ impl HookedEngine {
         offset: u64,
         buf: FullSlice<B>,
     ) -> (FullSlice<B>, io::Result<usize>) {
-        let (mut bufs, res) = self
-            .transfer(fd, offset, vec![buf], false, |mut bufs| async move {
-                let buf = bufs.pop().expect("one buffer");
-                let (buf, res) = Box::pin(self.inner.write_at(fd, offset, buf)).await;
-                (vec![buf], res)
-            })
-            .await;
-        (bufs.pop().expect("one buffer"), res)
+        self.transfer_one(fd, offset, buf, |buf| {
+            Box::pin(self.inner.write_at(fd, offset, buf))
+        })
+        .await
     }
 
     pub(super) async fn readv_at<B: IoBufMut>(

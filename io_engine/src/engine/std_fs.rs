@@ -6,13 +6,12 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-use super::fd::IoFd;
-use super::RenameMode;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::fd::IoFd;
 use super::iovec::{iov_count, mark_filled, read_iovecs, to_off_t, write_iovecs};
+use super::rename::RenameMode;
 use super::stat::{FileStat, STATX_MASK};
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 

@@ -21,7 +21,11 @@ use std::time::Duration;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use io_engine::{ConstAlign, IoBuf, IoBufMut, IoBufferMut, IoFd, UringConfig, UringEngine};
+use tempfile::TempDir;
+
+use io_engine::{
+    ConstAlign, IoBuf, IoBufMut, IoBufferMut, IoEngine, IoFd, Slice, UringConfig, UringEngine,
+};
 
 /// The longest any wait in these tests may take before the test fails as hung.
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -73,6 +77,11 @@ pub fn launch(config: UringConfig) -> Option<UringEngine> {
             None
         }
     }
+}
+
+/// [`launch`] inside `rt` (the engine needs a runtime to start), for tests that poll its ops by hand.
+pub fn launch_on(rt: &tokio::runtime::Runtime, config: UringConfig) -> Option<UringEngine> {
+    rt.block_on(async { launch(config) })
 }
 
 /// Waits until `cond` holds, checking every millisecond; fails after [`HANG_GUARD`].
@@ -139,4 +148,100 @@ unsafe impl IoBufMut for CountedBuf {
         // SAFETY: the caller's guarantee is passed on unchanged.
         unsafe { self.inner.set_init(pos) }
     }
+}
+
+/// A `tracing` subscriber that counts `WARN` events ([`TestSubscriber::counting`]), or panics at every
+/// event ([`TestSubscriber::panicking`]). No extra dependency needed.
+pub struct TestSubscriber {
+    warnings: Arc<AtomicUsize>,
+    panics: bool,
+}
+
+impl TestSubscriber {
+    /// Counts warnings into the returned counter.
+    pub fn counting() -> (Self, Arc<AtomicUsize>) {
+        let warnings = Arc::new(AtomicUsize::new(0));
+        let subscriber = Self {
+            warnings: warnings.clone(),
+            panics: false,
+        };
+        (subscriber, warnings)
+    }
+
+    /// Panics at every event.
+    pub fn panicking() -> Self {
+        Self {
+            warnings: Arc::new(AtomicUsize::new(0)),
+            panics: true,
+        }
+    }
+}
+
+impl tracing::Subscriber for TestSubscriber {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        assert!(!self.panics, "test subscriber panics at {event:?}");
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.warnings.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `f` with a counting [`TestSubscriber`] as this thread's default; its output and the number of
+/// warnings it logged.
+pub fn count_warnings<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let (subscriber, warnings) = TestSubscriber::counting();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    (out, warnings.load(Ordering::SeqCst))
+}
+
+/// A temporary directory with the file `name` holding `contents` (the caller keeps the directory).
+pub fn temp_file(name: &str, contents: &[u8]) -> (TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    (dir, path)
+}
+
+/// Empty `Vec` windows of the lengths `lens`, to read into.
+pub fn vec_windows(lens: &[usize]) -> Vec<Slice<Vec<u8>>> {
+    lens.iter()
+        .map(|&len| Slice::new(Vec::with_capacity(len), ..len))
+        .collect()
+}
+
+/// Reads from offset 0 into an empty `len`-byte window that a hook may cut short; checks that the
+/// window comes back whole and returns the bytes read.
+pub async fn read_cut_window(e: &IoEngine, fd: &Arc<IoFd>, len: usize) -> Vec<u8> {
+    let (s, r) = e.read_at(fd, 0, vec_windows(&[len]).remove(0)).await;
+    let n = r.unwrap();
+    assert_eq!((s.begin(), s.end()), (0, len), "window restored");
+    let bytes = s.into_inner();
+    assert_eq!(bytes.len(), n);
+    bytes
+}
+
+/// A temporary directory (kept by the caller) and the file `name` in it, created and opened read-write
+/// through `e`.
+pub async fn create_temp_file(
+    e: &IoEngine,
+    name: &str,
+) -> (TempDir, std::path::PathBuf, Arc<IoFd>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let fd = Arc::new(
+        e.open(&path, libc::O_RDWR | libc::O_CREAT, 0o644)
+            .await
+            .unwrap(),
+    );
+    (dir, path, fd)
 }

@@ -43,16 +43,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // logs and spans to stderr, filtered by RUST_LOG (default: warnings)
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        // a line when a span closes (with its fields and time), e.g. RUST_LOG=layer_writers=info shows
-        // each in-memory layer write-out
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(std::io::stderr)
-        .init();
+    // logs and spans to stderr, filtered by RUST_LOG (default: warnings), as bench_ingest does
+    bench_ingest::cli::init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -87,3 +87,11 @@ pub fn temp_files(dir: &Path) -> Vec<String> {
         .filter(|n| n.ends_with(layer_writers::TEMP_SUFFIX))
         .collect()
 }
+
+/// The seed in the environment variable `var` (to replay a failure), else `default`.
+pub fn seed_from_env(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

@@ -95,6 +95,10 @@
 //!   page-cache hits still complete inline, but anything that completes later is only reaped while
 //!   the launch runtime runs (or when a later op on the same ring drains the queue in passing).
 //!
+//! ## Floors (each module uses only its own line and those before it)
+//! `config`, `faults`, `nowait`, `setup`; `health`; `deferred` and `slots` (each names the other's
+//! types); `ring_core`; `system`; `op`, `reaper`, `stats`; `ops`; this module ([`UringEngine`]).
+//!
 //! ## What this design does badly
 //! - With more than one op in flight, the eventfd is still signalled for every CQE, including the ones
 //!   the submitter drained inline; such a reaper wakeup finds an empty queue. (`register_eventfd_async`
@@ -140,9 +144,10 @@ use self::health::EngineHealth;
 use self::op::execute;
 use self::system::{RingSetup, System};
 use super::error::EngineStartError;
+use super::fd::IoFd;
 use super::iovec::{iov_count, mark_filled, read_iovecs, to_off_t, write_iovecs};
+use super::stat::FileStat;
 use super::std_fs::{path_to_cstring, StdFsEngine};
-use super::{FileStat, IoFd};
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 
 /// The io_uring engine. A cheap-to-clone handle; the rings shut down when the last clone is dropped.

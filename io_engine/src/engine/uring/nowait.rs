@@ -11,7 +11,7 @@
 
 use std::os::fd::AsRawFd;
 
-use crate::engine::IoFd;
+use crate::engine::fd::IoFd;
 
 /// What an `RWF_NOWAIT` attempt gave.
 pub(super) enum Nowait {

@@ -12,9 +12,10 @@ use io_uring::{opcode, squeue, types};
 
 use super::op::Op;
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
+use crate::engine::fd::IoFd;
 use crate::engine::iovec::mark_filled;
 use crate::engine::stat::{FileStat, STATX_MASK};
-use crate::engine::{IoFd, StdFsEngine};
+use crate::engine::std_fs::StdFsEngine;
 
 /// The most bytes Linux transfers in one read or write (`MAX_RW_COUNT`); a longer request is a short
 /// transfer, as with `pread(2)`.
@@ -35,6 +36,54 @@ pub(super) struct IoVecs(pub(super) Vec<libc::iovec>);
 // the array is only read by the kernel and never shared between threads by this code.
 unsafe impl Send for IoVecs {}
 
+/// The [`Op`] impl of a positional read or write (`$op` with its buffers in the field `$bufs`): the four
+/// differ only in the SQE `prepare` builds (before `.offset(..)`), in what a completion of `n` bytes marks
+/// as `filled` (reads only), and in the `std-fs` method `run_inline` calls. The buffers stay in the op,
+/// so the op owns them until the kernel completes it.
+///
+/// The `unsafe impl` is the invocation's: a `// SAFETY:` comment above each invocation says what the
+/// SQE points at and why `self` owns it (clippy sees only the comment inside the macro).
+macro_rules! transfer_op {
+    (
+        $op:ident<B: $bound:ident>, $bufs:ident: $bufs_ty:ty,
+        prepare: |$this:ident| $sqe:expr,
+        $(filled: |$filled_bufs:ident, $n:ident| $filled:expr,)?
+        inline: $inline:ident $(,)?
+    ) => {
+        // SAFETY: what the SQE of `$op` points at and why `self` owns it is the `// SAFETY:` comment
+        // above the invocation; the buffers stay in `self` until `complete` or `run_inline` hands them back.
+        unsafe impl<B: $bound> Op for $op<B> {
+            type Output = ($bufs_ty, io::Result<usize>);
+
+            fn prepare(&mut self) -> squeue::Entry {
+                let $this = self;
+                $sqe.offset($this.offset).build()
+            }
+
+            fn inline_likely(&self) -> bool {
+                !self.fd.is_direct()
+            }
+
+            fn complete(self, res: io::Result<u32>) -> Self::Output {
+                let res = res.map(|n| n as usize);
+                let bufs = self.$bufs;
+                $(
+                    let mut $filled_bufs = bufs;
+                    if let Ok($n) = res {
+                        $filled
+                    }
+                    let bufs = $filled_bufs;
+                )?
+                (bufs, res)
+            }
+
+            fn run_inline(self) -> Self::Output {
+                StdFsEngine.$inline(&self.fd, self.offset, self.$bufs)
+            }
+        }
+    };
+}
+
 /// `IORING_OP_READ`, as `pread(2)`.
 pub(super) struct Read<B> {
     pub(super) fd: Arc<IoFd>,
@@ -43,32 +92,14 @@ pub(super) struct Read<B> {
 }
 
 // SAFETY: the SQE points at the window of `buf` (stable-pointer invariant of `IoBufMut`), owned by `self`.
-unsafe impl<B: IoBufMut> Op for Read<B> {
-    type Output = (Slice<B>, io::Result<usize>);
-
-    fn prepare(&mut self) -> squeue::Entry {
-        let len = rw_len(self.buf.len());
-        opcode::Read::new(fd(&self.fd), self.buf.stable_mut_ptr(), len)
-            .offset(self.offset)
-            .build()
-    }
-
-    fn inline_likely(&self) -> bool {
-        !self.fd.is_direct()
-    }
-
-    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
-        let res = res.map(|n| n as usize);
-        if let Ok(n) = res {
-            // SAFETY: the kernel wrote `n` bytes (at most the window's length) at the window's start.
-            unsafe { self.buf.assume_filled(n) };
-        }
-        (self.buf, res)
-    }
-
-    fn run_inline(self) -> Self::Output {
-        StdFsEngine.read_at(&self.fd, self.offset, self.buf)
-    }
+transfer_op! {
+    Read<B: IoBufMut>, buf: Slice<B>,
+    prepare: |op| opcode::Read::new(fd(&op.fd), op.buf.stable_mut_ptr(), rw_len(op.buf.len())),
+    filled: |buf, n| {
+        // SAFETY: the kernel wrote `n` bytes (at most the window's length) at the window's start.
+        unsafe { buf.assume_filled(n) }
+    },
+    inline: read_at,
 }
 
 /// `IORING_OP_WRITE`, as `pwrite(2)`.
@@ -79,27 +110,10 @@ pub(super) struct Write<B> {
 }
 
 // SAFETY: the SQE points at the initialized bytes of `buf` (stable-pointer invariant), owned by `self`.
-unsafe impl<B: IoBuf> Op for Write<B> {
-    type Output = (FullSlice<B>, io::Result<usize>);
-
-    fn prepare(&mut self) -> squeue::Entry {
-        let len = rw_len(self.buf.len());
-        opcode::Write::new(fd(&self.fd), self.buf.stable_ptr(), len)
-            .offset(self.offset)
-            .build()
-    }
-
-    fn inline_likely(&self) -> bool {
-        !self.fd.is_direct()
-    }
-
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
-        (self.buf, res.map(|n| n as usize))
-    }
-
-    fn run_inline(self) -> Self::Output {
-        StdFsEngine.write_at(&self.fd, self.offset, self.buf)
-    }
+transfer_op! {
+    Write<B: IoBuf>, buf: FullSlice<B>,
+    prepare: |op| opcode::Write::new(fd(&op.fd), op.buf.stable_ptr(), rw_len(op.buf.len())),
+    inline: write_at,
 }
 
 /// `IORING_OP_READV`, as `preadv2(2)`.
@@ -113,32 +127,14 @@ pub(super) struct Readv<B> {
 
 // SAFETY: the SQE points at `iovecs` (heap, owned by `self`), whose entries point into the windows of
 // `bufs` (owned by `self`, stable-pointer invariant).
-unsafe impl<B: IoBufMut> Op for Readv<B> {
-    type Output = (Vec<Slice<B>>, io::Result<usize>);
-
-    fn prepare(&mut self) -> squeue::Entry {
-        let iov = &self.iovecs.0;
-        opcode::Readv::new(fd(&self.fd), iov.as_ptr(), iov.len() as u32)
-            .offset(self.offset)
-            .build()
-    }
-
-    fn inline_likely(&self) -> bool {
-        !self.fd.is_direct()
-    }
-
-    fn complete(mut self, res: io::Result<u32>) -> Self::Output {
-        let res = res.map(|n| n as usize);
-        if let Ok(n) = res {
-            // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
-            unsafe { mark_filled(&mut self.bufs, n) };
-        }
-        (self.bufs, res)
-    }
-
-    fn run_inline(self) -> Self::Output {
-        StdFsEngine.readv_at(&self.fd, self.offset, self.bufs)
-    }
+transfer_op! {
+    Readv<B: IoBufMut>, bufs: Vec<Slice<B>>,
+    prepare: |op| opcode::Readv::new(fd(&op.fd), op.iovecs.0.as_ptr(), op.iovecs.0.len() as u32),
+    filled: |bufs, n| {
+        // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
+        unsafe { mark_filled(&mut bufs, n) }
+    },
+    inline: readv_at,
 }
 
 /// `IORING_OP_WRITEV`, as `pwritev2(2)`.
@@ -151,27 +147,10 @@ pub(super) struct Writev<B> {
 }
 
 // SAFETY: as for `Readv`: `iovecs` and the slices they point into are owned by `self`.
-unsafe impl<B: IoBuf> Op for Writev<B> {
-    type Output = (Vec<FullSlice<B>>, io::Result<usize>);
-
-    fn prepare(&mut self) -> squeue::Entry {
-        let iov = &self.iovecs.0;
-        opcode::Writev::new(fd(&self.fd), iov.as_ptr(), iov.len() as u32)
-            .offset(self.offset)
-            .build()
-    }
-
-    fn inline_likely(&self) -> bool {
-        !self.fd.is_direct()
-    }
-
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
-        (self.bufs, res.map(|n| n as usize))
-    }
-
-    fn run_inline(self) -> Self::Output {
-        StdFsEngine.writev_at(&self.fd, self.offset, self.bufs)
-    }
+transfer_op! {
+    Writev<B: IoBuf>, bufs: Vec<FullSlice<B>>,
+    prepare: |op| opcode::Writev::new(fd(&op.fd), op.iovecs.0.as_ptr(), op.iovecs.0.len() as u32),
+    inline: writev_at,
 }
 
 /// `IORING_OP_FSYNC`, as `fsync(2)` or, with `datasync`, `fdatasync(2)`.
