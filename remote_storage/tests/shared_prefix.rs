@@ -232,7 +232,10 @@ async fn two_processes_on_one_prefix_lose_nothing() {
                         cmd.env(CHILD_LOCAL_ROOT_ENV, root);
                     }
                     StoreConfig::S3(s3) => {
-                        use remote_storage::config::*;
+                        use remote_storage::{
+                            S3_ACCESS_KEY_ENV, S3_BUCKET_ENV, S3_ENDPOINT_ENV, S3_REGION_ENV,
+                            S3_SECRET_KEY_ENV,
+                        };
                         cmd.env(S3_ENDPOINT_ENV, &s3.endpoint)
                             .env(S3_BUCKET_ENV, &s3.bucket)
                             .env(S3_ACCESS_KEY_ENV, &s3.access_key_id)
