@@ -139,6 +139,14 @@ mod tests {
             .unwrap()
     }
 
+    fn assert_size_mismatch(err: &RemoteError, at_open: u64, now: u64) {
+        assert!(
+            matches!(err, RemoteError::UploadSizeMismatch { expected, actual, .. }
+                if *expected == at_open && *actual == now),
+            "{err}"
+        );
+    }
+
     /// The single-request path reads the file in one chunk of the size it had at open: a file that
     /// grows meanwhile would upload only its prefix, one that shrinks would end early. Both are refused.
     #[tokio::test]
@@ -147,51 +155,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("layer-g");
         std::fs::write(&path, vec![1u8; 10_000]).unwrap();
+        let (ctx, path) = (&ctx, &path);
+        let open = move || async move {
+            ChunkReader::open(ctx, path, "layer-g", 1 << 20)
+                .await
+                .unwrap()
+        };
 
-        let mut reader = ChunkReader::open(&ctx, &path, "layer-g", 1 << 20)
-            .await
-            .unwrap();
+        let mut reader = open().await;
         std::fs::OpenOptions::new()
             .append(true)
-            .open(&path)
+            .open(path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, &[2u8; 5000]))
             .unwrap();
         assert_eq!(reader.next().await.unwrap().unwrap().len(), 10_000);
         assert!(reader.next().await.unwrap().is_none());
         let err = reader.finish().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RemoteError::UploadSizeMismatch {
-                    expected: 10_000,
-                    actual: 15_000,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_size_mismatch(&err, 10_000, 15_000);
 
-        let mut reader = ChunkReader::open(&ctx, &path, "layer-g", 1 << 20)
-            .await
-            .unwrap();
+        let mut reader = open().await;
         std::fs::File::options()
             .write(true)
-            .open(&path)
+            .open(path)
             .unwrap()
             .set_len(4000)
             .unwrap();
         let err = reader.next().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RemoteError::UploadSizeMismatch {
-                    expected: 15_000,
-                    actual: 4000,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_size_mismatch(&err, 15_000, 4000);
         assert!(
             err.to_string().contains(&path.display().to_string()),
             "{err}"

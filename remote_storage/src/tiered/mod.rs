@@ -340,9 +340,7 @@ impl TieredLayers {
         &self,
         name: &str,
     ) -> Result<(ResidentLayer, DeltaLayerReader), RemoteError> {
-        let layer = self.get(name).await?;
-        let reader = layer.open_delta().await?;
-        Ok((layer, reader))
+        self.get_then(name, ResidentLayer::open_delta).await
     }
 
     /// [`get`](Self::get), then opens the file as an image layer. Keep the handle while reading.
@@ -350,8 +348,17 @@ impl TieredLayers {
         &self,
         name: &str,
     ) -> Result<(ResidentLayer, ImageLayerReader), RemoteError> {
+        self.get_then(name, ResidentLayer::open_image).await
+    }
+
+    /// [`get`](Self::get), then `open` on the handle.
+    async fn get_then<R>(
+        &self,
+        name: &str,
+        open: impl AsyncFnOnce(&ResidentLayer) -> Result<R, RemoteError>,
+    ) -> Result<(ResidentLayer, R), RemoteError> {
         let layer = self.get(name).await?;
-        let reader = layer.open_image().await?;
+        let reader = open(&layer).await?;
         Ok((layer, reader))
     }
 }
