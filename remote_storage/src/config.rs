@@ -127,7 +127,7 @@ pub struct RemoteOptions {
     /// this old (by the store's clock): younger ones may belong to an upload, in this or another
     /// process, that has not written its index entry yet. Must be longer than any upload takes from its
     /// start to its index entry; an upload that takes longer checks its object afterwards (see
-    /// [`crate::remote`]).
+    /// [`RemoteStorage::upload_layer`](crate::RemoteStorage::upload_layer)).
     pub orphan_grace: Duration,
 }
 

@@ -30,7 +30,7 @@ use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, Shutd
 use virtual_file::{IoContext, OpenOptions, VirtualFile};
 
 use crate::error::RemoteError;
-use crate::index::IndexEntry;
+use crate::index::{validate_layer_name, IndexEntry};
 use crate::remote::{RemoteStorage, CRC_METADATA_KEY};
 use crate::retry::with_retries;
 
@@ -98,32 +98,39 @@ fn file_chunks(
     .boxed()
 }
 
-/// Downloads layer `name` into `dir/name`, with retries on transient store errors. Runs in a `download`
-/// span (layer name, mode, engine, bytes).
-#[tracing::instrument(
-    level = "info",
-    name = "download",
-    skip_all,
-    fields(
-        layer = name,
-        mode = %ctx.io_mode(),
-        engine = %ctx.engine_kind(),
-        bytes = entry.size,
-    )
-)]
-pub(crate) async fn download_file(
-    remote: &RemoteStorage,
-    ctx: &IoContext,
-    name: &str,
-    entry: &IndexEntry,
-    dir: &Path,
-) -> Result<PathBuf, RemoteError> {
-    with_retries(&remote.options.retry, "download layer", |_| {
-        download_once(remote, ctx, name, entry, dir)
-    })
-    .await
+impl RemoteStorage {
+    /// Downloads layer `name` (recorded in the index as `entry`) into `dir/name`: through a unique
+    /// temporary file, checked against `entry` (size, CRC32C), fsynced, renamed without replacing and
+    /// the directory fsynced. Fails if `dir/name` exists.
+    ///
+    /// Retried on transient store errors; runs in a `download` span (layer name, mode, engine, bytes).
+    #[tracing::instrument(
+        level = "info",
+        name = "download",
+        skip_all,
+        fields(
+            layer = name,
+            mode = %ctx.io_mode(),
+            engine = %ctx.engine_kind(),
+            bytes = entry.size,
+        )
+    )]
+    pub async fn download_layer(
+        &self,
+        ctx: &IoContext,
+        name: &str,
+        entry: &IndexEntry,
+        dir: &Path,
+    ) -> Result<PathBuf, RemoteError> {
+        validate_layer_name(name)?;
+        with_retries(&self.options.retry, "download layer", |_| {
+            download_once(self, ctx, name, entry, dir)
+        })
+        .await
+    }
 }
 
+/// One attempt: the `GET`, the temporary file, the checks and the rename of the module docs.
 async fn download_once(
     remote: &RemoteStorage,
     ctx: &IoContext,

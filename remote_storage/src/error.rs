@@ -294,3 +294,27 @@ pub(crate) fn store_error_is_transient(e: &object_store::Error) -> bool {
         object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
     )
 }
+
+/// A 404 that means the object is missing (not the bucket).
+pub(crate) fn is_missing_object(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) && !is_no_such_bucket(e)
+}
+
+/// The S3 error code `NoSuchBucket` in the response (`object_store` keeps the body in the source
+/// chain; it reports the 404 as `NotFound`, like a missing object).
+pub(crate) fn is_no_such_bucket(e: &object_store::Error) -> bool {
+    source_chain_mentions(e, "NoSuchBucket")
+}
+
+/// True if `needle` appears in the message of `e` or of any error in its source chain (the S3 error code
+/// is in the response body that `object_store` keeps there).
+pub(crate) fn source_chain_mentions(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err.to_string().contains(needle) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}

@@ -14,7 +14,7 @@
 //! `If-None-Match: *` for the first), applied again on a fresh read when another writer got there
 //! first; on the local backend a file lock stands in for the condition. The protocol is in the
 //! `index_write` module's source docs; the rule that keeps `remove_orphans` from deleting a layer an
-//! index is about to name is in [`crate::orphans`].
+//! index is about to name is in `orphans.rs`.
 //!
 //! Nothing read from the index is trusted blindly: its size is bounded before it is read, layer names are
 //! validated (they become file names), and sizes are checked against the object and the download.

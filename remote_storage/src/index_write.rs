@@ -26,14 +26,11 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use object_store::{PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{store_error_is_transient, RemoteError};
-use crate::index::RemoteIndex;
+use crate::index::{validate_layer_name, RemoteIndex};
 use crate::remote::RemoteStorage;
-
-/// The file name of the local backend's index lock, next to `index.json`.
-pub(crate) const LOCAL_LOCK_FILE: &str = "index.json.lock";
 
 /// An exclusive `flock` on a file, released when dropped (the descriptor is closed).
 struct FileLock(#[allow(dead_code)] File);
@@ -155,6 +152,18 @@ impl RemoteStorage {
                 }
             };
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Removes layer `name` from the index, then deletes its object.
+    pub async fn delete_layer(&self, name: &str) -> Result<(), RemoteError> {
+        validate_layer_name(name)?;
+        self.update_index(|index, _| index.layers.remove(name).is_some())
+            .await?;
+        let key = self.layer_key(name);
+        match self.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_error("delete", key.as_ref(), e)),
         }
     }
 }

@@ -2,16 +2,35 @@
 //! `aws` backend, or its local file system backend for single-machine use and tests), uploaded when
 //! finished, evicted from a local directory with a byte budget, and downloaded again on demand.
 //!
-//! - [`RemoteStorage`] ([`remote`]): one prefix of a store; [`upload`] (streamed from the local file
-//!   through `VirtualFile`, multipart above a threshold, CRC32C in the object's metadata),
-//!   [`download`] (unique temp file, `BufferedWriter`, fsync, checksum, no-replace rename, directory
-//!   fsync), the [`index`] object written after the layers it names (conditionally), and the cleanup
-//!   of what failed uploads leave ([`orphans`]).
-//! - [`TieredLayers`] ([`tiered`]): a local directory with a byte budget; least recently used uploaded
-//!   layers are evicted, a layer not resident is downloaded (once) when opened.
-//! - [`retry`]: backoff for requests (`object_store`'s own) and whole operations (ours).
-//! - [`config`]: where the store is (`StoreConfig`, `REMOTE_STORAGE_S3_*` variables) and transfer
-//!   settings.
+//! - [`RemoteStorage`]: one prefix of a store; [`upload_layer`](RemoteStorage::upload_layer) (streamed
+//!   from the local file through `VirtualFile`, multipart above a threshold, CRC32C in the object's
+//!   metadata), [`download_layer`](RemoteStorage::download_layer) (unique temp file,
+//!   `BufferedWriter`, fsync, checksum, no-replace rename, directory fsync), the index object
+//!   ([`RemoteIndex`]) written after the layers it names (conditionally), and the cleanup of what
+//!   failed uploads leave ([`remove_orphans`](RemoteStorage::remove_orphans)).
+//! - [`TieredLayers`]: a local directory with a byte budget; least recently used uploaded layers are
+//!   evicted, a layer not resident is downloaded (once) when opened.
+//! - [`RetryPolicy`]: backoff for requests (`object_store`'s own) and whole operations (ours).
+//! - [`StoreConfig`], [`S3Config`] (the `REMOTE_STORAGE_S3_*` variables) and [`RemoteOptions`]: where
+//!   the store is, and transfer settings.
+//!
+//! # Layout
+//!
+//! Every module is private; this file only re-exports. Floors, lowest first (a module uses only its
+//! own floor and those below it):
+//!
+//! 1. `error`: [`RemoteError`] and the classification of `object_store` errors.
+//! 2. `index` (the index object's format, layer names), `retry` (backoff), `chunks` (a local file read
+//!    in aligned chunks).
+//! 3. `config` (store and transfer settings), `abort` (aborting unfinished multipart uploads, the list
+//!    of those that could not be).
+//! 4. `remote`: [`RemoteStorage`] itself: connecting, the error classification of a request, reading
+//!    the index.
+//! 5. What it does, one file each: `index_write` (conditional index updates, `delete_layer`),
+//!    `download`, `orphans` (`remove_orphans` and its rule).
+//! 6. `upload` (the layer's object, then its index entry).
+//! 7. `tiered`: [`TieredLayers`] over a [`RemoteStorage`] (inside: `state`, `resident`, `scan`, then
+//!    `tiered` itself).
 //!
 //! # Weaknesses
 //!
@@ -19,13 +38,13 @@
 //!   when the upload starts).
 //! - The index is one object: every upload reads and rewrites it (fine for thousands of layers, not for
 //!   millions).
-//! - Index updates are conditional writes (`If-Match` / `If-None-Match: *`, see [`index`]): writers on
+//! - Index updates are conditional writes (`If-Match` / `If-None-Match: *`): writers on
 //!   one prefix lose nothing, but under heavy contention from many instances each update may need
 //!   several rounds (read, apply, conditional put); updates are not batched.
 //! - On the local file system backend the index is kept safe by a `flock` on a lock file, which
 //!   serializes writers on one machine only (not over NFS).
 //! - `remove_orphans` keeps objects younger than [`RemoteOptions::orphan_grace`] (default 1 hour), so
-//!   an orphan lingers that long; the rule is in [`orphans`].
+//!   an orphan lingers that long; the rule is in `orphans.rs`.
 //! - A multipart upload whose abort failed for the whole retry window is aborted later by this
 //!   instance's `remove_orphans`; one left by another process or before a restart is left to the
 //!   bucket's lifecycle rules: `object_store` cannot list unfinished uploads.
@@ -70,22 +89,30 @@
 
 #![warn(missing_docs)]
 
-pub mod config;
-pub mod download;
+mod abort;
+mod chunks;
+mod config;
+mod download;
 mod error;
-pub mod index;
+mod index;
 mod index_write;
-pub mod orphans;
-pub mod remote;
-pub mod retry;
-pub mod tiered;
-pub mod upload;
+mod orphans;
+mod remote;
+mod retry;
+mod tiered;
+mod upload;
 
-pub use config::{RemoteOptions, S3Config, StoreConfig};
+pub use config::{
+    RemoteOptions, S3Config, StoreConfig, S3_ACCESS_KEY_ENV, S3_BUCKET_ENV, S3_ENDPOINT_ENV,
+    S3_REGION_ENV, S3_SECRET_KEY_ENV,
+};
+pub use download::{is_download_temp, DOWNLOAD_TEMP_MARKER};
 pub use error::RemoteError;
-pub use index::{IndexEntry, RemoteIndex};
-pub use orphans::OrphanReport;
-pub use remote::RemoteStorage;
+pub use index::{
+    validate_layer_name, IndexEntry, RemoteIndex, INDEX_FORMAT, MAX_INDEX_BYTES, MAX_LAYER_NAME,
+};
+pub use orphans::{OrphanReport, ORPHAN_SCAN_PROBE};
+pub use remote::{RemoteStorage, CRC_METADATA_KEY};
 pub use retry::RetryPolicy;
 pub use tiered::{ResidentLayer, TierStats, TieredLayers};
 pub use upload::Uploaded;

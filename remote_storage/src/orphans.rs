@@ -1,4 +1,5 @@
-//! What failed or cancelled uploads leave behind, and [`RemoteStorage::remove_orphans`].
+//! What failed or cancelled uploads leave behind, and [`RemoteStorage::remove_orphans`]; the
+//! abort of unfinished multipart uploads is in `abort`.
 //!
 //! Two kinds of leftovers:
 //!
@@ -36,69 +37,17 @@
 //! object after writing the entry and uploads it again if it was deleted. With a grace period of zero
 //! this protection is gone; use it only when nothing uploads to the prefix.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use object_store::path::Path as ObjectPath;
-use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::error::{store_error_is_transient, RemoteError};
-use crate::remote::{is_missing_object, RemoteStorage};
-use crate::retry::{wait_within, RetryPolicy};
+use crate::abort::{abort_upload, Unaborted};
+use crate::error::{is_missing_object, RemoteError};
+use crate::remote::RemoteStorage;
 
 /// The probe object a scan writes to learn the store's clock, under the prefix.
 pub const ORPHAN_SCAN_PROBE: &str = "orphan-scan";
-
-/// A multipart upload whose abort failed for the whole abort window.
-#[derive(Debug)]
-pub(crate) struct Unaborted {
-    pub(crate) key: ObjectPath,
-    pub(crate) upload: Box<dyn MultipartUpload>,
-}
-
-/// Memory of the uploads still to abort, shared by a [`RemoteStorage`] and its uploads' guards.
-pub(crate) type UnabortedList = Arc<Mutex<Vec<Unaborted>>>;
-
-/// Aborts `upload` with retries for the policy's abort window. If it still fails, the upload is kept
-/// in `unaborted` for [`RemoteStorage::remove_orphans`] and the error is logged (the upload already
-/// failed for another reason, which is what the caller reports).
-pub(crate) async fn abort_upload(
-    policy: &RetryPolicy,
-    unaborted: &UnabortedList,
-    key: ObjectPath,
-    mut upload: Box<dyn MultipartUpload>,
-) {
-    let start = std::time::Instant::now();
-    let mut attempts = 1;
-    let res = loop {
-        match upload.abort().await {
-            Err(e) if store_error_is_transient(&e) => {
-                match wait_within(policy, start, policy.abort_window, attempts) {
-                    Some(wait) => {
-                        tracing::debug!(%key, attempts, error = %e, "abort failed, retrying");
-                        tokio::time::sleep(wait).await;
-                        attempts += 1;
-                    }
-                    None => break Err(e),
-                }
-            }
-            res => break res,
-        }
-    };
-    match res {
-        Ok(()) => tracing::debug!(%key, attempts, "aborted a multipart upload"),
-        Err(e) if is_missing_object(&e) => {}
-        Err(e) => {
-            tracing::warn!(%key, attempts, error = %e,
-                "could not abort a multipart upload; remove_orphans will try again");
-            unaborted
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Unaborted { key, upload });
-        }
-    }
-}
 
 /// What [`RemoteStorage::remove_orphans`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,7 +64,7 @@ pub struct OrphanReport {
 }
 
 impl RemoteStorage {
-    /// Removes what failed uploads left (see [`crate::orphans`]): aborts this instance's multipart
+    /// Removes what failed uploads left (the rule that keeps uploads in flight safe is in `orphans.rs`): aborts this instance's multipart
     /// uploads whose abort had failed, and deletes the objects under `<prefix>/layers/` that the index
     /// does not name and that are older than [`RemoteOptions::orphan_grace`](crate::RemoteOptions::orphan_grace).
     /// Safe while uploads to the prefix run anywhere (in this process or others), as long as each

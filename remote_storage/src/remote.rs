@@ -1,7 +1,7 @@
 //! [`RemoteStorage`]: one prefix of an object store holding layers and their index.
 //!
 //! ```text
-//! <prefix>/index.json        the index (see crate::index), written after the layers it names
+//! <prefix>/index.json        the index (see index.rs), written after the layers it names
 //! <prefix>/layers/<name>     one object per layer: the layer file's bytes, with metadata crc32c=<hex>
 //! <prefix>/orphan-scan       written by remove_orphans to learn the store's clock
 //! <prefix>/index.json.lock   local backend only: the file lock of index updates (not an object)
@@ -9,7 +9,7 @@
 //!
 //! # Rules
 //!
-//! - **Index updates are conditional** (see [`crate::index`] for the protocol): any number of
+//! - **Index updates are conditional** (see `index.rs` and `index_write.rs` for the protocol): any number of
 //!   `RemoteStorage` instances, in one process or many, may upload to one prefix; none loses another's
 //!   entries.
 //! - **Errors say what they are.** Every request's failure goes through one classification: the S3 code
@@ -21,36 +21,23 @@
 //!   [`RemoteOptions::orphan_grace`], so an upload in flight anywhere keeps its object; see
 //!   [`RemoteStorage::remove_orphans`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
 use tokio::sync::{Mutex, Semaphore};
-use virtual_file::IoContext;
 
+use crate::abort::Unaborted;
 use crate::config::{RemoteOptions, StoreConfig};
-use crate::error::RemoteError;
-use crate::index::{validate_layer_name, IndexEntry, RemoteIndex, MAX_INDEX_BYTES};
-use crate::orphans::Unaborted;
+use crate::error::{is_missing_object, is_no_such_bucket, source_chain_mentions, RemoteError};
+use crate::index::{RemoteIndex, MAX_INDEX_BYTES};
 use crate::retry::with_retries;
-use crate::upload::Expect;
 
-/// True if `needle` appears in the message of `e` or of any error in its source chain (the S3 error code
-/// is in the response body that `object_store` keeps there).
-fn source_chain_mentions(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if err.to_string().contains(needle) {
-            return true;
-        }
-        next = err.source();
-    }
-    false
-}
+/// The file name of the local backend's index lock, next to `index.json` (see `index_write`).
+pub(crate) const LOCAL_LOCK_FILE: &str = "index.json.lock";
 
 /// Name of the object metadata field holding a layer's CRC32C (`x-amz-meta-crc32c` on S3), as eight
 /// lowercase hex digits.
@@ -144,11 +131,7 @@ impl RemoteStorage {
                     path: dir.clone(),
                     source,
                 })?;
-                (
-                    None,
-                    None,
-                    Some(dir.join(crate::index_write::LOCAL_LOCK_FILE)),
-                )
+                (None, None, Some(dir.join(LOCAL_LOCK_FILE)))
             }
             StoreConfig::S3(s3) => (
                 Some(s3.bucket.clone()),
@@ -305,111 +288,4 @@ impl RemoteStorage {
         })
         .await
     }
-
-    /// Uploads the layer file at `path` as layer `name` (see [`crate::upload`]), then records it in the
-    /// index. If the future is dropped before the index is written, the layer has no index entry (an
-    /// object already complete is an orphan for [`remove_orphans`](Self::remove_orphans); an unfinished
-    /// multipart upload is aborted in the background).
-    ///
-    /// The file must keep its size while it is uploaded: a file that grows or shrinks is
-    /// [`RemoteError::UploadSizeMismatch`] and nothing is recorded.
-    pub async fn upload_layer(
-        &self,
-        ctx: &IoContext,
-        path: &Path,
-        name: &str,
-    ) -> Result<IndexEntry, RemoteError> {
-        self.upload_layer_expecting(ctx, path, name, Expect::default())
-            .await
-    }
-
-    /// [`upload_layer`](Self::upload_layer) of a file whose size (and CRC32C, where known) is
-    /// recorded elsewhere (the tier's record): a file of another size is
-    /// [`RemoteError::UploadSizeMismatch`] before anything is sent.
-    pub(crate) async fn upload_layer_expecting(
-        &self,
-        ctx: &IoContext,
-        path: &Path,
-        name: &str,
-        expect: Expect,
-    ) -> Result<IndexEntry, RemoteError> {
-        validate_layer_name(name)?;
-        let started = Instant::now();
-        let uploaded = crate::upload::upload_file(self, ctx, path, name, expect).await?;
-        let index = self
-            .update_index(|index, generation| {
-                index.layers.insert(
-                    name.to_owned(),
-                    IndexEntry {
-                        size: uploaded.size,
-                        crc32c: uploaded.crc32c,
-                        generation,
-                    },
-                );
-                true
-            })
-            .await?;
-        let entry = index.layers[name];
-        let elapsed = started.elapsed();
-        if elapsed >= self.options.orphan_grace {
-            // Past the grace period a concurrent remove_orphans may have taken the object for an
-            // orphan before the entry was written: check it, and upload it again if it is gone.
-            tracing::warn!(
-                layer = name,
-                elapsed_ms = elapsed.as_millis() as u64,
-                grace_ms = self.options.orphan_grace.as_millis() as u64,
-                "upload took longer than the orphan grace period; checking its object"
-            );
-            let key = self.layer_key(name);
-            match self.store.head(&key).await {
-                Ok(_) => {}
-                Err(e) if is_missing_object(&e) => {
-                    tracing::warn!(layer = name, %key, "the object was removed as an orphan; uploading it again");
-                    let expect = Expect {
-                        size: Some(entry.size),
-                        crc32c: Some(entry.crc32c),
-                    };
-                    crate::upload::upload_file(self, ctx, path, name, expect).await?;
-                }
-                Err(e) => return Err(self.store_error("head", key.as_ref(), e)),
-            }
-        }
-        Ok(entry)
-    }
-
-    /// Downloads layer `name` (recorded in the index as `entry`) into `dir/name` (see
-    /// [`crate::download`]). Fails if `dir/name` exists.
-    pub async fn download_layer(
-        &self,
-        ctx: &IoContext,
-        name: &str,
-        entry: &IndexEntry,
-        dir: &Path,
-    ) -> Result<std::path::PathBuf, RemoteError> {
-        validate_layer_name(name)?;
-        crate::download::download_file(self, ctx, name, entry, dir).await
-    }
-
-    /// Removes layer `name` from the index, then deletes its object.
-    pub async fn delete_layer(&self, name: &str) -> Result<(), RemoteError> {
-        validate_layer_name(name)?;
-        self.update_index(|index, _| index.layers.remove(name).is_some())
-            .await?;
-        let key = self.layer_key(name);
-        match self.store.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.store_error("delete", key.as_ref(), e)),
-        }
-    }
-}
-
-/// A 404 that means the object is missing (not the bucket).
-pub(crate) fn is_missing_object(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::NotFound { .. }) && !is_no_such_bucket(e)
-}
-
-/// The S3 error code `NoSuchBucket` in the response (`object_store` keeps the body in the source
-/// chain; it reports the 404 as `NotFound`, like a missing object).
-fn is_no_such_bucket(e: &object_store::Error) -> bool {
-    source_chain_mentions(e, "NoSuchBucket")
 }

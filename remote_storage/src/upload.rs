@@ -18,25 +18,26 @@
 //! Cancellation: a multipart upload is held by an `AbortOnDrop` guard until it completes; a failed or
 //! dropped upload is aborted (in the background when dropped), with retries for
 //! [`RetryPolicy::abort_window`](crate::RetryPolicy::abort_window), so it leaves no parts behind where
-//! the store comes back within that window (else see [`crate::orphans`]). Nothing here touches the
+//! the store comes back within that window (else see `orphans.rs`). Nothing here touches the
 //! index.
 
 use std::path::Path;
+use std::time::Instant;
 
-use bytes::Bytes;
-use io_engine::{DefaultAlign, IoBufferMut, Slice};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    Attribute, AttributeValue, Attributes, MultipartUpload, PutMultipartOptions, PutOptions,
+    Attribute, AttributeValue, Attributes, ObjectStoreExt, PutMultipartOptions, PutOptions,
     PutPayload,
 };
 use tokio::task::JoinSet;
-use virtual_file::{IoContext, VirtualFile};
+use virtual_file::IoContext;
 
-use crate::error::RemoteError;
-use crate::orphans::{abort_upload, UnabortedList};
+use crate::abort::AbortOnDrop;
+use crate::chunks::ChunkReader;
+use crate::error::{is_missing_object, RemoteError};
+use crate::index::{validate_layer_name, IndexEntry};
 use crate::remote::{RemoteStorage, CRC_METADATA_KEY};
-use crate::retry::{with_retries, RetryPolicy};
+use crate::retry::with_retries;
 
 /// Size and checksum of an uploaded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,122 +55,6 @@ pub(crate) struct Expect {
     pub(crate) size: Option<u64>,
     /// The CRC32C recorded for the layer.
     pub(crate) crc32c: Option<u32>,
-}
-
-/// Reads a file front to back in chunks of a fixed size through `VirtualFile`.
-pub(crate) struct ChunkReader {
-    file: VirtualFile,
-    layer: String,
-    size: u64,
-    offset: u64,
-    chunk: usize,
-    align: usize,
-}
-
-impl ChunkReader {
-    pub(crate) async fn open(
-        ctx: &IoContext,
-        path: &Path,
-        layer: &str,
-        chunk: usize,
-    ) -> Result<Self, RemoteError> {
-        let local = |source| RemoteError::Local {
-            layer: layer.to_owned(),
-            source,
-        };
-        let file = VirtualFile::open(ctx, path).await.map_err(local)?;
-        let size = file.metadata().await.map_err(local)?.size;
-        Ok(ChunkReader {
-            file,
-            layer: layer.to_owned(),
-            size,
-            offset: 0,
-            chunk,
-            align: ctx.alignment(),
-        })
-    }
-
-    pub(crate) fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The size at open, checked against `expected` (what the caller recorded).
-    pub(crate) fn check_size(
-        &self,
-        expected: Option<u64>,
-        when: &'static str,
-    ) -> Result<(), RemoteError> {
-        match expected {
-            Some(expected) if expected != self.size => {
-                Err(self.size_mismatch(expected, self.size, when))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn size_mismatch(&self, expected: u64, actual: u64, when: &'static str) -> RemoteError {
-        RemoteError::UploadSizeMismatch {
-            layer: self.layer.clone(),
-            path: self.file.path().to_owned(),
-            expected,
-            actual,
-            when,
-        }
-    }
-
-    /// After the last chunk: the file must still be the size it had at open (else it grew, and only a
-    /// prefix of it was read, or it shrank).
-    pub(crate) async fn finish(&self) -> Result<(), RemoteError> {
-        debug_assert_eq!(self.offset, self.size, "finish after the last chunk");
-        let now = self
-            .file
-            .metadata()
-            .await
-            .map_err(|source| RemoteError::Local {
-                layer: self.layer.clone(),
-                source,
-            })?
-            .size;
-        if now != self.size {
-            return Err(self.size_mismatch(self.size, now, "at open vs at the end"));
-        }
-        Ok(())
-    }
-
-    /// The next chunk (`chunk` bytes, the last one shorter), `None` at the end. An `O_DIRECT` read asks for
-    /// the aligned length and takes the short read at end of file.
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, RemoteError> {
-        let want = (self.size - self.offset).min(self.chunk as u64) as usize;
-        if want == 0 {
-            return Ok(None);
-        }
-        let aligned = want.div_ceil(self.align) * self.align;
-        let mut buf = IoBufferMut::<DefaultAlign>::with_capacity(aligned);
-        let mut done = 0;
-        while done < want {
-            let (slice, res) = self
-                .file
-                .read_at(Slice::new(buf, done..aligned), self.offset + done as u64)
-                .await;
-            buf = slice.into_inner();
-            let n = res.map_err(|source| RemoteError::Local {
-                layer: self.layer.clone(),
-                source,
-            })?;
-            if n == 0 {
-                // shrank under the reader
-                return Err(self.size_mismatch(
-                    self.size,
-                    self.offset + done as u64,
-                    "at open vs at the end",
-                ));
-            }
-            done += n;
-        }
-        buf.truncate(want);
-        self.offset += want as u64;
-        Ok(Some(Bytes::from_owner(buf.freeze())))
-    }
 }
 
 /// Size and CRC32C of the file at `path` (layer `layer`), read front to back in `chunk`-byte reads
@@ -191,53 +76,6 @@ pub(crate) async fn file_crc32c(
         size: reader.size(),
         crc32c: crc,
     })
-}
-
-/// Aborts a multipart upload that was not completed, also when the future driving it is dropped (in
-/// the background then), with retries for the abort window; one that cannot be aborted is remembered
-/// for [`RemoteStorage::remove_orphans`].
-struct AbortOnDrop {
-    upload: Option<Box<dyn MultipartUpload>>,
-    key: ObjectPath,
-    policy: RetryPolicy,
-    unaborted: UnabortedList,
-}
-
-impl AbortOnDrop {
-    fn upload(&mut self) -> &mut Box<dyn MultipartUpload> {
-        self.upload
-            .as_mut()
-            .expect("the upload is held until completed or aborted")
-    }
-
-    /// Completion succeeded: nothing to abort.
-    fn disarm(mut self) {
-        self.upload = None;
-    }
-
-    /// Aborts now (the upload already failed for another reason, which is what is reported).
-    async fn abort(mut self) {
-        if let Some(upload) = self.upload.take() {
-            abort_upload(&self.policy, &self.unaborted, self.key.clone(), upload).await;
-        }
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(upload) = self.upload.take() {
-            let (policy, unaborted, key) = (self.policy, self.unaborted.clone(), self.key.clone());
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn(async move { abort_upload(&policy, &unaborted, key, upload).await });
-                }
-                Err(_) => unaborted
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(crate::orphans::Unaborted { key, upload }),
-            }
-        }
-    }
 }
 
 fn crc_attributes(remote: &RemoteStorage, crc: u32) -> Attributes {
@@ -362,12 +200,7 @@ async fn upload_parts(
         .put_multipart_opts(key, start)
         .await
         .map_err(|e| remote.store_error("start multipart upload", key.as_ref(), e))?;
-    let mut guard = AbortOnDrop {
-        upload: Some(upload),
-        key: key.clone(),
-        policy: opts.retry,
-        unaborted: remote.unaborted.clone(),
-    };
+    let mut guard = AbortOnDrop::new(upload, key.clone(), opts.retry, remote.unaborted.clone());
     let result = async {
         let mut reader = ChunkReader::open(ctx, path, name, opts.part_size).await?;
         reader.check_size(Some(size), "at the first open vs this open")?;
@@ -434,74 +267,75 @@ async fn upload_parts(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ctx() -> IoContext {
-        IoContext::builder()
-            .engine(io_engine::IoEngine::launch(io_engine::IoEngineKind::StdFs).unwrap())
-            .mode(virtual_file::IoMode::Buffered)
-            .build()
-            .unwrap()
+impl RemoteStorage {
+    /// Uploads the layer file at `path` as layer `name` (see the module docs), then records it in the
+    /// index. If the future is dropped before the index is written, the layer has no index entry (an
+    /// object already complete is an orphan for [`remove_orphans`](Self::remove_orphans); an unfinished
+    /// multipart upload is aborted in the background).
+    ///
+    /// The file must keep its size while it is uploaded: a file that grows or shrinks is
+    /// [`RemoteError::UploadSizeMismatch`] and nothing is recorded.
+    pub async fn upload_layer(
+        &self,
+        ctx: &IoContext,
+        path: &Path,
+        name: &str,
+    ) -> Result<IndexEntry, RemoteError> {
+        self.upload_layer_expecting(ctx, path, name, Expect::default())
+            .await
     }
 
-    /// The single-request path reads the file in one chunk of the size it had at open: a file that
-    /// grows meanwhile would upload only its prefix, one that shrinks would end early. Both are refused.
-    #[tokio::test]
-    async fn a_file_that_grows_or_shrinks_after_open_is_a_size_mismatch() {
-        let ctx = ctx();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("layer-g");
-        std::fs::write(&path, vec![1u8; 10_000]).unwrap();
-
-        let mut reader = ChunkReader::open(&ctx, &path, "layer-g", 1 << 20)
-            .await
-            .unwrap();
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &[2u8; 5000]))
-            .unwrap();
-        assert_eq!(reader.next().await.unwrap().unwrap().len(), 10_000);
-        assert!(reader.next().await.unwrap().is_none());
-        let err = reader.finish().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RemoteError::UploadSizeMismatch {
-                    expected: 10_000,
-                    actual: 15_000,
-                    ..
+    /// [`upload_layer`](Self::upload_layer) of a file whose size (and CRC32C, where known) is
+    /// recorded elsewhere (the tier's record): a file of another size is
+    /// [`RemoteError::UploadSizeMismatch`] before anything is sent.
+    pub(crate) async fn upload_layer_expecting(
+        &self,
+        ctx: &IoContext,
+        path: &Path,
+        name: &str,
+        expect: Expect,
+    ) -> Result<IndexEntry, RemoteError> {
+        validate_layer_name(name)?;
+        let started = Instant::now();
+        let uploaded = upload_file(self, ctx, path, name, expect).await?;
+        let index = self
+            .update_index(|index, generation| {
+                index.layers.insert(
+                    name.to_owned(),
+                    IndexEntry {
+                        size: uploaded.size,
+                        crc32c: uploaded.crc32c,
+                        generation,
+                    },
+                );
+                true
+            })
+            .await?;
+        let entry = index.layers[name];
+        let elapsed = started.elapsed();
+        if elapsed >= self.options.orphan_grace {
+            // Past the grace period a concurrent remove_orphans may have taken the object for an
+            // orphan before the entry was written: check it, and upload it again if it is gone.
+            tracing::warn!(
+                layer = name,
+                elapsed_ms = elapsed.as_millis() as u64,
+                grace_ms = self.options.orphan_grace.as_millis() as u64,
+                "upload took longer than the orphan grace period; checking its object"
+            );
+            let key = self.layer_key(name);
+            match self.store.head(&key).await {
+                Ok(_) => {}
+                Err(e) if is_missing_object(&e) => {
+                    tracing::warn!(layer = name, %key, "the object was removed as an orphan; uploading it again");
+                    let expect = Expect {
+                        size: Some(entry.size),
+                        crc32c: Some(entry.crc32c),
+                    };
+                    upload_file(self, ctx, path, name, expect).await?;
                 }
-            ),
-            "{err}"
-        );
-
-        let mut reader = ChunkReader::open(&ctx, &path, "layer-g", 1 << 20)
-            .await
-            .unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(4000)
-            .unwrap();
-        let err = reader.next().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RemoteError::UploadSizeMismatch {
-                    expected: 15_000,
-                    actual: 4000,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains(&path.display().to_string()),
-            "{err}"
-        );
+                Err(e) => return Err(self.store_error("head", key.as_ref(), e)),
+            }
+        }
+        Ok(entry)
     }
 }

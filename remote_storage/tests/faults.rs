@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{Backend, TestStore, TEST_TIMEOUT};
-use remote_storage::{RemoteError, RemoteStorage, StoreConfig, TieredLayers};
+use common::{Backend, Setup, TestStore};
+use remote_storage::{RemoteError, RemoteStorage, StoreConfig};
 
 /// Connects with a changed config; the local files next to it must survive the failure.
 async fn connect_with(
@@ -22,7 +22,7 @@ async fn connect_with(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_and_missing_bucket_are_named_at_the_first_request() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    common::timed(async {
         let ctx = common::default_context();
         let store = TestStore::new(Backend::S3, "creds").await;
         let dir = tempfile::tempdir().unwrap();
@@ -39,24 +39,18 @@ async fn wrong_credentials_and_missing_bucket_are_named_at_the_first_request() {
         // Nothing local was touched.
         assert_eq!(common::files_in(dir.path()), vec!["layer-a"]);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_mid_multipart_upload_then_restarted() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::embedded(common::unique_prefix("kill")).await;
+    common::timed(async {
+        let (ctx, store, remote, dir) = Setup::embedded("kill").await.parts();
         let server = store.server.as_ref().unwrap();
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
         // Three parts of 5 MiB (the last shorter).
         let entries = common::entries_for_mib(12);
         common::write_layer(&ctx, dir.path(), "layer-k", 5, entries).await;
-        let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 1 << 30)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
 
         let killed = server.kill_at_upload_part(2);
         let upload = tokio::spawn({
@@ -101,23 +95,17 @@ async fn server_killed_mid_multipart_upload_then_restarted() {
             "unfinished uploads left: {leftovers:?}"
         );
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_that_never_completes_leaves_no_index_entry_and_a_cleanup_path() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::embedded(common::unique_prefix("cancel")).await;
+    common::timed(async {
+        let (ctx, store, remote, dir) = Setup::embedded("cancel").await.parts();
         let server = store.server.as_ref().unwrap();
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
         common::write_layer(&ctx, dir.path(), "layer-c", 6, common::entries_for_mib(12)).await;
         common::write_layer(&ctx, dir.path(), "layer-ok", 7, 100).await;
-        let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 1 << 30)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
         tier.upload("layer-ok").await.unwrap();
 
         // The server dies at the second part and the upload is cancelled while it is down.
@@ -163,23 +151,16 @@ async fn upload_that_never_completes_leaves_no_index_entry_and_a_cleanup_path() 
             .layers
             .contains_key("layer-c"));
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_object_fails_the_checksum_and_nothing_is_renamed() {
     for backend in [Backend::Local, Backend::S3] {
-        tokio::time::timeout(TEST_TIMEOUT, async {
-            let ctx = common::default_context();
-            let store = match backend {
-                Backend::S3 => TestStore::embedded(common::unique_prefix("corrupt")).await,
-                Backend::Local => TestStore::new(Backend::Local, "corrupt").await,
-            };
-            let remote = store.connect().await;
-            let dir = tempfile::tempdir().unwrap();
+        common::timed(async {
+            let (ctx, store, remote, dir) = Setup::with_files(backend, "corrupt").await.parts();
             common::write_layer(&ctx, dir.path(), "layer-z", 8, 3000).await;
-            let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 1 << 30).await.unwrap();
+            let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
             let entry = tier.upload("layer-z").await.unwrap();
             tier.evict("layer-z").await.unwrap();
 
@@ -199,22 +180,16 @@ async fn corrupted_object_fails_the_checksum_and_nothing_is_renamed() {
             assert!(!tier.is_resident("layer-z"));
             assert_eq!(tier.stats().resident_bytes, 0);
         })
-        .await
-        .expect("test timed out");
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_of_the_wrong_size_is_refused_before_writing() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::new(Backend::Local, "size").await;
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
+    common::timed(async {
+        let (ctx, store, remote, dir) = Setup::new(Backend::Local, "size").await.parts();
         common::write_layer(&ctx, dir.path(), "layer-s", 4, 500).await;
-        let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 1 << 30)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
         tier.upload("layer-s").await.unwrap();
         tier.evict("layer-s").await.unwrap();
         let key = remote.layer_key("layer-s");
@@ -226,23 +201,17 @@ async fn object_of_the_wrong_size_is_refused_before_writing() {
         assert!(matches!(err, RemoteError::SizeMismatch { .. }), "{err}");
         assert!(common::files_in(dir.path()).is_empty());
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_download_gives_its_budget_back() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::embedded(common::unique_prefix("cancel-dl")).await;
+    common::timed(async {
+        let (ctx, store, remote, dir) = Setup::embedded("cancel-dl").await.parts();
         let server = store.server.as_ref().unwrap();
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
         common::write_layer(&ctx, dir.path(), "layer-d", 11, 400).await;
         let size = std::fs::metadata(dir.path().join("layer-d")).unwrap().len();
-        let tier = TieredLayers::open(&ctx, dir.path(), remote, size)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, size).await;
         tier.upload("layer-d").await.unwrap();
         tier.evict("layer-d").await.unwrap();
 
@@ -272,8 +241,7 @@ async fn cancelled_download_gives_its_budget_back() {
         assert_eq!(tier.stats().downloads, 1);
         assert_eq!(tier.stats().resident_bytes, size);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// Files the embedded server keeps for unfinished multipart uploads.
@@ -290,12 +258,9 @@ fn unfinished_uploads(store: &TestStore) -> Vec<String> {
 /// past the outage, so no unfinished upload is left, and the upload completes after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_is_retried_past_an_outage() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::embedded(common::unique_prefix("outage")).await;
+    common::timed(async {
+        let (ctx, store, remote, dir) = Setup::embedded("outage").await.parts();
         let server = store.server.as_ref().unwrap();
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
         let path = common::write_blob(dir.path(), "layer-o", 12 << 20, 3);
 
         let killed = server.kill_at_upload_part(2);
@@ -314,14 +279,13 @@ async fn abort_is_retried_past_an_outage() {
         let left = unfinished_uploads(&store);
         assert!(left.is_empty(), "unfinished uploads left: {left:?}");
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// An abort that fails for its whole window is remembered, and `remove_orphans` aborts it later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_could_not_be_aborted_is_aborted_by_remove_orphans() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    common::timed(async {
         let ctx = common::default_context();
         let store = TestStore::embedded(common::unique_prefix("unaborted")).await;
         let server = store.server.as_ref().unwrap();
@@ -354,20 +318,16 @@ async fn an_upload_that_could_not_be_aborted_is_aborted_by_remove_orphans() {
         let left = unfinished_uploads(&store);
         assert!(left.is_empty(), "unfinished uploads left: {left:?}");
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// A bucket deleted after the client connected is reported as a missing bucket by every request (not
 /// as a missing index, which would read as an empty prefix).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_deleted_after_connect_is_bucket_not_found() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::embedded(common::unique_prefix("gone")).await;
+    common::timed(async {
+        let (ctx, store, remote, dir) = Setup::embedded("gone").await.parts();
         let server = store.server.as_ref().unwrap();
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
         let path = common::write_blob(dir.path(), "layer-g", 1000, 5);
         std::fs::remove_dir_all(server.data_dir().join(server.bucket())).unwrap();
 
@@ -386,20 +346,16 @@ async fn a_bucket_deleted_after_connect_is_bucket_not_found() {
         let err = remote.remove_orphans().await.unwrap_err();
         assert!(is_bucket(&err), "{err}");
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// A secret key that stops working after connect (the server's key was rotated) is reported as
 /// refused credentials by later requests, naming the store and the access key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_is_refused_credentials() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::embedded(common::unique_prefix("rotated")).await;
+    common::timed(async {
+        let (ctx, store, remote, dir) = Setup::embedded("rotated").await.parts();
         let server = store.server.as_ref().unwrap();
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
         let path = common::write_blob(dir.path(), "layer-k", 1000, 6);
         server.set_secret_key("a-rotated-secret-key-000000000000");
         server.restart().await.unwrap();
@@ -420,6 +376,5 @@ async fn a_rotated_secret_is_refused_credentials() {
             "{err}"
         );
     })
-    .await
-    .expect("test timed out");
+    .await;
 }

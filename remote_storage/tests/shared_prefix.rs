@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Backend, TestStore, TEST_TIMEOUT};
+use common::{Backend, Setup, TestStore};
 use object_store::ObjectStoreExt;
 use remote_storage::{RemoteOptions, RemoteStorage, StoreConfig};
 
@@ -42,7 +42,7 @@ async fn lost_and_deleted(
 /// `remove_orphans` in a loop: every upload is in the index afterwards and every indexed object exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_200_uploads_lose_nothing() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    common::timed(async {
         let ctx = common::default_context();
         let store = TestStore::embedded(common::unique_prefix("shared")).await;
         let remotes = [store.connect().await, store.connect().await];
@@ -103,22 +103,15 @@ async fn two_instances_200_uploads_lose_nothing() {
         }
         assert_eq!(remotes[1].load_index().await.unwrap().layers.len(), UPLOADS);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// An object no index names is deleted once it is older than the grace period, and kept before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_deleted_only_past_the_grace_period() {
     for backend in [Backend::S3, Backend::Local] {
-        tokio::time::timeout(TEST_TIMEOUT, async {
-            let ctx = common::default_context();
-            let store = match backend {
-                Backend::S3 => TestStore::embedded(common::unique_prefix("grace")).await,
-                Backend::Local => TestStore::new(Backend::Local, "grace").await,
-            };
-            let remote = store.connect().await;
-            let dir = tempfile::tempdir().unwrap();
+        common::timed(async {
+            let (ctx, store, remote, dir) = Setup::with_files(backend, "grace").await.parts();
             let path = common::write_blob(dir.path(), "layer-kept", 5000, 1);
             remote
                 .upload_layer(&ctx, &path, "layer-kept")
@@ -154,8 +147,7 @@ async fn orphans_are_deleted_only_past_the_grace_period() {
                 .await
                 .is_ok());
         })
-        .await
-        .expect("test timed out");
+        .await;
     }
 }
 
@@ -212,7 +204,7 @@ fn child_uploader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_prefix_lose_nothing() {
     for backend in [Backend::S3, Backend::Local] {
-        tokio::time::timeout(TEST_TIMEOUT, async {
+        common::timed(async {
             let store = match backend {
                 Backend::S3 => TestStore::embedded(common::unique_prefix("procs")).await,
                 Backend::Local => TestStore::new(Backend::Local, "procs").await,
@@ -232,7 +224,10 @@ async fn two_processes_on_one_prefix_lose_nothing() {
                         cmd.env(CHILD_LOCAL_ROOT_ENV, root);
                     }
                     StoreConfig::S3(s3) => {
-                        use remote_storage::config::*;
+                        use remote_storage::{
+                            S3_ACCESS_KEY_ENV, S3_BUCKET_ENV, S3_ENDPOINT_ENV, S3_REGION_ENV,
+                            S3_SECRET_KEY_ENV,
+                        };
                         cmd.env(S3_ENDPOINT_ENV, &s3.endpoint)
                             .env(S3_BUCKET_ENV, &s3.bucket)
                             .env(S3_ACCESS_KEY_ENV, &s3.access_key_id)
@@ -270,7 +265,6 @@ async fn two_processes_on_one_prefix_lose_nothing() {
             );
             assert!(lost.is_empty(), "{backend:?}: lost {lost:?}");
         })
-        .await
-        .expect("test timed out");
+        .await;
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, TestStore, TEST_TIMEOUT};
+use common::{Backend, Setup, TestStore};
 use io_engine::IoEngineKind;
 use remote_storage::{RemoteError, TieredLayers};
 use rstest::rstest;
@@ -21,7 +21,7 @@ async fn upload_evict_download_read(
     let Some(ctx) = common::context(mode, kind) else {
         return;
     };
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    common::timed(async {
         let store = TestStore::new(backend, "matrix").await;
         let remote = store.connect().await;
         let dir = tempfile::tempdir().unwrap();
@@ -29,9 +29,7 @@ async fn upload_evict_download_read(
         let entries = common::entries_for_mib(7);
         common::write_layer(&ctx, dir.path(), "layer-big", 1, entries).await;
         common::write_layer(&ctx, dir.path(), "layer-small", 2, 200).await;
-        let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 64 << 20)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, 64 << 20).await;
         assert!(tier.is_resident("layer-big") && !tier.is_uploaded("layer-big"));
 
         let big = tier.upload("layer-big").await.unwrap();
@@ -69,13 +67,12 @@ async fn upload_evict_download_read(
             vec!["layer-big", "layer-small"]
         );
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_recently_used_uploaded_layer_is_evicted() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    common::timed(async {
         let ctx = common::default_context();
         let store = TestStore::new(Backend::S3, "lru").await;
         let dir = tempfile::tempdir().unwrap();
@@ -87,9 +84,7 @@ async fn least_recently_used_uploaded_layer_is_evicted() {
         }
         let budget = size * 5 / 2;
         let remote = store.connect().await;
-        let tier = TieredLayers::open(&ctx, dir.path(), remote, budget)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, budget).await;
         // Over budget, but nothing is uploaded: nothing may be evicted.
         assert_eq!(tier.stats().resident_layers, 3);
         assert!(matches!(
@@ -126,21 +121,15 @@ async fn least_recently_used_uploaded_layer_is_evicted() {
         common::verify_layer(&reader, 1, 150).await;
         assert!(tier.stats().resident_bytes <= budget);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_opens_download_once() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::new(Backend::S3, "once").await;
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
+    common::timed(async {
+        let (ctx, _store, remote, dir) = Setup::new(Backend::S3, "once").await.parts();
         common::write_layer(&ctx, dir.path(), "layer-x", 9, 2000).await;
-        let tier = TieredLayers::open(&ctx, dir.path(), remote, 64 << 20)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, 64 << 20).await;
         tier.upload("layer-x").await.unwrap();
         tier.evict("layer-x").await.unwrap();
         let barrier = Arc::new(tokio::sync::Barrier::new(8));
@@ -159,29 +148,21 @@ async fn concurrent_opens_download_once() {
         }
         assert_eq!(tier.stats().downloads, 1);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_too_small_for_one_layer_is_an_error() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::new(Backend::Local, "budget").await;
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
+    common::timed(async {
+        let (ctx, _store, remote, dir) = Setup::new(Backend::Local, "budget").await.parts();
         let path = common::write_layer(&ctx, dir.path(), "layer-a", 3, 300).await;
         let size = std::fs::metadata(&path).unwrap().len();
         // Upload it through a tier with room, then open a tier whose budget is below one layer.
-        let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), size)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, size).await;
         tier.upload("layer-a").await.unwrap();
         tier.evict("layer-a").await.unwrap();
         drop(tier);
-        let small = TieredLayers::open(&ctx, dir.path(), remote, size - 1)
-            .await
-            .unwrap();
+        let small = common::open_tier(&ctx, dir.path(), &remote, size - 1).await;
         let err = small.get("layer-a").await.unwrap_err();
         assert!(
             matches!(err, RemoteError::BudgetTooSmall { size: s, .. } if s == size),
@@ -195,22 +176,16 @@ async fn budget_too_small_for_one_layer_is_an_error() {
         assert!(matches!(err, RemoteError::BudgetTooSmall { .. }), "{err}");
         assert!(dir.path().join("layer-b").exists());
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_the_tier_removes_leftover_downloads_and_keeps_state() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
-        let ctx = common::default_context();
-        let store = TestStore::new(Backend::Local, "reopen").await;
-        let remote = store.connect().await;
-        let dir = tempfile::tempdir().unwrap();
+    common::timed(async {
+        let (ctx, _store, remote, dir) = Setup::new(Backend::Local, "reopen").await.parts();
         common::write_layer(&ctx, dir.path(), "layer-up", 1, 100).await;
         common::write_layer(&ctx, dir.path(), "layer-local", 2, 100).await;
-        let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 64 << 20)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, 64 << 20).await;
         tier.upload("layer-up").await.unwrap();
         tier.evict("layer-up").await.unwrap();
         drop(tier);
@@ -221,22 +196,19 @@ async fn reopening_the_tier_removes_leftover_downloads_and_keeps_state() {
         )
         .unwrap();
 
-        let tier = TieredLayers::open(&ctx, dir.path(), remote, 64 << 20)
-            .await
-            .unwrap();
+        let tier = common::open_tier(&ctx, dir.path(), &remote, 64 << 20).await;
         assert_eq!(common::files_in(dir.path()), vec!["layer-local"]);
         assert!(tier.is_uploaded("layer-up") && !tier.is_resident("layer-up"));
         assert!(tier.is_resident("layer-local") && !tier.is_uploaded("layer-local"));
         let (_h, reader) = tier.open_delta("layer-up").await.unwrap();
         common::verify_layer(&reader, 1, 100).await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_index_is_refused() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    common::timed(async {
         let store = TestStore::new(Backend::S3, "tamper").await;
         let remote = store.connect().await;
         let evil = br#"{"format":1,"generation":1,"layers":{"../../etc/passwd":{"size":1,"crc32c":1,"generation":1}}}"#;
@@ -254,6 +226,5 @@ async fn a_tampered_index_is_refused() {
         assert!(TieredLayers::open(&ctx, dir.path(), remote, 1 << 20).await.is_err());
         assert!(common::files_in(dir.path()).is_empty());
     })
-    .await
-    .expect("test timed out");
+    .await;
 }

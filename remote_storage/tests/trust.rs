@@ -4,22 +4,17 @@
 
 mod common;
 
-use common::{Backend, TestStore, TEST_TIMEOUT};
-use remote_storage::{RemoteError, TieredLayers};
+use common::{Backend, Setup};
+use remote_storage::RemoteError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_grew_or_shrank_since_admission_is_not_uploaded() {
     for backend in [Backend::S3, Backend::Local] {
-        tokio::time::timeout(TEST_TIMEOUT, async {
-            let ctx = common::default_context();
-            let store = TestStore::new(backend, "resized").await;
-            let remote = store.connect().await;
-            let dir = tempfile::tempdir().unwrap();
+        common::timed(async {
+            let (ctx, _store, remote, dir) = Setup::new(backend, "resized").await.parts();
             let path = common::write_layer(&ctx, dir.path(), "layer-r", 3, 300).await;
             let size = std::fs::metadata(&path).unwrap().len();
-            let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 1 << 30)
-                .await
-                .unwrap();
+            let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
 
             for new_size in [size + 4096, size - 100] {
                 std::fs::File::options()
@@ -60,23 +55,17 @@ async fn a_file_that_grew_or_shrank_since_admission_is_not_uploaded() {
                 assert!(!tier.is_uploaded("layer-r"));
             }
         })
-        .await
-        .expect("test timed out");
+        .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_local_file_of_the_right_size_is_downloaded_again() {
     for backend in [Backend::S3, Backend::Local] {
-        tokio::time::timeout(TEST_TIMEOUT, async {
-            let ctx = common::default_context();
-            let store = TestStore::new(backend, "corrupt-local").await;
-            let remote = store.connect().await;
-            let dir = tempfile::tempdir().unwrap();
+        common::timed(async {
+            let (ctx, _store, remote, dir) = Setup::new(backend, "corrupt-local").await.parts();
             let path = common::write_layer(&ctx, dir.path(), "layer-c", 4, 2000).await;
-            let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 1 << 30)
-                .await
-                .unwrap();
+            let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
             tier.upload("layer-c").await.unwrap();
             drop(tier);
 
@@ -86,9 +75,7 @@ async fn a_corrupt_local_file_of_the_right_size_is_downloaded_again() {
             bytes[mid] ^= 0x01;
             std::fs::write(&path, &bytes).unwrap();
 
-            let tier = TieredLayers::open(&ctx, dir.path(), remote.clone(), 1 << 30)
-                .await
-                .unwrap();
+            let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
             assert!(
                 !tier.is_resident("layer-c"),
                 "{backend:?}: the corrupt file is not trusted"
@@ -101,16 +88,13 @@ async fn a_corrupt_local_file_of_the_right_size_is_downloaded_again() {
 
             // A good file is trusted as it is: no download.
             drop((_h, reader));
-            let tier = TieredLayers::open(&ctx, dir.path(), remote, 1 << 30)
-                .await
-                .unwrap();
+            let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
             assert!(tier.is_resident("layer-c") && tier.is_uploaded("layer-c"));
             assert_eq!(tier.stats().corrupt_removed, 0);
             let (_h, reader) = tier.open_delta("layer-c").await.unwrap();
             common::verify_layer(&reader, 4, 2000).await;
             assert_eq!(tier.stats().downloads, 0);
         })
-        .await
-        .expect("test timed out");
+        .await;
     }
 }

@@ -47,7 +47,7 @@ pub async fn start(data: &Path) -> Result<(S3Config, EmbeddedS3, String), String
         "--remote s3 without {endpoint} set needs the embedded S3 server, which this build leaves out: \
          build with the cargo feature embedded-s3 (cargo run --release -p bench_ingest --features embedded-s3 \
          -- --remote s3), or set {endpoint} and the other REMOTE_STORAGE_S3_* variables to an S3 endpoint",
-        endpoint = remote_storage::config::S3_ENDPOINT_ENV,
+        endpoint = remote_storage::S3_ENDPOINT_ENV,
     ))
 }
 

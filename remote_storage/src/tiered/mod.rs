@@ -22,80 +22,32 @@
 //!   size is kept as a local layer that is not uploaded (with a warning).
 //! - An upload sends the file only if it still has the size recorded when it was admitted
 //!   ([`RemoteError::UploadSizeMismatch`] otherwise).
+//!
+//! Floors inside (lowest first): `state` (the bookkeeping shared by every clone, eviction), `resident`
+//! (the handle that pins a layer, the budget reservation of a download), `scan` (what the directory
+//! holds at open), then this file: [`TieredLayers`] and its operations.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use layer_writers::{DeltaLayerReader, ImageLayerReader, TEMP_SUFFIX};
+use layer_writers::{DeltaLayerReader, ImageLayerReader};
 use virtual_file::IoContext;
 
-use crate::download::is_download_temp;
 use crate::error::RemoteError;
 use crate::index::{validate_layer_name, IndexEntry};
 use crate::remote::RemoteStorage;
+use crate::upload::Expect;
 
 mod resident;
+mod scan;
+mod state;
 
 use resident::Reservation;
 pub use resident::ResidentLayer;
-
-/// What is known about one layer.
-#[derive(Debug)]
-struct LayerState {
-    size: u64,
-    resident: bool,
-    uploaded: Option<IndexEntry>,
-    /// Tick of the last open (or admission); smallest is evicted first.
-    last_used: u64,
-    /// Open [`ResidentLayer`] handles.
-    pins: usize,
-    /// Held while the layer is downloaded; openers of a layer that is not resident queue here.
-    download: Arc<tokio::sync::Mutex<()>>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    layers: HashMap<String, LayerState>,
-    /// Bytes of resident layers plus downloads in progress.
-    used: u64,
-    tick: u64,
-}
-
-/// Counters of what the store did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TierStats {
-    /// Bytes of resident layers (and downloads in progress).
-    pub resident_bytes: u64,
-    /// The local directory's byte budget.
-    pub budget: u64,
-    /// Layers resident now.
-    pub resident_layers: usize,
-    /// Layers known (resident or uploaded).
-    pub layers: usize,
-    /// Downloads completed.
-    pub downloads: u64,
-    /// Evictions done.
-    pub evictions: u64,
-    /// Uploads completed.
-    pub uploads: u64,
-    /// Local files removed at open because their CRC32C differs from the index entry of their
-    /// layer (which is then downloaded again when opened).
-    pub corrupt_removed: u64,
-}
-
-struct Inner {
-    ctx: IoContext,
-    dir: PathBuf,
-    remote: Arc<RemoteStorage>,
-    budget: u64,
-    state: Mutex<State>,
-    downloads: AtomicU64,
-    evictions: AtomicU64,
-    uploads: AtomicU64,
-    corrupt_removed: AtomicU64,
-}
+use scan::scan;
+pub use state::TierStats;
+use state::{Inner, LayerState};
 
 /// Layers in a local directory with a byte budget, backed by a remote store. Cheap to clone.
 #[derive(Clone)]
@@ -113,94 +65,6 @@ impl std::fmt::Debug for TieredLayers {
     }
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn fs_error(
-        &self,
-        layer: &str,
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    ) -> RemoteError {
-        RemoteError::LocalFs {
-            layer: layer.to_owned(),
-            op,
-            path,
-            source,
-        }
-    }
-
-    /// Evicts resident, uploaded, unpinned layers other than `keep`, least recently used first, until
-    /// `needed` more bytes fit the budget. Unlinks under the state lock, so a layer is never downloaded
-    /// while its old file is still in place. Returns whether anything was evicted (the directory then
-    /// needs an fsync) or the bytes that could not be freed.
-    fn make_room(&self, state: &mut State, needed: u64, keep: Option<&str>) -> Result<bool, u64> {
-        let mut evicted = false;
-        while state.used + needed > self.budget {
-            let victim = state
-                .layers
-                .iter()
-                .filter(|(name, l)| {
-                    l.resident && l.uploaded.is_some() && l.pins == 0 && Some(name.as_str()) != keep
-                })
-                .min_by_key(|(_, l)| l.last_used)
-                .map(|(name, _)| name.clone());
-            let Some(victim) = victim else {
-                return Err(state.used);
-            };
-            let path = self.dir.join(&victim);
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot evict a layer");
-                    return Err(state.used);
-                }
-            }
-            let layer = state.layers.get_mut(&victim).expect("chosen from the map");
-            layer.resident = false;
-            state.used -= layer.size;
-            self.evictions.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(layer = %victim, "evicted");
-            evicted = true;
-        }
-        Ok(evicted)
-    }
-
-    async fn sync_dir(&self) -> Result<(), RemoteError> {
-        self.ctx
-            .sync_dir(&self.dir)
-            .await
-            .map_err(|source| RemoteError::Local {
-                layer: String::new(),
-                source,
-            })
-    }
-
-    /// Brings the directory back within budget if uploads made that possible.
-    async fn enforce_budget(&self) -> Result<(), RemoteError> {
-        let evicted = {
-            let mut state = self.lock();
-            let r = self.make_room(&mut state, 0, None);
-            matches!(r, Ok(true))
-        };
-        if evicted {
-            self.sync_dir().await?;
-        }
-        Ok(())
-    }
-
-    fn pin(self: &Arc<Self>, state: &mut State, name: &str) -> ResidentLayer {
-        state.tick += 1;
-        let tick = state.tick;
-        let layer = state.layers.get_mut(name).expect("caller checked");
-        layer.pins += 1;
-        layer.last_used = tick;
-        ResidentLayer::new(Arc::clone(self), name.to_owned(), self.dir.join(name))
-    }
-}
-
 impl TieredLayers {
     /// Opens the tier over `dir` (created if missing) with a budget of `budget` bytes of resident layers.
     /// Removes temporary downloads left by a crash, reads the remote index, and takes the layer files in
@@ -213,94 +77,7 @@ impl TieredLayers {
         remote: Arc<RemoteStorage>,
         budget: u64,
     ) -> Result<TieredLayers, RemoteError> {
-        let fs_err = |op, source| RemoteError::LocalFs {
-            layer: String::new(),
-            op,
-            path: dir.to_owned(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| fs_err("create directory", e))?;
-        let index = remote.load_index().await?;
-        let mut state = State::default();
-        let mut corrupt_removed = 0;
-        for entry in std::fs::read_dir(dir).map_err(|e| fs_err("list directory", e))? {
-            let entry = entry.map_err(|e| fs_err("list directory", e))?;
-            let file_name = entry.file_name();
-            let Some(name) = file_name.to_str() else {
-                continue;
-            };
-            if is_download_temp(name) {
-                std::fs::remove_file(entry.path())
-                    .map_err(|e| fs_err("remove temporary download", e))?;
-                continue;
-            }
-            if name.ends_with(TEMP_SUFFIX) || validate_layer_name(name).is_err() {
-                continue;
-            }
-            let meta = entry.metadata().map_err(|e| fs_err("stat", e))?;
-            if !meta.is_file() {
-                continue;
-            }
-            let uploaded = index.layers.get(name).copied();
-            if let Some(u) = uploaded.filter(|u| u.size != meta.len()) {
-                tracing::warn!(
-                    layer = name,
-                    local = meta.len(),
-                    remote = u.size,
-                    "local layer differs in size from the uploaded one; treated as not uploaded"
-                );
-            }
-            let uploaded = uploaded.filter(|u| u.size == meta.len());
-            if let Some(u) = uploaded {
-                let path = entry.path();
-                let chunk = remote.options.download_buffer;
-                let local = crate::upload::file_crc32c(ctx, &path, name, chunk).await?;
-                if local.crc32c != u.crc32c || local.size != u.size {
-                    tracing::warn!(
-                        layer = name,
-                        path = %path.display(),
-                        local_crc32c = local.crc32c,
-                        remote_crc32c = u.crc32c,
-                        size = u.size,
-                        "local layer file is corrupt (its CRC32C differs from the index); removed, \
-                         it is downloaded again when opened"
-                    );
-                    std::fs::remove_file(&path).map_err(|e| RemoteError::LocalFs {
-                        layer: name.to_owned(),
-                        op: "unlink a corrupt local layer",
-                        path: path.clone(),
-                        source: e,
-                    })?;
-                    corrupt_removed += 1;
-                    continue;
-                }
-            }
-            state.used += meta.len();
-            state.layers.insert(
-                name.to_owned(),
-                LayerState {
-                    size: meta.len(),
-                    resident: true,
-                    uploaded,
-                    last_used: 0,
-                    pins: 0,
-                    download: Arc::default(),
-                },
-            );
-        }
-        for (name, entry) in &index.layers {
-            state
-                .layers
-                .entry(name.clone())
-                .or_insert_with(|| LayerState {
-                    size: entry.size,
-                    resident: false,
-                    uploaded: Some(*entry),
-                    last_used: 0,
-                    pins: 0,
-                    download: Arc::default(),
-                });
-        }
+        let (state, corrupt_removed) = scan(ctx, dir, &remote).await?;
         let tier = TieredLayers {
             inner: Arc::new(Inner {
                 ctx: ctx.clone(),
@@ -403,17 +180,9 @@ impl TieredLayers {
                 state.tick += 1;
                 let tick = state.tick;
                 state.used += size;
-                state.layers.insert(
-                    name.to_owned(),
-                    LayerState {
-                        size,
-                        resident: true,
-                        uploaded: None,
-                        last_used: tick,
-                        pins: 0,
-                        download: Arc::default(),
-                    },
-                );
+                state
+                    .layers
+                    .insert(name.to_owned(), LayerState::new(size, true, None, tick));
                 evicted
             };
         if evicted {
@@ -438,11 +207,11 @@ impl TieredLayers {
                 Some(l) if l.uploaded.is_some() => return Ok(l.uploaded.expect("checked")),
                 Some(l) => {
                     let size = l.size;
-                    (inner.pin(&mut state, name), size)
+                    (ResidentLayer::pin(inner, &mut state, name), size)
                 }
             }
         };
-        let expect = crate::upload::Expect {
+        let expect = Expect {
             size: Some(size),
             crc32c: None,
         };
@@ -506,7 +275,7 @@ impl TieredLayers {
                         dir: inner.dir.clone(),
                     })
                 }
-                Some(l) if l.resident => return Ok(inner.pin(&mut state, name)),
+                Some(l) if l.resident => return Ok(ResidentLayer::pin(inner, &mut state, name)),
                 Some(l) => Arc::clone(&l.download),
             }
         };
@@ -516,7 +285,7 @@ impl TieredLayers {
             let layer = state.layers.get(name).expect("layers are never forgotten");
             if layer.resident {
                 // Downloaded by the caller we waited for.
-                return Ok(inner.pin(&mut state, name));
+                return Ok(ResidentLayer::pin(inner, &mut state, name));
             }
             let entry = layer
                 .uploaded
@@ -563,7 +332,7 @@ impl TieredLayers {
             .get_mut(name)
             .expect("layers are never forgotten")
             .resident = true;
-        Ok(inner.pin(&mut state, name))
+        Ok(ResidentLayer::pin(inner, &mut state, name))
     }
 
     /// [`get`](Self::get), then opens the file as a delta layer. Keep the handle while reading.
@@ -571,9 +340,7 @@ impl TieredLayers {
         &self,
         name: &str,
     ) -> Result<(ResidentLayer, DeltaLayerReader), RemoteError> {
-        let layer = self.get(name).await?;
-        let reader = layer.open_delta().await?;
-        Ok((layer, reader))
+        self.get_then(name, ResidentLayer::open_delta).await
     }
 
     /// [`get`](Self::get), then opens the file as an image layer. Keep the handle while reading.
@@ -581,8 +348,17 @@ impl TieredLayers {
         &self,
         name: &str,
     ) -> Result<(ResidentLayer, ImageLayerReader), RemoteError> {
+        self.get_then(name, ResidentLayer::open_image).await
+    }
+
+    /// [`get`](Self::get), then `open` on the handle.
+    async fn get_then<R>(
+        &self,
+        name: &str,
+        open: impl AsyncFnOnce(&ResidentLayer) -> Result<R, RemoteError>,
+    ) -> Result<(ResidentLayer, R), RemoteError> {
         let layer = self.get(name).await?;
-        let reader = layer.open_image().await?;
+        let reader = open(&layer).await?;
         Ok((layer, reader))
     }
 }

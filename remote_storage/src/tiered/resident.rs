@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use layer_writers::{DeltaLayerReader, ImageLayerReader};
 
-use super::Inner;
+use super::state::{Inner, State};
 use crate::error::RemoteError;
 
 /// An open handle on a resident layer: while it lives the layer is not evicted.
@@ -26,8 +26,18 @@ impl std::fmt::Debug for ResidentLayer {
 }
 
 impl ResidentLayer {
-    pub(super) fn new(inner: Arc<Inner>, name: String, path: PathBuf) -> Self {
-        ResidentLayer { inner, name, path }
+    /// Pins layer `name` (known to `state`) and marks it used now.
+    pub(super) fn pin(inner: &Arc<Inner>, state: &mut State, name: &str) -> Self {
+        state.tick += 1;
+        let tick = state.tick;
+        let layer = state.layers.get_mut(name).expect("caller checked");
+        layer.pins += 1;
+        layer.last_used = tick;
+        ResidentLayer {
+            inner: Arc::clone(inner),
+            name: name.to_owned(),
+            path: inner.dir.join(name),
+        }
     }
 
     /// The layer's name.

@@ -3,13 +3,16 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use io_engine::{IoEngine, IoEngineKind};
 use layer_writers::{DeltaLayerWriter, Key, Lsn};
-use remote_storage::{RemoteOptions, RemoteStorage, RetryPolicy, S3Config, StoreConfig};
+use remote_storage::{
+    RemoteOptions, RemoteStorage, RetryPolicy, S3Config, StoreConfig, TieredLayers,
+};
 use s3_test_server::S3TestServer;
 use tempfile::TempDir;
 use virtual_file::{IoContext, IoMode};
@@ -111,6 +114,70 @@ impl TestStore {
     }
 }
 
+/// Runs a test's body, failing the test if it takes longer than [`TEST_TIMEOUT`].
+pub async fn timed<T>(body: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_TIMEOUT, body)
+        .await
+        .expect("test timed out")
+}
+
+/// What most tests start with: the default context, a store, a client of it, an empty local directory.
+pub struct Setup {
+    pub ctx: IoContext,
+    pub store: TestStore,
+    pub remote: Arc<RemoteStorage>,
+    pub dir: TempDir,
+}
+
+impl Setup {
+    /// `(ctx, store, remote, dir)`, for a `let` at the start of a test.
+    pub fn parts(self) -> (IoContext, TestStore, Arc<RemoteStorage>, TempDir) {
+        (self.ctx, self.store, self.remote, self.dir)
+    }
+
+    /// Connects to `store`.
+    pub async fn with(store: TestStore) -> Setup {
+        let remote = store.connect().await;
+        Setup {
+            ctx: default_context(),
+            store,
+            remote,
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// [`TestStore::new`].
+    pub async fn new(backend: Backend, label: &str) -> Setup {
+        Self::with(TestStore::new(backend, label).await).await
+    }
+
+    /// [`TestStore::embedded`] with a prefix made from `label`.
+    pub async fn embedded(label: &str) -> Setup {
+        Self::with(TestStore::embedded(unique_prefix(label)).await).await
+    }
+
+    /// For tests that change the stored files: the embedded server for [`Backend::S3`] (never an
+    /// endpoint from the environment), the local backend otherwise.
+    pub async fn with_files(backend: Backend, label: &str) -> Setup {
+        match backend {
+            Backend::S3 => Self::embedded(label).await,
+            Backend::Local => Self::new(Backend::Local, label).await,
+        }
+    }
+}
+
+/// A tier over `dir` with `budget` bytes, on `remote`.
+pub async fn open_tier(
+    ctx: &IoContext,
+    dir: &Path,
+    remote: &Arc<RemoteStorage>,
+    budget: u64,
+) -> TieredLayers {
+    TieredLayers::open(ctx, dir, Arc::clone(remote), budget)
+        .await
+        .expect("open the tier")
+}
+
 /// Options for tests: small parts, so that a few MiB make a multipart upload, and quick retries.
 pub fn test_options() -> RemoteOptions {
     RemoteOptions {
@@ -190,9 +257,13 @@ fn mix(mut x: u64) -> u64 {
 /// The value of entry `j` of layer `seed`: 0..4000 bytes.
 pub fn value_of(seed: u64, j: u64) -> Vec<u8> {
     let h = mix(seed ^ mix(j));
-    let len = (h % 4000) as usize;
+    mixed_bytes(h, (h % 4000) as usize)
+}
+
+/// `len` pseudo-random bytes: the words of the sequence `mix(seed)`, `mix(mix(seed))`, ...
+fn mixed_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);
-    let mut state = h;
+    let mut state = seed;
     while out.len() < len {
         state = mix(state);
         out.extend_from_slice(&state.to_le_bytes());
@@ -257,15 +328,8 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 /// Writes `len` pseudo-random bytes of seed `seed` to `dir/name` (an upload does not need a layer);
 /// returns its path.
 pub fn write_blob(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
-    let mut bytes = Vec::with_capacity(len + 8);
-    let mut state = seed;
-    while bytes.len() < len {
-        state = mix(state);
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
     let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write blob");
+    std::fs::write(&path, mixed_bytes(seed, len)).expect("write blob");
     path
 }
 

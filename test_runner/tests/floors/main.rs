@@ -111,3 +111,46 @@ fn checker_finds_upward_imports_and_root_reexports() {
         "{problems:#?}"
     );
 }
+
+mod bench_ingest;
+mod io_engine;
+mod layer_writers;
+mod remote_storage;
+mod s3_test_server;
+mod test_runner;
+mod virtual_file;
+
+#[test]
+fn io_engine_floors() {
+    assert_floors("io_engine", io_engine::FLOORS);
+}
+
+#[test]
+fn virtual_file_floors() {
+    assert_floors("virtual_file", virtual_file::FLOORS);
+}
+
+#[test]
+fn layer_writers_floors() {
+    assert_floors("layer_writers", layer_writers::FLOORS);
+}
+
+#[test]
+fn remote_storage_floors() {
+    assert_floors("remote_storage", remote_storage::FLOORS);
+}
+
+#[test]
+fn s3_test_server_floors() {
+    assert_floors("s3_test_server", s3_test_server::FLOORS);
+}
+
+#[test]
+fn bench_ingest_floors() {
+    assert_floors("bench_ingest", bench_ingest::FLOORS);
+}
+
+#[test]
+fn test_runner_floors() {
+    assert_floors("test_runner", test_runner::FLOORS);
+}
