@@ -6,6 +6,14 @@
 //! with `crate`, `super` or `self`, outside `#[cfg(test)]` code.
 
 mod checker;
+// one table per crate, lowest floor first
+mod bench_ingest;
+mod io_engine;
+mod layer_writers;
+mod remote_storage;
+mod s3_test_server;
+mod test_runner;
+mod virtual_file;
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +27,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Checks one crate against its table.
-pub fn assert_floors(crate_dir: &str, floors: &[&[&str]]) {
+fn assert_floors(crate_dir: &str, floors: &[&[&str]]) {
     let src = workspace_root().join(crate_dir).join("src");
     let modules =
         CrateModules::read(&src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display()));
@@ -112,45 +120,15 @@ fn checker_finds_upward_imports_and_root_reexports() {
     );
 }
 
-mod bench_ingest;
-mod io_engine;
-mod layer_writers;
-mod remote_storage;
-mod s3_test_server;
-mod test_runner;
-mod virtual_file;
-
-#[test]
-fn io_engine_floors() {
-    assert_floors("io_engine", io_engine::FLOORS);
-}
-
-#[test]
-fn virtual_file_floors() {
-    assert_floors("virtual_file", virtual_file::FLOORS);
-}
-
-#[test]
-fn layer_writers_floors() {
-    assert_floors("layer_writers", layer_writers::FLOORS);
-}
-
-#[test]
-fn remote_storage_floors() {
-    assert_floors("remote_storage", remote_storage::FLOORS);
-}
-
-#[test]
-fn s3_test_server_floors() {
-    assert_floors("s3_test_server", s3_test_server::FLOORS);
-}
-
-#[test]
-fn bench_ingest_floors() {
-    assert_floors("bench_ingest", bench_ingest::FLOORS);
-}
-
-#[test]
-fn test_runner_floors() {
-    assert_floors("test_runner", test_runner::FLOORS);
+/// Every crate of the workspace against its table.
+#[rstest::rstest]
+#[case::io_engine("io_engine", io_engine::FLOORS)]
+#[case::virtual_file("virtual_file", virtual_file::FLOORS)]
+#[case::layer_writers("layer_writers", layer_writers::FLOORS)]
+#[case::remote_storage("remote_storage", remote_storage::FLOORS)]
+#[case::s3_test_server("s3_test_server", s3_test_server::FLOORS)]
+#[case::bench_ingest("bench_ingest", bench_ingest::FLOORS)]
+#[case::test_runner("test_runner", test_runner::FLOORS)]
+fn crate_keeps_its_floors(#[case] crate_dir: &str, #[case] floors: &[&[&str]]) {
+    assert_floors(crate_dir, floors);
 }
