@@ -110,40 +110,23 @@ impl IoContextBuilder {
         self
     }
 
-    /// Alignment of `O_DIRECT` offsets, lengths and buffer addresses: 512, 1024, 2048 or 4096 (default
-    /// 512). Buffers of the default type are page-aligned, which satisfies any of these.
-    pub fn alignment(mut self, align: usize) -> Self {
-        self.align = align;
-        self
-    }
-
-    /// Number of open-file cache slots (at least 1).
-    pub fn open_files(mut self, n: usize) -> Self {
-        self.open_files = n;
-        self
-    }
-
-    /// The memory budget in bytes (at least one page cache page, 8 KiB), shared by every consumer of IO
-    /// memory in the context: writer buffers, read buffers and the page cache (see
-    /// [`MemoryBudget`]). Default [`DEFAULT_MEMORY_BYTES`].
-    pub fn memory_budget_bytes(mut self, bytes: usize) -> Self {
-        self.memory_bytes = bytes;
-        self
-    }
-
-    /// Whether files that ask for it ([`VirtualFile::keep_written_pages`](crate::VirtualFile::keep_written_pages),
-    /// the ephemeral file) keep what they write in the page cache (default yes). `false` turns
-    /// write-through off for the whole context, to compare.
-    pub fn keep_written_pages(mut self, keep: bool) -> Self {
-        self.keep_written_pages = keep;
-        self
-    }
-
-    /// Test hook: behave as if the file system rejected `O_DIRECT` at open (`EINVAL`).
-    #[cfg(any(test, feature = "testing"))]
-    pub fn simulate_fs_without_o_direct(mut self, yes: bool) -> Self {
-        self.simulate_no_direct = yes;
-        self
+    setters! {
+        /// Alignment of `O_DIRECT` offsets, lengths and buffer addresses: 512, 1024, 2048 or 4096
+        /// (default 512). Buffers of the default type are page-aligned, which satisfies any of these.
+        fn alignment(align: usize);
+        /// Number of open-file cache slots (at least 1).
+        fn open_files(open_files: usize);
+        /// The memory budget in bytes (at least one page cache page, 8 KiB), shared by every consumer of
+        /// IO memory in the context: writer buffers, read buffers and the page cache (see
+        /// [`MemoryBudget`]). Default [`DEFAULT_MEMORY_BYTES`].
+        fn memory_budget_bytes(memory_bytes: usize);
+        /// Whether files that ask for it ([`VirtualFile::keep_written_pages`](crate::VirtualFile::keep_written_pages),
+        /// the ephemeral file) keep what they write in the page cache (default yes). `false` turns
+        /// write-through off for the whole context, to compare.
+        fn keep_written_pages(keep_written_pages: bool);
+        /// Test hook: behave as if the file system rejected `O_DIRECT` at open (`EINVAL`).
+        #[cfg(any(test, feature = "testing"))]
+        fn simulate_fs_without_o_direct(simulate_no_direct: bool);
     }
 
     /// Validates the settings and builds the context.

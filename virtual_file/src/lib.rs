@@ -67,6 +67,22 @@
 
 #![warn(missing_docs)]
 
+/// Builder setters that store their argument in the field it is named after: each
+/// `$(#[attr])* fn name(field: Type);` becomes `pub fn name(mut self, field: Type) -> Self` setting
+/// `self.field`, with those attributes (its doc, a `cfg`). Defined before the modules, so that every
+/// module of the crate sees it.
+macro_rules! setters {
+    ($($(#[$attr:meta])* fn $name:ident($field:ident: $ty:ty);)*) => {
+        $(
+            $(#[$attr])*
+            pub fn $name(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
+
 pub mod buffered_writer;
 mod cache;
 mod context;

@@ -11,7 +11,7 @@
 mod coherence;
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use coherence::{
     bytes, check_read, context, guarded, must_return, poll_once, quiesce, read_cached, real,
@@ -32,6 +32,15 @@ async fn create(ctx: &IoContext, path: &Path) -> VirtualFile {
     must_return("create", VirtualFile::create(ctx, path))
         .await
         .unwrap_or_else(|e| panic!("create {}: {e}", path.display()))
+}
+
+/// Creates the file `f` in a new temporary folder through `ctx`: the folder (removed when it is
+/// dropped), the file's path and the open.
+async fn create_in_tempdir(ctx: &IoContext) -> (tempfile::TempDir, PathBuf, VirtualFile) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let w = create(ctx, &path).await;
+    (dir, path, w)
 }
 
 async fn open_rw(ctx: &IoContext, path: &Path) -> VirtualFile {
@@ -191,9 +200,7 @@ async fn offsets_at_the_end_of_the_u64_range_are_errors_not_panics(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &bytes(2 * PAGE, 1)).await;
     assert_coherent("before", &path, &[("writer", &w)]).await;
     let top = u64::MAX - 511; // a multiple of 512: passes the O_DIRECT alignment check
@@ -239,9 +246,7 @@ async fn a_write_is_seen_through_a_read_only_twin(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &[b'A'; 2 * PAGE]).await;
     let twin = must_return("open_again_read_only", w.open_again_read_only())
         .await
@@ -289,9 +294,7 @@ async fn a_write_is_seen_through_a_second_open(
 ) {
     let ctx = ctx(mode, kind);
     let ctx2 = self::ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &bytes(3 * PAGE, 1)).await;
     let other = match second {
         SecondOpen::ReadOnly => open_ro(&ctx, &path).await,
@@ -321,9 +324,7 @@ async fn a_truncating_open_is_seen_through_cached_handles(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &bytes(2 * PAGE, 1)).await;
     let twin = w.open_again_read_only().await.unwrap();
     let ro = open_ro(&ctx, &path).await;
@@ -363,9 +364,7 @@ async fn fallocate_drops_the_pages_it_changes(
     op: Falloc,
 ) {
     let ctx = ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     // 6 pages: ext4 wants block multiples for collapse and insert, and a file longer than the range
     write(&w, 0, &bytes(6 * PAGE, 1)).await;
     assert_coherent("before", &path, &[("writer", &w)]).await;
@@ -396,9 +395,7 @@ async fn set_len_growth_reads_zeros_and_shrinking_reads_eof(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     let data = bytes(4096, 1);
     write(&w, 0, &data).await;
     assert_eq!(cached(&w, 0, 64).await.unwrap(), data[..64]);
@@ -433,9 +430,7 @@ async fn a_write_past_the_end_leaves_a_hole_of_zeros(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &bytes(4096, 1)).await;
     cached(&w, 0, 100).await.unwrap();
     // O_DIRECT writes need an aligned offset and length
@@ -463,9 +458,7 @@ async fn a_misaligned_write_changes_nothing(
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     if !w.is_direct() {
         eprintln!("{mode}/{kind}: skipped: the writer is not O_DIRECT here, any write is allowed");
         return;
@@ -520,9 +513,7 @@ async fn a_dropped_mutation_leaves_no_stale_page(
 ) {
     const ROUNDS: u64 = 12;
     let ctx = context(mode, kind, None, None, on_drop);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let w = create(&ctx, &path).await;
+    let (_dir, path, w) = create_in_tempdir(&ctx).await;
     let mut pending = 0;
     let mut bad = Vec::new();
     for round in 0..ROUNDS {

@@ -131,15 +131,19 @@ enum What {
         offset: u64,
         len: usize,
     },
-    /// A write and a cached read of the same page at once; `spawned` runs them as two tasks.
-    WriteAndRead {
-        reader: usize,
-        offset: u64,
-        data: Vec<u8>,
-        read_offset: u64,
-        read_len: usize,
-        spawned: bool,
-    },
+    WriteAndRead(Race),
+}
+
+/// A write and a cached read (through handle `reader`) of the same page at once; `spawned` runs them as
+/// two tasks.
+#[derive(Debug, Clone)]
+struct Race {
+    reader: usize,
+    offset: u64,
+    data: Vec<u8>,
+    read_offset: u64,
+    read_len: usize,
+    spawned: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -172,19 +176,15 @@ impl fmt::Display for OpLabel<'_> {
             }
             What::CachedRead { offset, len } => write!(f, "read_cached_at {offset}+{len}")?,
             What::UncachedRead { offset, len } => write!(f, "read_exact_at {offset}+{len}")?,
-            What::WriteAndRead {
-                reader,
-                offset,
-                data,
-                read_offset,
-                read_len,
-                spawned,
-            } => write!(
+            What::WriteAndRead(race) => write!(
                 f,
-                "write {offset}+{} racing {} read_cached_at {read_offset}+{read_len}{}",
-                data.len(),
-                h(*reader),
-                if *spawned { " (two tasks)" } else { "" }
+                "write {}+{} racing {} read_cached_at {}+{}{}",
+                race.offset,
+                race.data.len(),
+                h(race.reader),
+                race.read_offset,
+                race.read_len,
+                if race.spawned { " (two tasks)" } else { "" }
             )?,
         }
         if op.dropped {
@@ -506,14 +506,14 @@ impl Run {
                 let spawned = self.rng.random_bool(0.5);
                 (
                     w,
-                    What::WriteAndRead {
+                    What::WriteAndRead(Race {
                         reader: cached_reader,
                         offset: offset as u64,
                         data: bytes(n, seed),
                         read_offset: read_offset as u64,
                         read_len,
                         spawned,
-                    },
+                    }),
                 )
             }
             _ => {
@@ -538,19 +538,12 @@ impl Run {
     async fn run(&mut self, op: &Op) -> bool {
         let label = OpLabel(op, &self.files).to_string();
         let file = Arc::clone(&self.files[op.file].handles[op.handle].file);
-        if let What::WriteAndRead {
-            reader,
-            offset,
-            data,
-            read_offset,
-            read_len,
-            spawned,
-        } = &op.what
-        {
-            let reader = Arc::clone(&self.files[op.file].handles[*reader].file);
+        if let What::WriteAndRead(race) = &op.what {
+            let reader = Arc::clone(&self.files[op.file].handles[race.reader].file);
             let old = self.files[op.file].model.clone();
-            let (offset, read_offset, read_len) = (*offset, *read_offset, *read_len);
-            let res = if *spawned {
+            let (offset, data) = (race.offset, &race.data);
+            let (read_offset, read_len) = (race.read_offset, race.read_len);
+            let res = if race.spawned {
                 let (w, r, data) = (Arc::clone(&file), Arc::clone(&reader), data.clone());
                 let write = tokio::spawn(async move { write_at(&w, offset, &data, 0).await });
                 let read =
@@ -626,7 +619,7 @@ impl Run {
                 What::UncachedRead { offset, len } => {
                     Outcome::Bytes(read_uncached(&file, *offset, *len).await)
                 }
-                What::WriteAndRead { .. } => unreachable!("handled above"),
+                What::WriteAndRead(_) => unreachable!("handled above"),
             }
         };
         let res = if op.dropped {

@@ -47,28 +47,15 @@ impl Default for BufferedWriterOptions {
 }
 
 impl BufferedWriterOptions {
-    /// Sets [`capacity`](Self::capacity).
-    pub fn with_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
-        self
-    }
-
-    /// Sets [`depth`](Self::depth).
-    pub fn with_depth(mut self, depth: usize) -> Self {
-        self.depth = depth;
-        self
-    }
-
-    /// Sets [`start_offset`](Self::start_offset).
-    pub fn with_start_offset(mut self, start_offset: u64) -> Self {
-        self.start_offset = start_offset;
-        self
-    }
-
-    /// Sets [`spill`](Self::spill).
-    pub fn with_spill(mut self, spill: bool) -> Self {
-        self.spill = spill;
-        self
+    setters! {
+        /// Sets [`capacity`](Self::capacity).
+        fn with_capacity(capacity: usize);
+        /// Sets [`depth`](Self::depth).
+        fn with_depth(depth: usize);
+        /// Sets [`start_offset`](Self::start_offset).
+        fn with_start_offset(start_offset: u64);
+        /// Sets [`spill`](Self::spill).
+        fn with_spill(spill: bool);
     }
 
     /// Checks the settings against alignment `A` (what [`BufferedWriter::new`](super::BufferedWriter::new)

@@ -251,6 +251,30 @@ impl VirtualFile {
         }
     }
 
+    /// The checks before any IO of `len` bytes at `offset` to or from the buffer at `addr`: the range
+    /// ([`Self::check_range`]), then the `O_DIRECT` alignment ([`Self::check_aligned`]).
+    fn check_io(&self, op: OpKind, offset: u64, len: usize, addr: usize) -> Result<(), Error> {
+        self.check_range(op, offset, len)
+            .and_then(|()| self.check_aligned(op, offset, len, addr))
+    }
+
+    /// Starts a transfer that must move all `len` bytes at `offset` ([`Self::read_exact_at`],
+    /// [`Self::write_all_at`]): [`Self::check_io`], then the pinned descriptor, or `None` for an empty
+    /// transfer (which needs no descriptor and no IO).
+    async fn begin_transfer(
+        &self,
+        op: OpKind,
+        offset: u64,
+        len: usize,
+        addr: usize,
+    ) -> Result<Option<PinnedFd<'_>>, Error> {
+        self.check_io(op, offset, len, addr)?;
+        if len == 0 {
+            return Ok(None);
+        }
+        self.pin().await.map(Some)
+    }
+
     fn record(&self, op: OpKind, start: Instant, bytes: usize, ok: bool) {
         self.ctx.inner.metrics.ops[op].record(start.elapsed(), bytes, ok);
     }
@@ -263,9 +287,7 @@ impl VirtualFile {
         offset: u64,
     ) -> (Slice<B>, Result<usize, Error>) {
         let len = buf.len();
-        if let Err(e) = self.check_range(OpKind::Read, offset, len).and_then(|()| {
-            self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
-        }) {
+        if let Err(e) = self.check_io(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize) {
             return (buf, Err(e));
         }
         let pinned = match self.pin().await {
@@ -300,16 +322,10 @@ impl VirtualFile {
     ) -> (Slice<B>, Result<(), Error>) {
         let (begin, end) = (buf.begin(), buf.end());
         let len = end - begin;
-        if let Err(e) = self.check_range(OpKind::Read, offset, len).and_then(|()| {
-            self.check_aligned(OpKind::Read, offset, len, buf.stable_mut_ptr() as usize)
-        }) {
-            return (buf, Err(e));
-        }
-        if len == 0 {
-            return (buf, Ok(()));
-        }
-        let pinned = match self.pin().await {
-            Ok(p) => p,
+        let addr = buf.stable_mut_ptr() as usize;
+        let pinned = match self.begin_transfer(OpKind::Read, offset, len, addr).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return (buf, Ok(())),
             Err(e) => return (buf, Err(e)),
         };
         let start = Instant::now();

@@ -26,16 +26,10 @@ impl VirtualFile {
     ) -> (FullSlice<B>, Result<(), Error>) {
         let (begin, end) = (buf.begin(), buf.end());
         let len = end - begin;
-        if let Err(e) = self.check_range(OpKind::Write, offset, len).and_then(|()| {
-            self.check_aligned(OpKind::Write, offset, len, buf.stable_ptr() as usize)
-        }) {
-            return (buf, Err(e));
-        }
-        if len == 0 {
-            return (buf, Ok(()));
-        }
-        let pinned = match self.pin().await {
-            Ok(p) => p,
+        let addr = buf.stable_ptr() as usize;
+        let pinned = match self.begin_transfer(OpKind::Write, offset, len, addr).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return (buf, Ok(())),
             Err(e) => return (buf, Err(e)),
         };
         let start = Instant::now();

@@ -17,30 +17,17 @@ impl OpenOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Open for reading.
-    pub fn read(mut self, yes: bool) -> Self {
-        self.read = yes;
-        self
-    }
-    /// Open for writing.
-    pub fn write(mut self, yes: bool) -> Self {
-        self.write = yes;
-        self
-    }
-    /// Create the file if it does not exist (needs `write`).
-    pub fn create(mut self, yes: bool) -> Self {
-        self.create = yes;
-        self
-    }
-    /// Create the file, failing if it exists (needs `write`).
-    pub fn create_new(mut self, yes: bool) -> Self {
-        self.create_new = yes;
-        self
-    }
-    /// Truncate the file to 0 at open (needs `write`).
-    pub fn truncate(mut self, yes: bool) -> Self {
-        self.truncate = yes;
-        self
+    setters! {
+        /// Open for reading.
+        fn read(read: bool);
+        /// Open for writing.
+        fn write(write: bool);
+        /// Create the file if it does not exist (needs `write`).
+        fn create(create: bool);
+        /// Create the file, failing if it exists (needs `write`).
+        fn create_new(create_new: bool);
+        /// Truncate the file to 0 at open (needs `write`).
+        fn truncate(truncate: bool);
     }
 
     /// True if the file is opened for writing (this decides `O_DIRECT` together with the mode).

@@ -12,6 +12,23 @@ impl From<MemoryBudgetError> for Failed {
     }
 }
 
+/// Looks up page (1, 0), loading it as a page of `byte`s on a miss, and returns the length the lookup
+/// saw; `None` if it takes over 10 s (a slot left loading).
+async fn load_page_of(cache: &PageCache, byte: u8) -> Option<usize> {
+    let lookup = cache.with_page(
+        (1, 0),
+        |b: &[u8]| b.len(),
+        |mut page| async move {
+            page.buf.extend_from_slice(&[byte; CACHE_PAGE_SIZE]);
+            (page, Ok::<(), Failed>(()))
+        },
+    );
+    let res = tokio::time::timeout(Duration::from_secs(10), lookup)
+        .await
+        .ok()?;
+    Some(res.unwrap())
+}
+
 #[tokio::test]
 async fn a_dropped_load_frees_its_slot_and_memory() {
     let budget = MemoryBudget::new(2 * CACHE_PAGE_SIZE);
@@ -46,20 +63,7 @@ async fn a_dropped_load_frees_its_slot_and_memory() {
     assert!(never.await.unwrap_err().is_cancelled());
     assert_eq!(budget.snapshot().current[Consumer::PageCache], 0);
     // The page is loadable again, by another caller.
-    let n = tokio::time::timeout(
-        Duration::from_secs(10),
-        cache.with_page(
-            (1, 0),
-            |b: &[u8]| b.len(),
-            |mut page| async move {
-                page.buf.extend_from_slice(&[7; CACHE_PAGE_SIZE]);
-                (page, Ok::<(), Failed>(()))
-            },
-        ),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let n = load_page_of(&cache, 7).await.unwrap();
     assert_eq!(n, CACHE_PAGE_SIZE);
     assert_eq!(cache.pages_of(1), 1);
 }
@@ -133,20 +137,9 @@ async fn a_panicking_load_leaves_no_slot_loading() {
     })
     .await;
     assert!(panicked.unwrap_err().is_panic());
-    let n = tokio::time::timeout(
-        Duration::from_secs(10),
-        cache.with_page(
-            (1, 0),
-            |b: &[u8]| b.len(),
-            |mut page| async move {
-                page.buf.extend_from_slice(&[2; CACHE_PAGE_SIZE]);
-                (page, Ok::<(), Failed>(()))
-            },
-        ),
-    )
-    .await
-    .expect("the page is not left loading")
-    .unwrap();
+    let n = load_page_of(&cache, 2)
+        .await
+        .expect("the page is not left loading");
     assert_eq!(n, CACHE_PAGE_SIZE);
 }
 
