@@ -19,7 +19,8 @@ use rstest::rstest;
 
 mod common;
 use common::{
-    guarded, launch, launch_on, open_fds, pipe, runtime, serial, CountedBuf, TestSubscriber,
+    fixture, guarded, launch, launch_on, launch_with_file, one_ring, pipe, runtime, serial,
+    CountedBuf, TestSubscriber,
 };
 
 const BLOCK: usize = 4096;
@@ -27,10 +28,8 @@ const BLOCK: usize = 4096;
 /// Everything through the ring: one ring of 4 slots, no inline fast paths.
 fn config() -> UringConfig {
     UringConfig {
-        entries: 4,
-        rings: 1,
-        nowait_fast_path: false,
         inline_buffered_writes: false,
+        ..one_ring(4)
     }
 }
 
@@ -55,17 +54,12 @@ async fn write_and_check(engine: &UringEngine, fd: &Arc<IoFd>, i: usize) {
 fn transient_enter_errors_are_retried_until_the_op_succeeds(
     #[values(libc::EAGAIN, libc::EBUSY, libc::EINTR, libc::ENOMEM)] errno: i32,
 ) {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let fds_before = open_fds();
+    let fx = fixture();
     let rt = runtime(false);
     rt.block_on(guarded("transient faults", async {
-        let Some(engine) = launch(config()) else {
+        let Some((engine, fd)) = launch_with_file(config(), &fx.path("f")).await else {
             return;
         };
-        let create = libc::O_RDWR | libc::O_CREAT;
-        let fd = Arc::new(engine.open(&path, create, 0o644).await.unwrap());
         for i in 0..4 {
             engine.inject_ring_fault(RingFault::Transient { errno, times: 3 });
             write_and_check(&engine, &fd, i).await;
@@ -76,25 +70,20 @@ fn transient_enter_errors_are_retried_until_the_op_succeeds(
         assert_eq!(stats.in_flight, 0);
     }));
     drop(rt);
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 #[test]
 fn a_broken_ring_downgrades_live_with_one_warning_and_in_flight_ops_complete() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let fds_before = open_fds();
+    let fx = fixture();
     let (subscriber, warnings) = TestSubscriber::counting();
     // A current-thread runtime: every event of the engine happens on this thread.
     let rt = runtime(false);
     tracing::subscriber::with_default(subscriber, || {
         rt.block_on(guarded("broken ring", async {
-            let Some(engine) = launch(config()) else {
+            let Some((engine, fd)) = launch_with_file(config(), &fx.path("f")).await else {
                 return;
             };
-            let create = libc::O_RDWR | libc::O_CREAT;
-            let fd = Arc::new(engine.open(&path, create, 0o644).await.unwrap());
             // A read the kernel has consumed, waiting for data.
             let (r, mut w) = pipe();
             let mut in_flight = pin!(engine.read_at(&r, 0, Slice::new(vec![0u8; 8], ..)));
@@ -125,25 +114,22 @@ fn a_broken_ring_downgrades_live_with_one_warning_and_in_flight_ops_complete() {
     });
     drop(rt);
     assert_eq!(warnings.load(Ordering::SeqCst), 1, "one warning");
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 #[test]
 fn an_ingest_stream_keeps_going_across_a_broken_ring() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ingest");
-    let fds_before = open_fds();
+    let fx = fixture();
+    let path = fx.path("ingest");
     let rt = runtime(true);
     rt.block_on(guarded("ingest across a broken ring", async {
-        let Some(engine) = launch(UringConfig {
+        let config = UringConfig {
             entries: 8,
             ..config()
-        }) else {
+        };
+        let Some((engine, fd)) = launch_with_file(config, &path).await else {
             return;
         };
-        let create = libc::O_RDWR | libc::O_CREAT;
-        let fd = Arc::new(engine.open(&path, create, 0o644).await.unwrap());
         let (tasks, per_task) = (8, 1250); // 10,000 writes, each read back
         let done = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..tasks)
@@ -181,7 +167,7 @@ fn an_ingest_stream_keeps_going_across_a_broken_ring() {
     for (i, chunk) in content.chunks(BLOCK).enumerate() {
         assert!(chunk.iter().all(|&b| b == (i % 251) as u8), "block {i}");
     }
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 type BoxFut = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -279,9 +265,7 @@ fn a_waker_whose_clone_panics_breaks_nothing() {
 
 #[test]
 fn with_the_eventfd_always_on_inline_completions_still_work() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
+    let fx = fixture();
     let rt = runtime(false);
     rt.block_on(guarded("eventfd always on", async {
         let Some(engine) = launch(config()) else {
@@ -292,7 +276,7 @@ fn with_the_eventfd_always_on_inline_completions_still_work() {
         engine.disable_eventfd_window();
         assert!(!engine.stats().eventfd_window);
         let create = libc::O_RDWR | libc::O_CREAT;
-        let fd = Arc::new(engine.open(&path, create, 0o644).await.unwrap());
+        let fd = Arc::new(engine.open(&fx.path("f"), create, 0o644).await.unwrap());
         for i in 0..64 {
             write_and_check(&engine, &fd, i).await;
         }

@@ -15,7 +15,7 @@ use io_engine::{FullSlice, IoBufferMut, RingFault, Slice, UringConfig, UringEngi
 
 mod common;
 use common::{
-    eventually, launch, launch_on, open_fds, pipe, runtime, serial, CountedBuf, HANG_GUARD,
+    eventually, fixture, launch, launch_on, one_ring, pipe, runtime, serial, CountedBuf, HANG_GUARD,
 };
 
 /// Starts reads from `n` pipes (they stay in flight until something is written) and `O_DIRECT` writes
@@ -78,9 +78,7 @@ async fn start_slow_ops(
 
 #[test]
 fn parked_buffers_live_until_completion_and_last_handle_drains() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let fds_before = open_fds();
+    let fx = fixture();
     let rt = runtime(true);
     rt.block_on(async {
         let Some(engine) = launch(UringConfig::default()) else {
@@ -89,7 +87,7 @@ fn parked_buffers_live_until_completion_and_last_handle_drains() {
         // The pipe reads must stay parked (as ops the kernel cannot cancel would), for shutdown.
         engine.keep_dropped_ops_uncancelled();
         let drops = Arc::new(AtomicUsize::new(0));
-        let (tasks, mut writers, bufs) = start_slow_ops(&engine, dir.path(), 8, &drops).await;
+        let (tasks, mut writers, bufs) = start_slow_ops(&engine, fx.dir.path(), 8, &drops).await;
         for t in &tasks {
             t.abort();
         }
@@ -122,20 +120,18 @@ fn parked_buffers_live_until_completion_and_last_handle_drains() {
         drop(writers);
     });
     drop(rt);
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 #[test]
 fn runtime_drop_with_ops_in_flight_drains_and_shuts_down() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let fds_before = open_fds();
+    let fx = fixture();
     let drops = Arc::new(AtomicUsize::new(0));
     let rt = runtime(true);
     let started = rt.block_on(async {
         let engine = launch(UringConfig::default())?;
         engine.keep_dropped_ops_uncancelled();
-        let (tasks, writers, bufs) = start_slow_ops(&engine, dir.path(), 8, &drops).await;
+        let (tasks, writers, bufs) = start_slow_ops(&engine, fx.dir.path(), 8, &drops).await;
         Some((engine, tasks, writers, bufs))
     });
     let Some((engine, tasks, writers, bufs)) = started else {
@@ -161,22 +157,17 @@ fn runtime_drop_with_ops_in_flight_drains_and_shuts_down() {
     });
     drop(engine);
     drop(rt2);
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 #[test]
 fn dropped_ops_that_never_complete_are_cancelled_and_give_their_slots_back() {
-    let _serial = serial();
-    let fds_before = open_fds();
+    let fx = fixture();
     let rt = runtime(false);
     rt.block_on(async {
-        let config = UringConfig {
-            entries: 4,
-            rings: 1,
-            nowait_fast_path: false,
-            ..Default::default()
+        let Some(engine) = launch(one_ring(4)) else {
+            return;
         };
-        let Some(engine) = launch(config) else { return };
         let drops = Arc::new(AtomicUsize::new(0));
         // Every slot taken by a read from an empty pipe, then every future dropped.
         let mut writers = Vec::new();
@@ -230,7 +221,7 @@ fn dropped_ops_that_never_complete_are_cancelled_and_give_their_slots_back() {
         drop(writers);
     });
     drop(rt);
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 type BoxFut = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -239,13 +230,7 @@ type BoxFut = Pin<Box<dyn Future<Output = ()> + Send>>;
 fn shutdown_waits_without_holding_the_ring_lock() {
     let _serial = serial();
     let rt = runtime(false);
-    let config = UringConfig {
-        entries: 4,
-        rings: 1,
-        nowait_fast_path: false,
-        ..Default::default()
-    };
-    let Some(engine) = launch_on(&rt, config) else {
+    let Some(engine) = launch_on(&rt, one_ring(4)) else {
         return;
     };
     let (r, mut w) = pipe();

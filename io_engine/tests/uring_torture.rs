@@ -20,7 +20,7 @@ use io_engine::{ConstAlign, FullSlice, IoBufferMut, IoFd, Slice, UringConfig, Ur
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::{eventually, guarded, launch, open_fds, pipe, runtime, serial, temp_file};
+use common::{eventually, fixture, guarded, launch, one_ring, pipe, runtime, serial, temp_file};
 
 const BLOCK: usize = 4096;
 
@@ -220,10 +220,9 @@ fn cancellation_torture(
     tasks: usize,
     iters: usize,
 ) {
-    let _serial = serial();
+    let fx = fixture();
     let config = config();
-    let dir = tempfile::tempdir().unwrap();
-    let paths = [dir.path().join("buffered"), dir.path().join("direct")];
+    let paths = [fx.path("buffered"), fx.path("direct")];
     let blocks = 256;
     let mut initial = Vec::with_capacity(blocks * BLOCK);
     for b in 0..blocks {
@@ -232,7 +231,6 @@ fn cancellation_torture(
     for p in &paths {
         std::fs::write(p, &initial).unwrap();
     }
-    let fds_before = open_fds();
     let rt = runtime(multi);
     let models = rt.block_on(guarded("the torture", async {
         let engine = launch(config.clone())?;
@@ -304,7 +302,7 @@ fn cancellation_torture(
         assert_eq!(contents[file].len(), blocks * BLOCK);
         m.check(b, &contents[file][b * BLOCK..(b + 1) * BLOCK]);
     }
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 #[test]
@@ -345,20 +343,14 @@ fn cancellation_torture_three_rings() {
 
 #[test]
 fn back_pressure_ten_times_more_ops_than_slots() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bp");
-    let fds_before = open_fds();
+    let fx = fixture();
+    let path = fx.path("bp");
     let rt = runtime(true);
     rt.block_on(guarded("back-pressure", async {
-        let config = UringConfig {
-            entries: 8,
-            // one ring: the slot counts below are per ring
-            rings: 1,
-            nowait_fast_path: false,
-            ..Default::default()
+        // one ring: the slot counts below are per ring
+        let Some(engine) = launch(one_ring(8)) else {
+            return;
         };
-        let Some(engine) = launch(config) else { return };
         let create = libc::O_RDWR | libc::O_CREAT;
         let fd = match engine.open(&path, create | libc::O_DIRECT, 0o644).await {
             Ok(fd) => Arc::new(fd),
@@ -433,7 +425,7 @@ fn back_pressure_ten_times_more_ops_than_slots() {
         assert_eq!(engine.stats().in_flight, 0);
     }));
     drop(rt);
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    fx.assert_no_leaked_fds();
 }
 
 #[test]

@@ -262,6 +262,38 @@ impl OpOutput for FileStat {
     }
 }
 
+/// The four transfer ops of [`HookedEngine`]: `$method(fd, offset, $bufs)` runs the inner engine's
+/// `$method` through the helper `$via` (one buffer or vectored), which calls the hook around it.
+/// The inner future is boxed: [`IoEngine`] and [`HookedEngine`] hold each other, so its type is
+/// recursive.
+macro_rules! hooked_transfers {
+    ($($method:ident<B: $bound:ident>($bufs:ident: $ty:ty) via $via:ident;)*) => {$(
+        pub(super) async fn $method<B: $bound>(
+            &self,
+            fd: &Arc<IoFd>,
+            offset: u64,
+            $bufs: $ty,
+        ) -> ($ty, io::Result<usize>) {
+            self.$via(fd, offset, $bufs, |$bufs| {
+                Box::pin(self.inner.$method(fd, offset, $bufs))
+            })
+            .await
+        }
+    )*};
+}
+
+/// The other ops of [`HookedEngine`]: `$method($args)` runs the inner engine's `$method` through
+/// `HookedEngine::call`, the hook seeing `EngineOp::$op`, whose fields are the method's arguments.
+/// Boxed as in `hooked_transfers`.
+macro_rules! hooked_calls {
+    ($($method:ident($($arg:ident: $ty:ty),*) -> $out:ty as $op:ident;)*) => {$(
+        pub(super) async fn $method(&self, $($arg: $ty),*) -> $out {
+            let op = EngineOp::$op { $($arg),* };
+            self.call(op, || Box::pin(self.inner.$method($($arg),*))).await
+        }
+    )*};
+}
+
 impl HookedEngine {
     /// Wraps `inner`, calling `hook` around each of its ops.
     pub fn new<H: EngineHook>(inner: IoEngine, hook: Arc<H>) -> Self {
@@ -328,6 +360,20 @@ impl HookedEngine {
         (bufs.pop().expect("one buffer"), res)
     }
 
+    /// A vectored read or write over `bufs`, run by `run` on the inner engine.
+    async fn transfer_vectored<S: Window, F>(
+        &self,
+        fd: &IoFd,
+        offset: u64,
+        bufs: Vec<S>,
+        run: impl FnOnce(Vec<S>) -> F,
+    ) -> (Vec<S>, io::Result<usize>)
+    where
+        F: Future<Output = (Vec<S>, io::Result<usize>)>,
+    {
+        self.transfer(fd, offset, bufs, true, run).await
+    }
+
     /// Any other op, run by `run` on the inner engine.
     async fn call<T: OpOutput, F>(&self, op: EngineOp<'_>, run: impl FnOnce() -> F) -> io::Result<T>
     where
@@ -343,111 +389,22 @@ impl HookedEngine {
         res
     }
 
-    pub(super) async fn read_at<B: IoBufMut>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        buf: Slice<B>,
-    ) -> (Slice<B>, io::Result<usize>) {
-        self.transfer_one(fd, offset, buf, |buf| {
-            Box::pin(self.inner.read_at(fd, offset, buf))
-        })
-        .await
+    hooked_transfers! {
+        read_at<B: IoBufMut>(buf: Slice<B>) via transfer_one;
+        write_at<B: IoBuf>(buf: FullSlice<B>) via transfer_one;
+        readv_at<B: IoBufMut>(bufs: Vec<Slice<B>>) via transfer_vectored;
+        writev_at<B: IoBuf>(bufs: Vec<FullSlice<B>>) via transfer_vectored;
     }
 
-    pub(super) async fn write_at<B: IoBuf>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        buf: FullSlice<B>,
-    ) -> (FullSlice<B>, io::Result<usize>) {
-        self.transfer_one(fd, offset, buf, |buf| {
-            Box::pin(self.inner.write_at(fd, offset, buf))
-        })
-        .await
-    }
-
-    pub(super) async fn readv_at<B: IoBufMut>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        bufs: Vec<Slice<B>>,
-    ) -> (Vec<Slice<B>>, io::Result<usize>) {
-        self.transfer(fd, offset, bufs, true, |bufs| {
-            Box::pin(self.inner.readv_at(fd, offset, bufs))
-        })
-        .await
-    }
-
-    pub(super) async fn writev_at<B: IoBuf>(
-        &self,
-        fd: &Arc<IoFd>,
-        offset: u64,
-        bufs: Vec<FullSlice<B>>,
-    ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
-        self.transfer(fd, offset, bufs, true, |bufs| {
-            Box::pin(self.inner.writev_at(fd, offset, bufs))
-        })
-        .await
-    }
-
-    pub(super) async fn fsync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
-        let op = EngineOp::Fsync { fd };
-        self.call(op, || Box::pin(self.inner.fsync(fd))).await
-    }
-
-    pub(super) async fn fdatasync(&self, fd: &Arc<IoFd>) -> io::Result<()> {
-        let op = EngineOp::Fdatasync { fd };
-        self.call(op, || Box::pin(self.inner.fdatasync(fd))).await
-    }
-
-    pub(super) async fn open(
-        &self,
-        path: &Path,
-        flags: libc::c_int,
-        mode: libc::mode_t,
-    ) -> io::Result<IoFd> {
-        let op = EngineOp::Open { path, flags, mode };
-        self.call(op, || Box::pin(self.inner.open(path, flags, mode)))
-            .await
-    }
-
-    pub(super) async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {
-        let op = EngineOp::Statx { fd };
-        self.call(op, || Box::pin(self.inner.statx(fd))).await
-    }
-
-    pub(super) async fn ftruncate(&self, fd: &Arc<IoFd>, len: u64) -> io::Result<()> {
-        let op = EngineOp::Ftruncate { fd, len };
-        self.call(op, || Box::pin(self.inner.ftruncate(fd, len)))
-            .await
-    }
-
-    pub(super) async fn fallocate(
-        &self,
-        fd: &Arc<IoFd>,
-        mode: libc::c_int,
-        offset: u64,
-        len: u64,
-    ) -> io::Result<()> {
-        let op = EngineOp::Fallocate {
-            fd,
-            mode,
-            offset,
-            len,
-        };
-        self.call(op, || Box::pin(self.inner.fallocate(fd, mode, offset, len)))
-            .await
-    }
-
-    pub(super) async fn rename(&self, from: &Path, to: &Path, mode: RenameMode) -> io::Result<()> {
-        let op = EngineOp::Rename { from, to, mode };
-        self.call(op, || Box::pin(self.inner.rename(from, to, mode)))
-            .await
-    }
-
-    pub(super) async fn unlink(&self, path: &Path) -> io::Result<()> {
-        let op = EngineOp::Unlink { path };
-        self.call(op, || Box::pin(self.inner.unlink(path))).await
+    hooked_calls! {
+        fsync(fd: &Arc<IoFd>) -> io::Result<()> as Fsync;
+        fdatasync(fd: &Arc<IoFd>) -> io::Result<()> as Fdatasync;
+        open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<IoFd> as Open;
+        statx(fd: &Arc<IoFd>) -> io::Result<FileStat> as Statx;
+        ftruncate(fd: &Arc<IoFd>, len: u64) -> io::Result<()> as Ftruncate;
+        fallocate(fd: &Arc<IoFd>, mode: libc::c_int, offset: u64, len: u64) -> io::Result<()>
+            as Fallocate;
+        rename(from: &Path, to: &Path, mode: RenameMode) -> io::Result<()> as Rename;
+        unlink(path: &Path) -> io::Result<()> as Unlink;
     }
 }

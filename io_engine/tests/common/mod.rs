@@ -245,3 +245,60 @@ pub async fn create_temp_file(
     );
     (dir, path, fd)
 }
+
+/// The opening of a test that counts descriptors: the [`serial`] lock (taken first), a temporary
+/// directory, and the count of open descriptors once both exist, for
+/// [`Fixture::assert_no_leaked_fds`] at the end.
+pub struct Fixture {
+    pub dir: TempDir,
+    fds_before: usize,
+    /// The last field, so dropped last: removing `dir` opens descriptors, which the next test's
+    /// count must not see.
+    _serial: MutexGuard<'static, ()>,
+}
+
+pub fn fixture() -> Fixture {
+    let serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let fds_before = open_fds();
+    Fixture {
+        dir,
+        fds_before,
+        _serial: serial,
+    }
+}
+
+impl Fixture {
+    /// The path `name` in the temporary directory.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// As many descriptors are open as when the fixture was made.
+    pub fn assert_no_leaked_fds(&self) {
+        assert_eq!(open_fds(), self.fds_before, "descriptors leaked");
+    }
+}
+
+/// One ring of `entries` slots, without the `RWF_NOWAIT` fast path (build it after [`serial`]: the
+/// default configuration reads cgroup files).
+pub fn one_ring(entries: u32) -> UringConfig {
+    UringConfig {
+        entries,
+        rings: 1,
+        nowait_fast_path: false,
+        ..Default::default()
+    }
+}
+
+/// [`launch`], and the file `path` created and opened read-write through the engine; `None` after
+/// [`skip_without_uring`].
+pub async fn launch_with_file(
+    config: UringConfig,
+    path: &std::path::Path,
+) -> Option<(UringEngine, Arc<IoFd>)> {
+    let engine = launch(config)?;
+    let create = libc::O_RDWR | libc::O_CREAT;
+    let fd = Arc::new(engine.open(path, create, 0o644).await.unwrap());
+    Some((engine, fd))
+}
