@@ -47,33 +47,24 @@ fn checker_finds_upward_imports_and_root_reexports() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path();
     std::fs::create_dir_all(src.join("upper")).unwrap();
-    std::fs::write(
-        src.join("lib.rs"),
-        "mod lower;\nmod top;\nmod upper;\npub use upper::Top;\npub use lower::Low;\n",
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("lower.rs"),
-        "pub struct Low;\nfn f() -> crate::upper::thing::Top { todo!() }\nuse crate::Low as _L;\n\
-         #[cfg(test)]\nmod tests { use crate::upper::thing::Top; }\n",
-    )
-    .unwrap();
-    // through the hub `upper`, whose one child is on floor 1: fine from floor 2
-    std::fs::write(
-        src.join("top.rs"),
-        "use crate::upper::Top;\npub fn g(_: Top) {}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("upper/mod.rs"),
-        "mod thing;\npub use thing::Top;\n",
-    )
-    .unwrap();
-    std::fs::write(
-        src.join("upper/thing.rs"),
-        "use super::super::lower::Low;\npub struct Top(Low);\n",
-    )
-    .unwrap();
+    let files = [
+        (
+            "lib.rs",
+            "mod lower;\nmod top;\nmod upper;\npub use upper::Top;\npub use lower::Low;\n",
+        ),
+        (
+            "lower.rs",
+            "pub struct Low;\nfn f() -> crate::upper::thing::Top { todo!() }\nuse crate::Low as _L;\n\
+             #[cfg(test)]\nmod tests { use crate::upper::thing::Top; }\n",
+        ),
+        // through the hub `upper`, whose one child is on floor 1: fine from floor 2
+        ("top.rs", "use crate::upper::Top;\npub fn g(_: Top) {}\n"),
+        ("upper/mod.rs", "mod thing;\npub use thing::Top;\n"),
+        ("upper/thing.rs", "use super::super::lower::Low;\npub struct Top(Low);\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(src.join(name), text).unwrap();
+    }
 
     let modules = CrateModules::read(src).unwrap();
     let problems = modules.check(&[&["lower"], &["upper::thing"], &["top"]]);
