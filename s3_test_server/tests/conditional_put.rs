@@ -29,6 +29,22 @@ fn put_mode(mode: PutMode) -> PutOptions {
     }
 }
 
+/// Puts at `key` with `mode`, which the server must refuse: a create of an existing object is
+/// `AlreadyExists`, an update whose ETag does not match is `Precondition`. `what` names the put.
+async fn assert_refused(s3: &AmazonS3, key: &Path, mode: PutMode, what: &str) {
+    let create = matches!(mode, PutMode::Create);
+    let err = s3
+        .put_opts(key, b"refused".to_vec().into(), put_mode(mode))
+        .await
+        .expect_err(what);
+    let as_expected = match err {
+        object_store::Error::AlreadyExists { .. } => create,
+        object_store::Error::Precondition { .. } => !create,
+        _ => false,
+    };
+    assert!(as_expected, "{what}: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_preconditions_are_refused() {
     let data = tempfile::tempdir().unwrap();
@@ -40,54 +56,23 @@ async fn failed_preconditions_are_refused() {
         .put_opts(&key, b"one".to_vec().into(), put_mode(PutMode::Create))
         .await
         .expect("create of a missing object");
-    let again = s3
-        .put_opts(&key, b"two".to_vec().into(), put_mode(PutMode::Create))
-        .await
-        .expect_err("create of an existing object");
-    assert!(
-        matches!(again, object_store::Error::AlreadyExists { .. }),
-        "{again}"
-    );
+    assert_refused(&s3, &key, PutMode::Create, "create of an existing object").await;
 
-    let version = UpdateVersion {
+    // An update only while the object is still its first version.
+    let if_first = PutMode::Update(UpdateVersion {
         e_tag: first.e_tag.clone(),
         version: None,
-    };
-    s3.put_opts(
-        &key,
-        b"three".to_vec().into(),
-        put_mode(PutMode::Update(version.clone())),
-    )
-    .await
-    .expect("update with the current ETag");
-    let stale = s3
-        .put_opts(
-            &key,
-            b"four".to_vec().into(),
-            put_mode(PutMode::Update(version)),
-        )
+    });
+    s3.put_opts(&key, b"three".to_vec().into(), put_mode(if_first.clone()))
         .await
-        .expect_err("update with a stale ETag");
-    assert!(
-        matches!(stale, object_store::Error::Precondition { .. }),
-        "{stale}"
-    );
-    let missing = UpdateVersion {
+        .expect("update with the current ETag");
+    assert_refused(&s3, &key, if_first, "update with a stale ETag").await;
+    let missing = PutMode::Update(UpdateVersion {
         e_tag: first.e_tag,
         version: None,
-    };
-    let err = s3
-        .put_opts(
-            &Path::from("cas/missing"),
-            b"x".to_vec().into(),
-            put_mode(PutMode::Update(missing)),
-        )
-        .await
-        .expect_err("update of a missing object");
-    assert!(
-        matches!(err, object_store::Error::Precondition { .. }),
-        "{err}"
-    );
+    });
+    let absent = Path::from("cas/missing");
+    assert_refused(&s3, &absent, missing, "update of a missing object").await;
     let got = s3.get(&key).await.unwrap().bytes().await.unwrap();
     assert_eq!(&got[..], b"three");
 }
