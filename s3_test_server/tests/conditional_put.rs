@@ -22,6 +22,14 @@ fn client(server: &S3TestServer) -> AmazonS3 {
         .expect("client")
 }
 
+/// A server with bucket `bucket` over a fresh data directory, and a client of it.
+async fn started() -> (tempfile::TempDir, S3TestServer, AmazonS3) {
+    let data = tempfile::tempdir().unwrap();
+    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
+    let s3 = client(&server);
+    (data, server, s3)
+}
+
 fn put_mode(mode: PutMode) -> PutOptions {
     PutOptions {
         mode,
@@ -47,9 +55,7 @@ async fn assert_refused(s3: &AmazonS3, key: &Path, mode: PutMode, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_preconditions_are_refused() {
-    let data = tempfile::tempdir().unwrap();
-    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
-    let s3 = client(&server);
+    let (_data, _server, s3) = started().await;
     let key = Path::from("cas/object");
 
     let first = s3
@@ -81,9 +87,8 @@ async fn failed_preconditions_are_refused() {
 async fn concurrent_compare_and_swap_loses_no_update() {
     const TASKS: u64 = 16;
     const EACH: u64 = 20;
-    let data = tempfile::tempdir().unwrap();
-    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
-    let s3 = Arc::new(client(&server));
+    let (_data, _server, s3) = started().await;
+    let s3 = Arc::new(s3);
     let key = Path::from("cas/counter");
     s3.put_opts(&key, b"0".to_vec().into(), put_mode(PutMode::Create))
         .await
@@ -135,9 +140,7 @@ async fn concurrent_compare_and_swap_loses_no_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_of_a_missing_bucket_are_no_such_bucket() {
-    let data = tempfile::tempdir().unwrap();
-    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
-    let s3 = client(&server);
+    let (data, _server, s3) = started().await;
     let key = Path::from("some/object");
     s3.put(&key, b"x".to_vec().into()).await.unwrap();
     std::fs::remove_dir_all(data.path().join("bucket")).unwrap();
