@@ -3,20 +3,18 @@
 
 mod common;
 
-use common::{context, context_and_dir, delta_expect, delta_workload};
+use common::{context, context_and_dir, delta_expect, delta_workload, io_matrix};
 use io_engine::IoEngineKind;
 use layer_writers::{DeltaLayerReader, DeltaLayerWriter, Key, LayerError, Lsn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
+use rstest_reuse::apply;
 use virtual_file::{IoMode, OpKind};
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn delta_round_trip(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn delta_round_trip(mode: IoMode, kind: IoEngineKind) {
     let Some((ctx, dir)) = context_and_dir(mode, kind) else {
         return;
     };

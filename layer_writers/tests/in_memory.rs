@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{context, context_with_budget};
+use common::{context, context_with_budget, io_matrix};
 use io_engine::IoEngineKind;
 use layer_writers::{
     DeltaLayerReader, DeltaLayerWriter, InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions,
@@ -17,6 +17,7 @@ use layer_writers::{
 };
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
+use rstest_reuse::apply;
 use tokio::sync::Mutex;
 use virtual_file::IoMode;
 
@@ -42,15 +43,15 @@ fn small_buffers() -> InMemoryLayerOptions {
     }
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_during_concurrent_appends(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
     // about 1.2 MiB of values: all in memory, or most of it spilled
     #[values(256 << 20, 256 << 10)] budget: usize,
 ) {
-    let Some(ctx) = context_with_budget(mode, engine, budget) else {
+    let Some(ctx) = context_with_budget(mode, kind, budget) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +96,7 @@ async fn reads_during_concurrent_appends(
         for w in &want {
             assert!(
                 got.contains(w),
-                "{mode}/{engine}: {key} {range:?} misses {:?}",
+                "{mode}/{kind}: {key} {range:?} misses {:?}",
                 w.0
             );
         }
@@ -106,9 +107,9 @@ async fn reads_during_concurrent_appends(
         // spill mode: the ephemeral file is written only when the budget is short
         let on_disk = std::fs::metadata(layer.path()).unwrap().len();
         if budget < layer.len_bytes() as usize {
-            assert!(on_disk > 0, "{mode}/{engine}: nothing spilled");
+            assert!(on_disk > 0, "{mode}/{kind}: nothing spilled");
         } else {
-            assert_eq!(on_disk, 0, "{mode}/{engine}: written although it fits");
+            assert_eq!(on_disk, 0, "{mode}/{kind}: written although it fits");
         }
     }
     // after all appends: exact equality for every key
@@ -122,7 +123,7 @@ async fn reads_during_concurrent_appends(
         assert_eq!(
             layer.get(key, Lsn(0)..Lsn(u64::MAX)).await.unwrap(),
             want,
-            "{mode}/{engine}: {key}"
+            "{mode}/{kind}: {key}"
         );
     }
     assert_eq!(layer.num_entries(), 600);
@@ -259,13 +260,10 @@ async fn misuse_is_a_typed_error_and_the_file_is_removed_on_drop() {
 
 /// The reproduction of issue 11: a second layer with a live layer's id, in the same directory, used to
 /// truncate and overwrite the first one's ephemeral file; the first then returned the second's bytes.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_layer_with_the_same_id_has_its_own_file(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
-) {
-    let Some(ctx) = context(mode, engine) else {
+async fn a_second_layer_with_the_same_id_has_its_own_file(mode: IoMode, kind: IoEngineKind) {
+    let Some(ctx) = context(mode, kind) else {
         return;
     };
     tokio::time::timeout(std::time::Duration::from_secs(60), async {
@@ -286,7 +284,7 @@ async fn a_second_layer_with_the_same_id_has_its_own_file(
         let b = InMemoryLayer::create_with_options(&ctx, dir.path(), 7, opts)
             .await
             .unwrap();
-        assert_ne!(a.path(), b.path(), "{mode}/{engine}: one file per layer");
+        assert_ne!(a.path(), b.path(), "{mode}/{kind}: one file per layer");
         for i in 0..8u64 {
             b.put_value(Key::from_u128(1), Lsn(i + 1), false, &value_of(2, i))
                 .await
@@ -302,7 +300,7 @@ async fn a_second_layer_with_the_same_id_has_its_own_file(
                 .collect();
             assert_eq!(
                 got, want,
-                "{mode}/{engine}: layer {which} reads its own bytes"
+                "{mode}/{kind}: layer {which} reads its own bytes"
             );
         }
     })

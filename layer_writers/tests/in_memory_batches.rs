@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::context;
+use common::{context, io_matrix};
 use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, IoEngine, IoEngineKind};
 use layer_writers::{
     DeltaLayerReader, InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions, Key, Lsn, PutValue,
@@ -17,6 +17,7 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
+use rstest_reuse::apply;
 use virtual_file::{IoContext, IoMode};
 
 type Model = BTreeMap<(Key, Lsn), (bool, Vec<u8>)>;
@@ -228,11 +229,11 @@ proptest! {
 /// batches that reached the file still are, and a retry is refused as a write error (the writer stays
 /// failed), never as a duplicate. With `spill` (direct modes keep the ephemeral file's buffers in memory),
 /// the budget is small enough that the second batch must spill, and that spill write fails.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_write_mid_batch_applies_none_of_it(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
     #[values(false, true)] spill: bool,
 ) {
     let inner = match IoEngine::launch(kind) {

@@ -4,18 +4,16 @@
 
 mod common;
 
-use common::context_and_dir;
+use common::{context_and_dir, io_matrix};
 use io_engine::IoEngineKind;
 use layer_writers::{DeltaLayerReader, DeltaLayerWriter, Key, Lsn};
 use rstest::rstest;
+use rstest_reuse::apply;
 use virtual_file::IoMode;
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn index_pages_are_read_from_the_device_once(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn index_pages_are_read_from_the_device_once(mode: IoMode, kind: IoEngineKind) {
     let Some((ctx, dir)) = context_and_dir(mode, kind) else {
         return;
     };

@@ -8,13 +8,14 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{context, context_and_dir};
+use common::{context, context_and_dir, io_matrix};
 use io_engine::IoEngineKind;
 use layer_writers::{
     is_temp_file_name, remove_temp_files, DeltaLayerReader, DeltaLayerWriter, ImageLayerWriter,
     Key, LayerError, Lsn, TEMP_SUFFIX,
 };
 use rstest::rstest;
+use rstest_reuse::apply;
 use virtual_file::IoMode;
 
 fn names(dir: &Path) -> Vec<String> {
@@ -166,13 +167,10 @@ async fn one_value_layer(
     w
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn two_writers_of_one_name_never_share_or_replace(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
-) {
-    let Some((ctx, dir)) = context_and_dir(mode, engine) else {
+async fn two_writers_of_one_name_never_share_or_replace(mode: IoMode, kind: IoEngineKind) {
+    let Some((ctx, dir)) = context_and_dir(mode, kind) else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(60), async {
@@ -191,7 +189,7 @@ async fn two_writers_of_one_name_never_share_or_replace(
                     "{source:?}"
                 );
             }
-            other => panic!("{mode}/{engine}: expected AlreadyExists, got {other:?}"),
+            other => panic!("{mode}/{kind}: expected AlreadyExists, got {other:?}"),
         }
         assert_eq!(
             names(dir.path()),

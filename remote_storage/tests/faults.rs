@@ -156,9 +156,10 @@ async fn upload_that_never_completes_leaves_no_index_entry_and_a_cleanup_path() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_object_fails_the_checksum_and_nothing_is_renamed() {
-    for backend in [Backend::Local, Backend::S3] {
-        common::timed(async {
-            let (ctx, store, remote, dir) = Setup::with_files(backend, "corrupt").await.parts();
+    common::each_backend(
+        Setup::with_files,
+        "corrupt",
+        async |backend, (ctx, store, remote, dir)| {
             common::write_layer(&ctx, dir.path(), "layer-z", 8, 3000).await;
             let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
             let entry = tier.upload("layer-z").await.unwrap();
@@ -179,9 +180,9 @@ async fn corrupted_object_fails_the_checksum_and_nothing_is_renamed() {
             assert!(common::files_in(dir.path()).is_empty(), "no temp file, nothing renamed: {:?}", common::files_in(dir.path()));
             assert!(!tier.is_resident("layer-z"));
             assert_eq!(tier.stats().resident_bytes, 0);
-        })
-        .await;
-    }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

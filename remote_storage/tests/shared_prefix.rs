@@ -109,9 +109,10 @@ async fn two_instances_200_uploads_lose_nothing() {
 /// An object no index names is deleted once it is older than the grace period, and kept before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_deleted_only_past_the_grace_period() {
-    for backend in [Backend::S3, Backend::Local] {
-        common::timed(async {
-            let (ctx, store, remote, dir) = Setup::with_files(backend, "grace").await.parts();
+    common::each_backend(
+        Setup::with_files,
+        "grace",
+        async |backend, (ctx, store, remote, dir)| {
             let path = common::write_blob(dir.path(), "layer-kept", 5000, 1);
             remote
                 .upload_layer(&ctx, &path, "layer-kept")
@@ -146,9 +147,9 @@ async fn orphans_are_deleted_only_past_the_grace_period() {
                 .head(&remote.layer_key("layer-kept"))
                 .await
                 .is_ok());
-        })
-        .await;
-    }
+        },
+    )
+    .await;
 }
 
 /// Environment of the child process of [`two_processes_on_one_prefix_lose_nothing`].
@@ -205,10 +206,7 @@ fn child_uploader() {
 async fn two_processes_on_one_prefix_lose_nothing() {
     for backend in [Backend::S3, Backend::Local] {
         common::timed(async {
-            let store = match backend {
-                Backend::S3 => TestStore::embedded(common::unique_prefix("procs")).await,
-                Backend::Local => TestStore::new(Backend::Local, "procs").await,
-            };
+            let store = TestStore::with_files(backend, "procs").await;
             let exe = std::env::current_exe().unwrap();
             let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
             let mut children = Vec::new();

@@ -4,14 +4,15 @@
 
 mod common;
 
-use common::{Backend, Setup};
+use common::Setup;
 use remote_storage::RemoteError;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_grew_or_shrank_since_admission_is_not_uploaded() {
-    for backend in [Backend::S3, Backend::Local] {
-        common::timed(async {
-            let (ctx, _store, remote, dir) = Setup::new(backend, "resized").await.parts();
+    common::each_backend(
+        Setup::new,
+        "resized",
+        async |backend, (ctx, _store, remote, dir)| {
             let path = common::write_layer(&ctx, dir.path(), "layer-r", 3, 300).await;
             let size = std::fs::metadata(&path).unwrap().len();
             let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
@@ -54,16 +55,17 @@ async fn a_file_that_grew_or_shrank_since_admission_is_not_uploaded() {
                     .contains_key("layer-r"));
                 assert!(!tier.is_uploaded("layer-r"));
             }
-        })
-        .await;
-    }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_local_file_of_the_right_size_is_downloaded_again() {
-    for backend in [Backend::S3, Backend::Local] {
-        common::timed(async {
-            let (ctx, _store, remote, dir) = Setup::new(backend, "corrupt-local").await.parts();
+    common::each_backend(
+        Setup::new,
+        "corrupt-local",
+        async |backend, (ctx, _store, remote, dir)| {
             let path = common::write_layer(&ctx, dir.path(), "layer-c", 4, 2000).await;
             let tier = common::open_tier(&ctx, dir.path(), &remote, 1 << 30).await;
             tier.upload("layer-c").await.unwrap();
@@ -94,7 +96,7 @@ async fn a_corrupt_local_file_of_the_right_size_is_downloaded_again() {
             let (_h, reader) = tier.open_delta("layer-c").await.unwrap();
             common::verify_layer(&reader, 4, 2000).await;
             assert_eq!(tier.stats().downloads, 0);
-        })
-        .await;
-    }
+        },
+    )
+    .await;
 }

@@ -22,6 +22,14 @@ fn client(server: &S3TestServer) -> AmazonS3 {
         .expect("client")
 }
 
+/// A server with bucket `bucket` over a fresh data directory, and a client of it.
+async fn started() -> (tempfile::TempDir, S3TestServer, AmazonS3) {
+    let data = tempfile::tempdir().unwrap();
+    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
+    let s3 = client(&server);
+    (data, server, s3)
+}
+
 fn put_mode(mode: PutMode) -> PutOptions {
     PutOptions {
         mode,
@@ -29,65 +37,48 @@ fn put_mode(mode: PutMode) -> PutOptions {
     }
 }
 
+/// Puts at `key` with `mode`, which the server must refuse: a create of an existing object is
+/// `AlreadyExists`, an update whose ETag does not match is `Precondition`. `what` names the put.
+async fn assert_refused(s3: &AmazonS3, key: &Path, mode: PutMode, what: &str) {
+    let create = matches!(mode, PutMode::Create);
+    let err = s3
+        .put_opts(key, b"refused".to_vec().into(), put_mode(mode))
+        .await
+        .expect_err(what);
+    let as_expected = match err {
+        object_store::Error::AlreadyExists { .. } => create,
+        object_store::Error::Precondition { .. } => !create,
+        _ => false,
+    };
+    assert!(as_expected, "{what}: {err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_preconditions_are_refused() {
-    let data = tempfile::tempdir().unwrap();
-    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
-    let s3 = client(&server);
+    let (_data, _server, s3) = started().await;
     let key = Path::from("cas/object");
 
     let first = s3
         .put_opts(&key, b"one".to_vec().into(), put_mode(PutMode::Create))
         .await
         .expect("create of a missing object");
-    let again = s3
-        .put_opts(&key, b"two".to_vec().into(), put_mode(PutMode::Create))
-        .await
-        .expect_err("create of an existing object");
-    assert!(
-        matches!(again, object_store::Error::AlreadyExists { .. }),
-        "{again}"
-    );
+    assert_refused(&s3, &key, PutMode::Create, "create of an existing object").await;
 
-    let version = UpdateVersion {
+    // An update only while the object is still its first version.
+    let if_first = PutMode::Update(UpdateVersion {
         e_tag: first.e_tag.clone(),
         version: None,
-    };
-    s3.put_opts(
-        &key,
-        b"three".to_vec().into(),
-        put_mode(PutMode::Update(version.clone())),
-    )
-    .await
-    .expect("update with the current ETag");
-    let stale = s3
-        .put_opts(
-            &key,
-            b"four".to_vec().into(),
-            put_mode(PutMode::Update(version)),
-        )
+    });
+    s3.put_opts(&key, b"three".to_vec().into(), put_mode(if_first.clone()))
         .await
-        .expect_err("update with a stale ETag");
-    assert!(
-        matches!(stale, object_store::Error::Precondition { .. }),
-        "{stale}"
-    );
-    let missing = UpdateVersion {
+        .expect("update with the current ETag");
+    assert_refused(&s3, &key, if_first, "update with a stale ETag").await;
+    let missing = PutMode::Update(UpdateVersion {
         e_tag: first.e_tag,
         version: None,
-    };
-    let err = s3
-        .put_opts(
-            &Path::from("cas/missing"),
-            b"x".to_vec().into(),
-            put_mode(PutMode::Update(missing)),
-        )
-        .await
-        .expect_err("update of a missing object");
-    assert!(
-        matches!(err, object_store::Error::Precondition { .. }),
-        "{err}"
-    );
+    });
+    let absent = Path::from("cas/missing");
+    assert_refused(&s3, &absent, missing, "update of a missing object").await;
     let got = s3.get(&key).await.unwrap().bytes().await.unwrap();
     assert_eq!(&got[..], b"three");
 }
@@ -96,9 +87,8 @@ async fn failed_preconditions_are_refused() {
 async fn concurrent_compare_and_swap_loses_no_update() {
     const TASKS: u64 = 16;
     const EACH: u64 = 20;
-    let data = tempfile::tempdir().unwrap();
-    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
-    let s3 = Arc::new(client(&server));
+    let (_data, _server, s3) = started().await;
+    let s3 = Arc::new(s3);
     let key = Path::from("cas/counter");
     s3.put_opts(&key, b"0".to_vec().into(), put_mode(PutMode::Create))
         .await
@@ -150,9 +140,7 @@ async fn concurrent_compare_and_swap_loses_no_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_of_a_missing_bucket_are_no_such_bucket() {
-    let data = tempfile::tempdir().unwrap();
-    let server = S3TestServer::start(data.path(), "bucket").await.unwrap();
-    let s3 = client(&server);
+    let (data, _server, s3) = started().await;
     let key = Path::from("some/object");
     s3.put(&key, b"x".to_vec().into()).await.unwrap();
     std::fs::remove_dir_all(data.path().join("bucket")).unwrap();

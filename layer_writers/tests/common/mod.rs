@@ -1,7 +1,7 @@
 //! Shared by the layer integration tests: contexts for every IO mode x engine, and random workloads with
 //! their `BTreeMap` models.
 
-#![allow(dead_code)] // each test file uses a different subset
+#![allow(dead_code, unused_macros)] // each test file uses a different subset (the template is a macro)
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -10,10 +10,21 @@ use io_engine::{IoEngine, IoEngineKind};
 use layer_writers::{Key, Lsn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rstest_reuse::template;
 use virtual_file::{IoContext, IoMode};
 
 pub const MODES: [IoMode; 3] = [IoMode::Buffered, IoMode::Direct, IoMode::DirectRw];
 pub const ENGINES: [IoEngineKind; 2] = [IoEngineKind::StdFs, IoEngineKind::TokioEpollUring];
+
+/// A test case for every IO mode x engine: `#[apply(io_matrix)]` on a test that takes `mode: IoMode`
+/// and `kind: IoEngineKind` (more `#[values]` may follow them).
+#[template]
+#[rstest]
+pub fn io_matrix(
+    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+}
 
 /// A context with `mode` and a freshly started engine `kind`; `None` (with the reason printed) where the
 /// engine cannot start here, so the test is skipped visibly rather than passing silently. Must be called

@@ -198,12 +198,7 @@ impl TieredLayers {
         let (pin, size) = {
             let mut state = inner.lock();
             match state.layers.get(name) {
-                None => {
-                    return Err(RemoteError::UnknownLayer {
-                        layer: name.to_owned(),
-                        dir: inner.dir.clone(),
-                    })
-                }
+                None => return Err(inner.unknown_layer(name)),
                 Some(l) if l.uploaded.is_some() => return Ok(l.uploaded.expect("checked")),
                 Some(l) => {
                     let size = l.size;
@@ -234,10 +229,7 @@ impl TieredLayers {
         {
             let mut state = inner.lock();
             let Some(layer) = state.layers.get_mut(name) else {
-                return Err(RemoteError::UnknownLayer {
-                    layer: name.to_owned(),
-                    dir: inner.dir.clone(),
-                });
+                return Err(inner.unknown_layer(name));
             };
             if !layer.resident {
                 return Ok(());
@@ -269,12 +261,7 @@ impl TieredLayers {
         let lock = {
             let mut state = inner.lock();
             match state.layers.get(name) {
-                None => {
-                    return Err(RemoteError::UnknownLayer {
-                        layer: name.to_owned(),
-                        dir: inner.dir.clone(),
-                    })
-                }
+                None => return Err(inner.unknown_layer(name)),
                 Some(l) if l.resident => return Ok(ResidentLayer::pin(inner, &mut state, name)),
                 Some(l) => Arc::clone(&l.download),
             }

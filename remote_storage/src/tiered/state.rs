@@ -94,6 +94,14 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The error for a layer `name` that this directory does not hold.
+    pub(super) fn unknown_layer(&self, name: &str) -> RemoteError {
+        RemoteError::UnknownLayer {
+            layer: name.to_owned(),
+            dir: self.dir.clone(),
+        }
+    }
+
     pub(super) fn fs_error(
         &self,
         layer: &str,

@@ -73,6 +73,15 @@ impl TestStore {
         }
     }
 
+    /// For tests that change the stored files: the embedded server for [`Backend::S3`] (never an
+    /// endpoint from the environment), the local backend otherwise.
+    pub async fn with_files(backend: Backend, label: &str) -> TestStore {
+        match backend {
+            Backend::S3 => Self::embedded(unique_prefix(label)).await,
+            Backend::Local => Self::new(Backend::Local, label).await,
+        }
+    }
+
     /// Always the embedded server (for tests that kill it or change its files).
     pub async fn embedded(prefix: String) -> TestStore {
         let data = tempfile::tempdir().expect("tempdir");
@@ -121,6 +130,21 @@ pub async fn timed<T>(body: impl Future<Output = T>) -> T {
         .expect("test timed out")
 }
 
+/// Runs a test's body once for each backend, S3 first, each run under [`timed`] with the [`Setup`]
+/// that `setup` (such as [`Setup::new`]) makes for that backend and `label`, taken apart.
+pub async fn each_backend<S: Future<Output = Setup>>(
+    setup: impl Fn(Backend, &'static str) -> S,
+    label: &'static str,
+    mut body: impl AsyncFnMut(Backend, Parts),
+) {
+    for backend in [Backend::S3, Backend::Local] {
+        timed(async { body(backend, setup(backend, label).await.parts()).await }).await;
+    }
+}
+
+/// A [`Setup`] taken apart: `(ctx, store, remote, dir)`.
+pub type Parts = (IoContext, TestStore, Arc<RemoteStorage>, TempDir);
+
 /// What most tests start with: the default context, a store, a client of it, an empty local directory.
 pub struct Setup {
     pub ctx: IoContext,
@@ -131,7 +155,7 @@ pub struct Setup {
 
 impl Setup {
     /// `(ctx, store, remote, dir)`, for a `let` at the start of a test.
-    pub fn parts(self) -> (IoContext, TestStore, Arc<RemoteStorage>, TempDir) {
+    pub fn parts(self) -> Parts {
         (self.ctx, self.store, self.remote, self.dir)
     }
 
@@ -156,13 +180,9 @@ impl Setup {
         Self::with(TestStore::embedded(unique_prefix(label)).await).await
     }
 
-    /// For tests that change the stored files: the embedded server for [`Backend::S3`] (never an
-    /// endpoint from the environment), the local backend otherwise.
+    /// [`TestStore::with_files`].
     pub async fn with_files(backend: Backend, label: &str) -> Setup {
-        match backend {
-            Backend::S3 => Self::embedded(label).await,
-            Backend::Local => Self::new(Backend::Local, label).await,
-        }
+        Self::with(TestStore::with_files(backend, label).await).await
     }
 }
 
