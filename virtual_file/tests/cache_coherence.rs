@@ -11,6 +11,10 @@
 mod coherence;
 mod common;
 
+use common::io_matrix;
+use rstest::rstest;
+use rstest_reuse::apply;
+
 use std::path::{Path, PathBuf};
 
 use coherence::{
@@ -18,7 +22,6 @@ use coherence::{
     write_at, Failure, OnDrop, PAGE,
 };
 use io_engine::IoEngineKind;
-use rstest::rstest;
 use virtual_file::{Error, IoContext, IoMode, OpenOptions, VirtualFile};
 
 const PUNCH_HOLE: libc::c_int = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -141,11 +144,11 @@ async fn assert_coherent(what: &str, path: &Path, handles: &[(&str, &VirtualFile
 /// Defect 1: a read past the end of the file panicked inside the page cache (a slice index past the
 /// page's bytes), and a panic during a page's first load left its slot `Loading` for ever, so every
 /// later read of that page hung. Now: an `UnexpectedEof` error, and the page still reads.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
 async fn a_read_past_the_end_is_an_eof_error_and_the_page_still_reads(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
     let dir = tempfile::tempdir().unwrap();
@@ -193,11 +196,11 @@ async fn a_read_past_the_end_is_an_eof_error_and_the_page_still_reads(
 
 /// Offsets at the end of the `u64` range: errors, not an arithmetic overflow (a panic in debug builds),
 /// and the cached pages still right afterwards. Not in the review's list.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
 async fn offsets_at_the_end_of_the_u64_range_are_errors_not_panics(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
 ) {
     let ctx = ctx(mode, kind);
     let (_dir, path, w) = create_in_tempdir(&ctx).await;
@@ -239,12 +242,9 @@ async fn offsets_at_the_end_of_the_u64_range_are_errors_not_panics(
 
 /// Defect 2: an `open_again_read_only` twin shares its writer's cache id, but the writer dropped pages
 /// on a write only if it had cached pages itself: the twin kept serving the old bytes.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn a_write_is_seen_through_a_read_only_twin(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_write_is_seen_through_a_read_only_twin(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind);
     let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &[b'A'; 2 * PAGE]).await;
@@ -284,11 +284,11 @@ enum SecondOpen {
 
 /// Defect 3: each open has its own cache id, and each context its own page cache: a write through one
 /// open did not drop the pages that another open (or another context) had cached.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
 async fn a_write_is_seen_through_a_second_open(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
     #[values(SecondOpen::ReadOnly, SecondOpen::ReadWrite, SecondOpen::OtherContext)]
     second: SecondOpen,
 ) {
@@ -317,12 +317,9 @@ async fn a_write_is_seen_through_a_second_open(
 
 /// Not in the review's list: a truncating open (`VirtualFile::create` of an existing path) is a
 /// mutation too; handles that cached the file's pages must see it empty.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn a_truncating_open_is_seen_through_cached_handles(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_truncating_open_is_seen_through_cached_handles(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind);
     let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &bytes(2 * PAGE, 1)).await;
@@ -350,11 +347,11 @@ enum Falloc {
 
 /// Defect 4: `fallocate` dropped no cached page, so punched or zeroed pages read their old bytes, and
 /// after a collapse or an insert every later page was served from its old position.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
 async fn fallocate_drops_the_pages_it_changes(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
     #[values(
         Falloc::PunchHole,
         Falloc::ZeroRange,
@@ -388,12 +385,9 @@ async fn fallocate_drops_the_pages_it_changes(
 
 /// Defect 5: growing the file (`set_len`) kept a cached short last page, so reads of the new zeros were
 /// a spurious end of file. Shrinking must make reads past the new end an EOF error.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn set_len_growth_reads_zeros_and_shrinking_reads_eof(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn set_len_growth_reads_zeros_and_shrinking_reads_eof(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind);
     let (_dir, path, w) = create_in_tempdir(&ctx).await;
     let data = bytes(4096, 1);
@@ -423,12 +417,9 @@ async fn set_len_growth_reads_zeros_and_shrinking_reads_eof(
 
 /// Defect 7: a write past the end leaves a hole; the cached short last page was kept, so the hole's
 /// zeros read as a spurious end of file.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn a_write_past_the_end_leaves_a_hole_of_zeros(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_write_past_the_end_leaves_a_hole_of_zeros(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind);
     let (_dir, path, w) = create_in_tempdir(&ctx).await;
     write(&w, 0, &bytes(4096, 1)).await;
@@ -451,12 +442,9 @@ async fn a_write_past_the_end_leaves_a_hole_of_zeros(
 
 /// A misaligned write on an `O_DIRECT` handle is `Error::Misaligned` and changes neither the file nor
 /// what cached reads return.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn a_misaligned_write_changes_nothing(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_misaligned_write_changes_nothing(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind);
     let (_dir, path, w) = create_in_tempdir(&ctx).await;
     if !w.is_direct() {
@@ -497,11 +485,11 @@ enum Dropped {
 /// with `direct-rw` x `tokio-epoll-uring`, where O_DIRECT writes cannot be cancelled) changed the file
 /// but never dropped the cached pages. After the kernel finished ([`quiesce`]), cached reads must equal
 /// the file, whatever the op did.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
 async fn a_dropped_mutation_leaves_no_stale_page(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
     #[values(
         Dropped::Write,
         Dropped::SetLenShrink,

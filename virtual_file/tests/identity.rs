@@ -4,6 +4,9 @@
 
 mod common;
 
+use common::io_matrix;
+use rstest_reuse::apply;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,12 +39,9 @@ async fn write_4k(file: &VirtualFile, seed: u64) {
     res.unwrap();
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn reopen_after_eviction_checks_identity(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn reopen_after_eviction_checks_identity(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(TIMEOUT, async {
         let ctx = one_slot_context(mode, kind);
         let dir = tempfile::tempdir().unwrap();
@@ -152,11 +152,11 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
 async fn temp_files_are_unique_exclusive_and_persist_without_replacing(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
 ) {
     tokio::time::timeout(TIMEOUT, async {
         let ctx = common::context(mode, kind);

@@ -2,6 +2,9 @@
 
 mod common;
 
+use common::io_matrix;
+use rstest_reuse::apply;
+
 use common::{context, fds_under, pattern};
 use io_engine::{FullSlice, IoBufferMut, IoEngineKind, Slice};
 use rstest::rstest;
@@ -9,12 +12,9 @@ use virtual_file::{Error, IoMode, MisalignedPart, OpenOptions, VirtualFile};
 
 const ALIGN: usize = 512;
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn positional_round_trips(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn positional_round_trips(mode: IoMode, kind: IoEngineKind) {
     let ctx = context(mode, kind);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
@@ -114,12 +114,9 @@ async fn unaligned_io_in_buffered_files(
     assert_eq!(s.into_inner(), data);
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn o_direct_flag_follows_the_table(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn o_direct_flag_follows_the_table(mode: IoMode, kind: IoEngineKind) {
     let ctx = context(mode, kind);
     let dir = tempfile::tempdir().unwrap();
     let wpath = dir.path().join("written");

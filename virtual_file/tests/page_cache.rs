@@ -4,6 +4,9 @@
 
 mod common;
 
+use common::io_matrix;
+use rstest_reuse::apply;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,12 +41,9 @@ async fn file_with(ctx: &IoContext, path: &std::path::Path, data: &[u8]) -> Virt
     VirtualFile::open(ctx, path).await.unwrap()
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cached_reads_equal_the_file_across_eviction(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn cached_reads_equal_the_file_across_eviction(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(T, async {
         let ctx = ctx(mode, kind, 16);
         let dir = tempfile::tempdir().unwrap();
@@ -87,12 +87,9 @@ async fn cached_reads_equal_the_file_across_eviction(
     .unwrap();
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_misses_of_one_page_do_one_read(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn concurrent_misses_of_one_page_do_one_read(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(T, async {
         let ctx = ctx(mode, kind, 64);
         let dir = tempfile::tempdir().unwrap();
@@ -126,12 +123,9 @@ async fn concurrent_misses_of_one_page_do_one_read(
     .unwrap();
 }
 
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test]
-async fn a_reused_path_never_hits_old_pages(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_reused_path_never_hits_old_pages(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind, 64);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");

@@ -4,6 +4,9 @@
 
 mod common;
 
+use common::io_matrix;
+use rstest_reuse::apply;
+
 use std::time::Duration;
 
 use common::{engine, pattern};
@@ -61,12 +64,9 @@ async fn check_reads(
 
 /// Within the budget nothing reaches the file until shutdown; reads come from memory; shutdown writes it
 /// all.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn within_the_budget_nothing_is_written_before_shutdown(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn within_the_budget_nothing_is_written_before_shutdown(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(T, async {
         let ctx = context(mode, kind, 8 << 20);
         let dir = tempfile::tempdir().unwrap();
@@ -95,12 +95,9 @@ async fn within_the_budget_nothing_is_written_before_shutdown(
 
 /// A budget smaller than the stream: the writer spills its oldest buffers, never holds more than the
 /// budget, and every byte reads back right, from the file or from memory.
-#[rstest]
+#[apply(io_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_short_budget_spills_the_oldest_buffers(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_short_budget_spills_the_oldest_buffers(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(T, async {
         let budget = 8 * CAP;
         let ctx = context(mode, kind, budget);

@@ -1,12 +1,23 @@
 //! Shared by the integration tests: contexts for every mode x engine, and descriptor inspection via /proc.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)] // each test file uses a different subset (the template is a macro)
 
 use std::path::Path;
 
 use io_engine::{IoEngine, IoEngineKind};
 use rand::{Rng, SeedableRng};
+use rstest_reuse::template;
 use virtual_file::{IoContext, IoMode};
+
+/// A test case for every IO mode x engine: `#[apply(io_matrix)]` on a test that takes `mode: IoMode`
+/// and `kind: IoEngineKind` (more `#[values]` may follow them).
+#[template]
+#[rstest]
+pub fn io_matrix(
+    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+}
 
 /// The engine of `kind`; must be called inside a tokio runtime (the ring engine starts its completion
 /// task there). An engine that cannot start here fails the test: both engines must work on this machine.
