@@ -7,20 +7,16 @@
 //! `BENCH_MIB`, `BENCH_REPEAT`, `BENCH_CAPS_KIB` (`64,1024`), `BENCH_APPEND` (8192), `BENCH_MODES`
 //! (`buffered,direct-rw`), `BENCH_ENGINE` (both).
 
+mod common;
+
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{bench_dir, env_or};
 use io_engine::{ConstAlign, DefaultAlign, IoBufferMut, IoEngine, IoEngineKind};
 use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
 use virtual_file::{IoContext, IoMode, VirtualFile};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn cpu_time() -> Duration {
     // SAFETY: `rusage` is plain old data; all-zero is a valid value.
@@ -113,9 +109,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let dir = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let dir = bench_dir();
     let mib: usize = env_or("BENCH_MIB", 1024);
     let repeat: usize = env_or("BENCH_REPEAT", 3);
     let append: usize = env_or("BENCH_APPEND", 8192);
