@@ -185,7 +185,8 @@ async fn read_task(
     lat
 }
 
-fn engine_case(
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_case(
     path: &Path,
     direct: bool,
     variant: Variant,
@@ -193,51 +194,44 @@ fn engine_case(
     blocks: u64,
     secs: f64,
 ) -> CaseResult {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let uring = |config: UringConfig| {
-            IoEngine::TokioEpollUring(UringEngine::launch(config).expect("io_uring engine"))
-        };
-        let engine = match variant {
-            Variant::Uring => uring(UringConfig::default()),
-            Variant::UringSharedRing => uring(UringConfig {
-                rings: 1,
-                ..UringConfig::default()
-            }),
-            Variant::UringNoFastPath => uring(UringConfig {
-                nowait_fast_path: false,
-                ..UringConfig::default()
-            }),
-            Variant::BarePread | Variant::StdFsInline | Variant::StdFsSpawnBlocking => {
-                IoEngine::std_fs()
-            }
-        };
-        let flags = libc::O_RDONLY | if direct { libc::O_DIRECT } else { 0 };
-        let fd = Arc::new(engine.open(path, flags, 0).await.unwrap());
-        let start = Instant::now();
-        let deadline = start + Duration::from_secs_f64(secs);
-        let handles: Vec<_> = (0..tasks)
-            .map(|i| {
-                tokio::spawn(read_task(
-                    engine.clone(),
-                    fd.clone(),
-                    variant == Variant::StdFsSpawnBlocking,
-                    blocks,
-                    deadline,
-                    i as u64 + 100,
-                ))
-            })
-            .collect();
-        let mut lat = Vec::new();
-        for h in handles {
-            lat.extend(h.await.unwrap());
+    let uring = |config: UringConfig| {
+        IoEngine::TokioEpollUring(UringEngine::launch(config).expect("io_uring engine"))
+    };
+    let engine = match variant {
+        Variant::Uring => uring(UringConfig::default()),
+        Variant::UringSharedRing => uring(UringConfig {
+            rings: 1,
+            ..UringConfig::default()
+        }),
+        Variant::UringNoFastPath => uring(UringConfig {
+            nowait_fast_path: false,
+            ..UringConfig::default()
+        }),
+        Variant::BarePread | Variant::StdFsInline | Variant::StdFsSpawnBlocking => {
+            IoEngine::std_fs()
         }
-        summarize(direct, variant, tasks, start.elapsed(), lat)
-    })
+    };
+    let flags = libc::O_RDONLY | if direct { libc::O_DIRECT } else { 0 };
+    let fd = Arc::new(engine.open(path, flags, 0).await.unwrap());
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            tokio::spawn(read_task(
+                engine.clone(),
+                fd.clone(),
+                variant == Variant::StdFsSpawnBlocking,
+                blocks,
+                deadline,
+                i as u64 + 100,
+            ))
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.unwrap());
+    }
+    summarize(direct, variant, tasks, start.elapsed(), lat)
 }
 
 /// fio's io_uring QD32 O_DIRECT 8 KiB random-read IOPS on the same file, if fio is installed.

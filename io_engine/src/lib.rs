@@ -20,6 +20,8 @@
 //!   turned back into an [`IoBufferMut`] with [`IoBuffer::into_mut`] when it is no longer shared.
 //! - [`IoBuf`] / [`IoBufMut`]: the `unsafe` traits the engines take; their contract is the stable-pointer
 //!   invariant. Implemented for `Vec<u8>`, [`bytes::Bytes`], [`bytes::BytesMut`] and the aligned buffers.
+//!   [`forward_io_buf!`] implements them for a wrapper around one buffer (a buffer with a guard or a
+//!   reservation attached).
 //! - [`Slice`] (a window of a buffer to read into) and [`FullSlice`] (initialized bytes to write).
 //!
 //! # Engines

@@ -177,6 +177,7 @@ fn a_waker_may_drop_or_poll_its_task_inside_wake() {
 }
 
 /// A buffer whose `Drop` panics, and whose `stable_ptr` panics if `ptr_panics`.
+/// Its `IoBuf` is hand-written (not `io_engine::forward_io_buf!`) for that panic.
 struct NastyBuf {
     inner: Vec<u8>,
     ptr_panics: bool,

@@ -205,23 +205,22 @@ proptest! {
     /// The in-memory layer against a `BTreeMap` model, for any seed, in every mode x engine.
     #[test]
     fn batches_match_a_model(seed in any::<u64>()) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            for engine in [IoEngineKind::StdFs, IoEngineKind::TokioEpollUring] {
-                for mode in [IoMode::Buffered, IoMode::Direct, IoMode::DirectRw] {
-                    let Some(ctx) = context(mode, engine) else {
-                        continue;
-                    };
-                    tokio::time::timeout(TEST_TIMEOUT, run_case(&ctx, seed, 3000))
-                        .await
-                        .unwrap_or_else(|_| panic!("{mode}/{engine} seed {seed}: timed out"));
-                }
-            }
-        });
+        every_mode_and_engine(seed);
+    }
+}
+
+/// The body of [`batches_match_a_model`] for one seed, on a runtime of its own.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_and_engine(seed: u64) {
+    for engine in [IoEngineKind::StdFs, IoEngineKind::TokioEpollUring] {
+        for mode in [IoMode::Buffered, IoMode::Direct, IoMode::DirectRw] {
+            let Some(ctx) = context(mode, engine) else {
+                continue;
+            };
+            tokio::time::timeout(TEST_TIMEOUT, run_case(&ctx, seed, 3000))
+                .await
+                .unwrap_or_else(|_| panic!("{mode}/{engine} seed {seed}: timed out"));
+        }
     }
 }
 

@@ -161,9 +161,9 @@ const PER_PROCESS: usize = 60;
 
 /// Not a test of its own: the body of a child process that the test below starts (twice, at once)
 /// with `--ignored --exact`; it uploads [`PER_PROCESS`] files named after its role.
-#[test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by two_processes_on_one_prefix_lose_nothing in child processes"]
-fn child_uploader() {
+async fn child_uploader() {
     let role = std::env::var(CHILD_ROLE_ENV).expect("started by the parent test");
     let prefix = std::env::var(CHILD_PREFIX_ENV).unwrap();
     let dir = PathBuf::from(std::env::var(CHILD_DIR_ENV).unwrap());
@@ -175,29 +175,22 @@ fn child_uploader() {
                 .expect("endpoint"),
         ),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ctx = common::default_context();
-        let options = RemoteOptions {
-            prefix,
-            ..common::test_options()
-        };
-        let remote = Arc::new(RemoteStorage::connect(&config, options).await.unwrap());
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..PER_PROCESS {
-            let name = format!("layer-{role}-{i:03}");
-            let path = common::write_blob(&dir, &name, 1024 + i, i as u64);
-            let (remote, ctx) = (Arc::clone(&remote), ctx.clone());
-            tasks.spawn(async move { remote.upload_layer(&ctx, &path, &name).await.unwrap() });
-        }
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap();
-        }
-    });
+    let ctx = common::default_context();
+    let options = RemoteOptions {
+        prefix,
+        ..common::test_options()
+    };
+    let remote = Arc::new(RemoteStorage::connect(&config, options).await.unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..PER_PROCESS {
+        let name = format!("layer-{role}-{i:03}");
+        let path = common::write_blob(&dir, &name, 1024 + i, i as u64);
+        let (remote, ctx) = (Arc::clone(&remote), ctx.clone());
+        tasks.spawn(async move { remote.upload_layer(&ctx, &path, &name).await.unwrap() });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
 }
 
 /// Two processes upload to one prefix at once (S3: conditional writes; local backend: the file lock):

@@ -6,7 +6,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{count_fds_under, temp_files};
+use common::temp_files;
+use io_engine::test_support::open_descriptors_under;
 use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, IoEngine, IoEngineKind};
 use rstest::rstest;
 use test_runner::layer_set::{verify_dir, write_layer};
@@ -132,7 +133,11 @@ async fn faults_through_the_layer_writers(
     plan.clear();
 
     drop(ctx);
-    assert_eq!(count_fds_under(dir.path()), 0, "{what}: descriptors leaked");
+    assert_eq!(
+        open_descriptors_under(dir.path()).unwrap(),
+        0,
+        "{what}: descriptors leaked"
+    );
 }
 
 #[rstest]
@@ -187,5 +192,5 @@ async fn faults_through_the_buffered_writer(
         "acknowledged bytes intact"
     );
     drop(ctx);
-    assert_eq!(count_fds_under(dir.path()), 0);
+    assert_eq!(open_descriptors_under(dir.path()).unwrap(), 0);
 }

@@ -7,20 +7,16 @@
 //! `BENCH_MIB`, `BENCH_REPEAT`, `BENCH_CAPS_KIB` (`64,1024`), `BENCH_APPEND` (8192), `BENCH_MODES`
 //! (`buffered,direct-rw`), `BENCH_ENGINE` (both).
 
+mod common;
+
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{bench_dir, env_or};
 use io_engine::{ConstAlign, DefaultAlign, IoBufferMut, IoEngine, IoEngineKind};
 use virtual_file::buffered_writer::{BufferedWriter, BufferedWriterOptions, ShutdownMode};
 use virtual_file::{IoContext, IoMode, VirtualFile};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn cpu_time() -> Duration {
     // SAFETY: `rusage` is plain old data; all-zero is a valid value.
@@ -112,10 +108,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
-    let dir = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = bench_dir();
     let mib: usize = env_or("BENCH_MIB", 1024);
     let repeat: usize = env_or("BENCH_REPEAT", 3);
     let append: usize = env_or("BENCH_APPEND", 8192);
@@ -137,60 +132,53 @@ fn main() {
         "{:<10} {:<18} {:>7} {:>9} {:>10} {:>9} {:>10} {:>7}",
         "mode", "engine", "cap KiB", "MiB/s", "CPU s/GiB", "ref MiB/s", "ref s/GiB", "ratio"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut engines = vec![IoEngine::std_fs()];
-        match IoEngine::launch(IoEngineKind::TokioEpollUring) {
-            Ok(e) => engines.push(e),
-            Err(e) => println!("tokio-epoll-uring skipped: {e}"),
-        }
-        // warm-up: the first write after boot faults memory in lazily
-        reference(&path, bytes.min(256 << 20), 1 << 20, false);
-        let modes: Vec<IoMode> = std::env::var("BENCH_MODES")
-            .unwrap_or_else(|_| "buffered,direct-rw".into())
-            .split(',')
-            .filter_map(|m| m.trim().parse().ok())
-            .collect();
-        let only_engine: Option<IoEngineKind> = std::env::var("BENCH_ENGINE")
-            .ok()
-            .and_then(|e| e.parse().ok());
-        engines.retain(|e| only_engine.is_none_or(|k| e.kind() == k));
-        for mode in modes {
-            for engine in &engines {
-                let ctx = IoContext::builder()
-                    .engine(engine.clone())
-                    .mode(mode)
-                    .build()
-                    .unwrap();
-                for &cap in &caps {
-                    let (mut o, mut r, mut ocpu, mut rcpu) = (vec![], vec![], vec![], vec![]);
-                    for _ in 0..repeat {
-                        let a = ours(&ctx, &path, bytes, cap, append).await;
-                        let b = reference(&path, bytes, cap, mode == IoMode::DirectRw);
-                        let gib = bytes as f64 / (1u64 << 30) as f64;
-                        o.push(mib as f64 / a.wall.as_secs_f64());
-                        r.push(mib as f64 / b.wall.as_secs_f64());
-                        ocpu.push(a.cpu.as_secs_f64() / gib);
-                        rcpu.push(b.cpu.as_secs_f64() / gib);
-                    }
-                    let (o, r) = (median(o), median(r));
-                    println!(
-                        "{:<10} {:<18} {:>7} {:>9.0} {:>10.2} {:>9.0} {:>10.2} {:>6.2}x",
-                        mode.to_string(),
-                        engine.kind().to_string(),
-                        cap / 1024,
-                        o,
-                        median(ocpu),
-                        r,
-                        median(rcpu),
-                        o / r
-                    );
+    let mut engines = vec![IoEngine::std_fs()];
+    match IoEngine::launch(IoEngineKind::TokioEpollUring) {
+        Ok(e) => engines.push(e),
+        Err(e) => println!("tokio-epoll-uring skipped: {e}"),
+    }
+    // warm-up: the first write after boot faults memory in lazily
+    reference(&path, bytes.min(256 << 20), 1 << 20, false);
+    let modes: Vec<IoMode> = std::env::var("BENCH_MODES")
+        .unwrap_or_else(|_| "buffered,direct-rw".into())
+        .split(',')
+        .filter_map(|m| m.trim().parse().ok())
+        .collect();
+    let only_engine: Option<IoEngineKind> = std::env::var("BENCH_ENGINE")
+        .ok()
+        .and_then(|e| e.parse().ok());
+    engines.retain(|e| only_engine.is_none_or(|k| e.kind() == k));
+    for mode in modes {
+        for engine in &engines {
+            let ctx = IoContext::builder()
+                .engine(engine.clone())
+                .mode(mode)
+                .build()
+                .unwrap();
+            for &cap in &caps {
+                let (mut o, mut r, mut ocpu, mut rcpu) = (vec![], vec![], vec![], vec![]);
+                for _ in 0..repeat {
+                    let a = ours(&ctx, &path, bytes, cap, append).await;
+                    let b = reference(&path, bytes, cap, mode == IoMode::DirectRw);
+                    let gib = bytes as f64 / (1u64 << 30) as f64;
+                    o.push(mib as f64 / a.wall.as_secs_f64());
+                    r.push(mib as f64 / b.wall.as_secs_f64());
+                    ocpu.push(a.cpu.as_secs_f64() / gib);
+                    rcpu.push(b.cpu.as_secs_f64() / gib);
                 }
+                let (o, r) = (median(o), median(r));
+                println!(
+                    "{:<10} {:<18} {:>7} {:>9.0} {:>10.2} {:>9.0} {:>10.2} {:>6.2}x",
+                    mode.to_string(),
+                    engine.kind().to_string(),
+                    cap / 1024,
+                    o,
+                    median(ocpu),
+                    r,
+                    median(rcpu),
+                    o / r
+                );
             }
         }
-    });
+    }
 }

@@ -5,22 +5,17 @@
 //! `cargo bench -p virtual_file --bench cached_read`. Environment: `BENCH_DIR` (system temp dir),
 //! `BENCH_FILE_MIB` (256), `BENCH_READS` (1,000,000 per case), `BENCH_ROUNDS` (3, alternating).
 
+mod common;
+
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::{bench_dir, env_or};
 use io_engine::{IoBufferMut, IoEngine, IoEngineKind, Slice};
 use rand::{Rng, SeedableRng};
 use virtual_file::{IoContext, IoMode, VirtualFile};
 
 const BLOCK: usize = 8192;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn offsets(n: usize, blocks: u64) -> Vec<u64> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
@@ -61,9 +56,7 @@ async fn ours(file: &VirtualFile, offs: &[u64]) -> Duration {
 }
 
 fn main() {
-    let dir = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let dir = bench_dir();
     let mib: usize = env_or("BENCH_FILE_MIB", 256);
     let reads: usize = env_or("BENCH_READS", 1_000_000);
     let rounds: usize = env_or("BENCH_ROUNDS", 3);

@@ -6,7 +6,8 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{count_fds_under, engine, pattern};
+use common::{engine, pattern};
+use io_engine::test_support::open_descriptors_under;
 use io_engine::{FullSlice, IoBufferMut, IoEngineKind, Slice};
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
@@ -59,7 +60,7 @@ async fn many_files_few_slots(
         std::thread::spawn(move || {
             let mut samples = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                max_seen.fetch_max(count_fds_under(&dir), Ordering::Relaxed);
+                max_seen.fetch_max(open_descriptors_under(&dir).unwrap(), Ordering::Relaxed);
                 samples += 1;
             }
             samples
@@ -122,7 +123,7 @@ async fn many_files_few_slots(
     );
     drop(files);
     assert_eq!(
-        count_fds_under(dir.path()),
+        open_descriptors_under(dir.path()).unwrap(),
         0,
         "dropping the files closes their descriptors"
     );

@@ -86,6 +86,70 @@ macro_rules! io_buf_mut_from_methods {
     };
 }
 
+/// Implements [`IoBuf`] (and, if asked, [`IoBufMut`]) for a wrapper around one buffer by forwarding
+/// every method to that field: `forward_io_buf!(IoBuf, IoBufMut for PageBuf => buf)` for a wrapper
+/// whose field `buf` is an [`IoBufMut`], `forward_io_buf!(IoBuf for Guarded<B: IoBuf> => buf)` for a
+/// read-only one (one type parameter, one bound, may be given). For buffers that carry something along
+/// with the memory they lend the engine: a reservation, a guard, a drop counter.
+///
+/// Nothing to write at the invocation: the safety of the generated `unsafe impl`s follows from the
+/// field's own. The wrapper's memory is the inner buffer's alone, so the field's stable-pointer
+/// invariant is the wrapper's: the field lives exactly as long as the wrapper, its memory does not move
+/// when the wrapper (and so the field) is moved, and while an engine owns the wrapper it owns the field,
+/// so no other path reaches that memory. The wrapper's other fields are no part of the buffer. There is
+/// no form for [`IoBufMut`] alone: its promise is about the wrapper's `bytes_total()`, so a wrapper with
+/// a hand-written [`IoBuf`] writes its [`IoBufMut`] by hand too.
+///
+/// ```
+/// use io_engine::{IoBuf, IoBufMut};
+///
+/// /// A buffer that knows which request it belongs to.
+/// struct Tagged {
+///     buf: Vec<u8>,
+///     request: u64,
+/// }
+/// io_engine::forward_io_buf!(IoBuf, IoBufMut for Tagged => buf);
+///
+/// let mut t = Tagged { buf: Vec::with_capacity(8), request: 7 };
+/// assert_eq!((t.bytes_init(), t.bytes_total() >= 8), (0, true));
+/// assert_eq!(t.stable_mut_ptr().cast_const(), t.buf.as_ptr());
+/// # assert_eq!(t.request, 7);
+/// ```
+#[macro_export]
+macro_rules! forward_io_buf {
+    (IoBuf for $ty:ident $(<$g:ident: $bound:path>)? => $field:ident) => {
+        // SAFETY: every pointer and length is the field's, whose type implements `IoBuf`: the wrapper's
+        // memory is the field's alone, so the field's stable-pointer invariant is the wrapper's (see
+        // `forward_io_buf!`).
+        unsafe impl$(<$g: $bound>)? $crate::IoBuf for $ty$(<$g>)? {
+            fn stable_ptr(&self) -> *const u8 {
+                $crate::IoBuf::stable_ptr(&self.$field)
+            }
+            fn bytes_init(&self) -> usize {
+                $crate::IoBuf::bytes_init(&self.$field)
+            }
+            fn bytes_total(&self) -> usize {
+                $crate::IoBuf::bytes_total(&self.$field)
+            }
+        }
+    };
+    (IoBuf, IoBufMut for $ty:ident $(<$g:ident: $bound:path>)? => $field:ident) => {
+        $crate::forward_io_buf!(IoBuf for $ty $(<$g: $bound>)? => $field);
+        // SAFETY: as for `IoBuf`: the writable memory is the field's alone, and the field's type
+        // implements `IoBufMut`.
+        unsafe impl$(<$g: $bound>)? $crate::IoBufMut for $ty$(<$g>)? {
+            fn stable_mut_ptr(&mut self) -> *mut u8 {
+                $crate::IoBufMut::stable_mut_ptr(&mut self.$field)
+            }
+            unsafe fn set_init(&mut self, pos: usize) {
+                // SAFETY: the caller's guarantee (`[0, pos)` initialized, `pos <= bytes_total()`) is
+                // about the field, whose `bytes_total()` the wrapper's is.
+                unsafe { $crate::IoBufMut::set_init(&mut self.$field, pos) }
+            }
+        }
+    };
+}
+
 // SAFETY: a `Vec`'s heap pointer does not change when the `Vec` is moved, and nothing reallocates it
 // while the engine owns it.
 io_buf_from_methods!(Vec<u8>, total = capacity);

@@ -23,9 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tempfile::TempDir;
 
-use io_engine::{
-    ConstAlign, IoBuf, IoBufMut, IoBufferMut, IoEngine, IoFd, Slice, UringConfig, UringEngine,
-};
+use io_engine::{ConstAlign, IoBufferMut, IoEngine, IoFd, Slice, UringConfig, UringEngine};
 
 /// The longest any wait in these tests may take before the test fails as hung.
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -125,30 +123,7 @@ impl Drop for CountedBuf {
     }
 }
 
-// SAFETY: delegates to `IoBufferMut`, which upholds the stable-pointer invariant; the wrapper neither
-// moves nor reallocates the memory.
-unsafe impl IoBuf for CountedBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.inner.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.inner.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.inner.bytes_total()
-    }
-}
-
-// SAFETY: as above.
-unsafe impl IoBufMut for CountedBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.inner.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller's guarantee is passed on unchanged.
-        unsafe { self.inner.set_init(pos) }
-    }
-}
+io_engine::forward_io_buf!(IoBuf, IoBufMut for CountedBuf => inner);
 
 /// A `tracing` subscriber that counts `WARN` events ([`TestSubscriber::counting`]), or panics at every
 /// event ([`TestSubscriber::panicking`]). No extra dependency needed.

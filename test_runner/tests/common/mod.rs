@@ -64,21 +64,6 @@ pub fn context(mode: IoMode, engine: IoEngineKind) -> IoContext {
         .expect("context")
 }
 
-/// Number of this process's descriptors whose target is under `dir` (lists first, then resolves, opening
-/// nothing while resolving).
-pub fn count_fds_under(dir: &Path) -> usize {
-    let entries: Vec<_> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries
-        .iter()
-        .filter_map(|p| std::fs::read_link(p).ok())
-        .filter(|t| t.starts_with(dir))
-        .count()
-}
-
 /// Files in `dir` whose name ends with the temp suffix.
 pub fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)

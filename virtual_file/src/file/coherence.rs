@@ -226,17 +226,5 @@ pub(crate) struct GuardedBuf<B> {
     pub(crate) guard: MutationGuard,
 }
 
-// SAFETY: every pointer and length is `buf`'s, and `buf: IoBuf` keeps the stable-pointer invariant: its
-// memory does not move when `GuardedBuf` (and so `buf`) is moved, and is not changed through any other
-// path while the engine owns it. The guard touches no part of the buffer.
-unsafe impl<B: IoBuf> IoBuf for GuardedBuf<B> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.buf.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.buf.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.buf.bytes_total()
-    }
-}
+// The engine gets `buf`'s memory only; the guard touches no part of it.
+io_engine::forward_io_buf!(IoBuf for GuardedBuf<B: IoBuf> => buf);

@@ -14,7 +14,7 @@
 //! A `Loading` slot marked `stale` (a mutation dropped its page meanwhile) is not kept when its read
 //! completes.
 
-use io_engine::{IoBuf, IoBufMut, IoBufferMut};
+use io_engine::IoBufferMut;
 
 use crate::memory_budget::Reservation;
 
@@ -55,28 +55,5 @@ impl PageBuf {
     }
 }
 
-// SAFETY: every pointer and length is `buf`'s (`IoBufferMut` keeps the stable-pointer invariant: its heap
-// allocation does not move with the value and is not reallocated while an engine owns it); the
-// reservation is plain bookkeeping that touches no part of the buffer.
-unsafe impl IoBuf for PageBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.buf.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.buf.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.buf.bytes_total()
-    }
-}
-
-// SAFETY: as for `IoBuf`: the writable memory is `buf`'s alone.
-unsafe impl IoBufMut for PageBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.buf.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: the caller's guarantee (`[0, pos)` initialized, `pos <= bytes_total()`) is about `buf`.
-        unsafe { self.buf.set_init(pos) }
-    }
-}
+// The engine gets `buf`'s memory only; the reservation is plain bookkeeping that touches no part of it.
+io_engine::forward_io_buf!(IoBuf, IoBufMut for PageBuf => buf);

@@ -62,19 +62,3 @@ pub fn fds_under(dir: &Path) -> Vec<(i32, std::path::PathBuf, u32)> {
     }
     out
 }
-
-/// Number of this process's descriptors that point into `dir`. Lists `/proc/self/fd` first, then
-/// resolves the links without opening anything, so the count is not inflated by descriptors this
-/// function opens itself. Call it from one sampler at a time.
-pub fn count_fds_under(dir: &Path) -> usize {
-    let entries: Vec<_> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries
-        .iter()
-        .filter_map(|p| std::fs::read_link(p).ok())
-        .filter(|t| t.starts_with(dir))
-        .count()
-}
