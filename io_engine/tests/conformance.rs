@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use io_engine::{ConstAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, IoFd, Slice};
 use rand::{Rng, SeedableRng};
-use rstest::rstest;
+use rstest_reuse::apply;
 
 mod common;
-use common::vec_windows;
+use common::{every_engine, vec_windows};
 
 /// The engine `kind`, explicitly (an io_uring engine that cannot start fails the test). Called inside
 /// the test's tokio runtime, where the io_uring engine spawns its reaper.
@@ -54,11 +54,9 @@ async fn read_all(e: &IoEngine, fd: &Arc<IoFd>, offset: u64, len: usize) -> Vec<
     buf
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_then_read_many_offsets_and_sizes(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn write_then_read_many_offsets_and_sizes(kind: IoEngineKind) {
     let (e, _dir, path) = setup(kind, "f");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT).await;
     let mut model = Vec::new();
@@ -111,11 +109,9 @@ async fn write_then_read_many_offsets_and_sizes(
     }
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test]
-async fn reads_past_and_across_eof(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn reads_past_and_across_eof(kind: IoEngineKind) {
     let (e, _dir, path) = setup(kind, "f");
     std::fs::write(&path, b"0123456789").unwrap();
     let fd = open(&e, &path, libc::O_RDONLY).await;
@@ -129,11 +125,9 @@ async fn reads_past_and_across_eof(
     assert_eq!(s.into_inner(), b"6789");
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test]
-async fn o_direct_aligned_round_trip(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn o_direct_aligned_round_trip(kind: IoEngineKind) {
     let (e, _dir, path) = setup(kind, "direct");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT | libc::O_DIRECT).await;
     let stat = e.statx(&fd).await.unwrap();
@@ -160,11 +154,9 @@ async fn o_direct_aligned_round_trip(
     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EINVAL));
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vectored_round_trip(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn vectored_round_trip(kind: IoEngineKind) {
     let (e, _dir, path) = setup(kind, "v");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT).await;
     let parts = [
@@ -185,11 +177,9 @@ async fn vectored_round_trip(
     assert_eq!(got, all);
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test]
-async fn errors_are_the_kernels(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn errors_are_the_kernels(kind: IoEngineKind) {
     let e = engine(kind);
     let dir = tempfile::tempdir().unwrap();
     let missing = e.open(&dir.path().join("missing"), libc::O_RDONLY, 0).await;
@@ -212,11 +202,9 @@ async fn errors_are_the_kernels(
     );
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test]
-async fn metadata_ops_match_std(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn metadata_ops_match_std(kind: IoEngineKind) {
     let (e, _dir, path) = setup(kind, "m");
     let fd = open(&e, &path, libc::O_RDWR | libc::O_CREAT).await;
     e.ftruncate(&fd, 12_345).await.unwrap();
@@ -239,11 +227,9 @@ async fn metadata_ops_match_std(
     e.fdatasync(&fd).await.unwrap();
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rename_and_unlink(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn rename_and_unlink(kind: IoEngineKind) {
     use io_engine::RenameMode;
     let e = engine(kind);
     let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@
 //! - **No timing assumptions.** Tests wait for a condition ([`eventually`]), never for a fixed time,
 //!   and every wait is bounded by [`HANG_GUARD`] so that a bug fails the test instead of hanging it.
 
-#![allow(dead_code)] // each test file uses a different subset
+#![allow(dead_code, unused_macros)] // each test file uses a different subset (the template is a macro)
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +24,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tempfile::TempDir;
 
 use io_engine::{ConstAlign, IoBufferMut, IoEngine, IoFd, Slice, UringConfig, UringEngine};
+
+/// A test case for each engine: `#[apply(every_engine)]` on a test that takes `kind: IoEngineKind`.
+#[rstest_reuse::template]
+#[rstest::rstest]
+pub fn every_engine(
+    #[values(
+        io_engine::IoEngineKind::StdFs,
+        io_engine::IoEngineKind::TokioEpollUring
+    )]
+    kind: io_engine::IoEngineKind,
+) {
+}
 
 /// The longest any wait in these tests may take before the test fails as hung.
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
