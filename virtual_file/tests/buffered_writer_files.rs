@@ -3,6 +3,9 @@
 
 mod common;
 
+use common::write_matrix;
+use rstest_reuse::apply;
+
 use common::{context, pattern};
 use io_engine::{DefaultAlign, IoBufferMut, IoEngineKind, Slice};
 use rand::{Rng, SeedableRng};
@@ -91,12 +94,9 @@ async fn shutdown_modes_on_real_files(
     assert!(on_disk[..start as usize].iter().all(|&b| b == 0));
 }
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_while_writing_through_a_real_reader(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn read_while_writing_through_a_real_reader(mode: IoMode, kind: IoEngineKind) {
     let ctx = context(mode, kind);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("eph");

@@ -3,6 +3,9 @@
 
 mod common;
 
+use common::write_matrix;
+use rstest_reuse::apply;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -21,12 +24,9 @@ const FILE_LEN: usize = 8192;
 /// no other test in the process opens and closes descriptors meanwhile.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_files_few_slots(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn many_files_few_slots(mode: IoMode, kind: IoEngineKind) {
     let _serial = SERIAL.lock().await;
     let ctx = IoContext::builder()
         .engine(engine(kind))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::io_matrix;
+use common::{io_matrix, write_matrix};
 use rstest_reuse::apply;
 
 use std::path::Path;
@@ -116,12 +116,9 @@ async fn reopen_after_eviction_checks_identity(mode: IoMode, kind: IoEngineKind)
     .expect("test timed out");
 }
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test]
-async fn open_again_read_only_checks_identity(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn open_again_read_only_checks_identity(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(TIMEOUT, async {
         let ctx = common::context(mode, kind);
         let dir = tempfile::tempdir().unwrap();
@@ -244,11 +241,11 @@ async fn temp_files_are_unique_exclusive_and_persist_without_replacing(
     .expect("test timed out");
 }
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test]
 async fn a_dropped_writer_s_temp_file_is_removed_by_its_flush_task(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
 ) {
     tokio::time::timeout(TIMEOUT, async {
         // one slot: the writer's descriptor is evicted by the reader, so its writes reopen by path
@@ -281,12 +278,9 @@ async fn a_dropped_writer_s_temp_file_is_removed_by_its_flush_task(
 /// An exclusive create whose open fails after the file was made (here the `statx` that records its
 /// identity) removes the file again: a failed create leaves nothing behind, and a plain open that
 /// fails the same way removes nothing.
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test]
-async fn a_create_that_fails_after_the_open_leaves_no_file(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_create_that_fails_after_the_open_leaves_no_file(mode: IoMode, kind: IoEngineKind) {
     use io_engine::{Fault, FaultOp, FaultPlan, FaultRule, IoEngine};
     tokio::time::timeout(TIMEOUT, async {
         let plan = FaultPlan::new([]);
@@ -329,12 +323,9 @@ async fn a_create_that_fails_after_the_open_leaves_no_file(
 /// that gets the same inode number: the old handle's reopen is refused (the birth time differs), the
 /// new file's handles never see the old file's cached pages, and dropping the old handle while the new
 /// file is opened does not wedge the process-wide registry of files.
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reused_inode_is_another_file(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_reused_inode_is_another_file(mode: IoMode, kind: IoEngineKind) {
     use std::os::unix::fs::MetadataExt;
     tokio::time::timeout(TIMEOUT, async {
         let ctx = one_slot_context(mode, kind);

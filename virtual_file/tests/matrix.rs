@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::io_matrix;
+use common::{io_matrix, write_matrix};
 use rstest_reuse::apply;
 
 use common::{context, fds_under, pattern};
@@ -245,12 +245,9 @@ async fn open_errors_carry_context(
     assert!(err.to_string().contains("write"), "{err}");
 }
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test]
-async fn rename_then_reopen_and_remove(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn rename_then_reopen_and_remove(mode: IoMode, kind: IoEngineKind) {
     // one cache slot: every switch between the two files evicts the other, so IO on the renamed file
     // must reopen it under its new name
     let ctx = virtual_file::IoContext::builder()

@@ -3,6 +3,9 @@
 
 mod common;
 
+use common::write_matrix;
+use rstest_reuse::apply;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +20,9 @@ use virtual_file::{Consumer, IoContext, IoMode, MemoryBudgetError, VirtualFile, 
 const T: Duration = Duration::from_secs(120);
 const BUDGET: usize = 1 << 20;
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writers_readers_and_cache_stay_within_the_budget(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn writers_readers_and_cache_stay_within_the_budget(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(T, async {
         let ctx = IoContext::builder()
             .engine(engine(kind))

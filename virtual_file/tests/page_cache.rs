@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::io_matrix;
+use common::{io_matrix, write_matrix};
 use rstest_reuse::apply;
 
 use std::sync::Arc;
@@ -167,12 +167,9 @@ async fn a_reused_path_never_hits_old_pages(mode: IoMode, kind: IoEngineKind) {
     assert_eq!(ctx.page_cache_metrics().device_reads, again.device_reads);
 }
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test]
-async fn writes_drop_the_pages_they_change(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn writes_drop_the_pages_they_change(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind, 64);
     let dir = tempfile::tempdir().unwrap();
     let f = VirtualFile::create(&ctx, dir.path().join("f"))
@@ -204,12 +201,9 @@ async fn writes_drop_the_pages_they_change(
     assert!(f.read_cached_at(0, &mut more).await.is_err());
 }
 
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_budget_of_three_pages_serves_many_readers(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_budget_of_three_pages_serves_many_readers(mode: IoMode, kind: IoEngineKind) {
     tokio::time::timeout(T, async {
         let ctx = ctx(mode, kind, 3);
         let dir = tempfile::tempdir().unwrap();
@@ -287,12 +281,9 @@ async fn written_pages_are_read_back_from_memory(
 
 /// A write future dropped after its first poll (the io_uring engine still has the write) drops the
 /// written pages again once the kernel is done: a read after that sees what the file holds.
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_write_drops_its_pages_when_the_kernel_is_done(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn a_dropped_write_drops_its_pages_when_the_kernel_is_done(mode: IoMode, kind: IoEngineKind) {
     let ctx = ctx(mode, kind, 64);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::io_matrix;
+use common::{io_matrix, write_matrix};
 use rstest_reuse::apply;
 
 use std::time::Duration;
@@ -140,11 +140,11 @@ async fn a_short_budget_spills_the_oldest_buffers(mode: IoMode, kind: IoEngineKi
 
 /// A writer nobody appends to any more holds most of the budget: another consumer that waits for memory
 /// makes it write its buffers and give the memory back (no deadlock), and its bytes still read back.
-#[rstest]
+#[apply(write_matrix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_spilling_writer_gives_memory_to_a_waiting_consumer(
-    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+    mode: IoMode,
+    kind: IoEngineKind,
 ) {
     tokio::time::timeout(T, async {
         let budget = 16 * CAP;

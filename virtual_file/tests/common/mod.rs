@@ -19,6 +19,17 @@ pub fn io_matrix(
 ) {
 }
 
+/// A test case for each kind of write descriptor x engine: buffered and direct-rw (`direct` mode writes
+/// through buffered descriptors, as buffered mode does). `#[apply(write_matrix)]` on a test that takes
+/// `mode: IoMode` and `kind: IoEngineKind`.
+#[template]
+#[rstest]
+pub fn write_matrix(
+    #[values(IoMode::Buffered, IoMode::DirectRw)] mode: IoMode,
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+}
+
 /// The engine of `kind`; must be called inside a tokio runtime (the ring engine starts its completion
 /// task there). An engine that cannot start here fails the test: both engines must work on this machine.
 pub fn engine(kind: IoEngineKind) -> IoEngine {
