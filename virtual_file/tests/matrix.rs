@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{io_matrix, write_matrix};
+use common::{every_engine, io_matrix, write_matrix};
 use rstest_reuse::apply;
 
 use common::{context, fds_under, pattern};
@@ -146,11 +146,9 @@ async fn o_direct_flag_follows_the_table(mode: IoMode, kind: IoEngineKind) {
     drop((writer, reader));
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test]
-async fn misaligned_direct_io_is_refused_before_any_syscall(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn misaligned_direct_io_is_refused_before_any_syscall(kind: IoEngineKind) {
     let ctx = context(IoMode::DirectRw, kind);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
@@ -217,11 +215,9 @@ async fn misaligned_direct_io_is_refused_before_any_syscall(
     );
 }
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test]
-async fn open_errors_carry_context(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn open_errors_carry_context(kind: IoEngineKind) {
     let ctx = context(IoMode::Buffered, kind);
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");

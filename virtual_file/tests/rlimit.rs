@@ -3,19 +3,18 @@
 
 mod common;
 
-use common::{context, pattern};
+use common::{context, every_engine, pattern};
 use io_engine::{FullSlice, IoEngineKind, Slice};
 use rstest::rstest;
+use rstest_reuse::apply;
 use virtual_file::{IoContext, IoMode, VirtualFile};
 
 /// The limit is process-wide: the cases of this binary run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-#[rstest]
+#[apply(every_engine)]
 #[tokio::test]
-async fn works_with_nofile_below_file_count(
-    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
-) {
+async fn works_with_nofile_below_file_count(kind: IoEngineKind) {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let base = context(IoMode::Buffered, kind);

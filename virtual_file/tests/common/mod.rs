@@ -30,6 +30,14 @@ pub fn write_matrix(
 ) {
 }
 
+/// A test case for each engine: `#[apply(every_engine)]` on a test that takes `kind: IoEngineKind`.
+#[template]
+#[rstest]
+pub fn every_engine(
+    #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
+) {
+}
+
 /// The engine of `kind`; must be called inside a tokio runtime (the ring engine starts its completion
 /// task there). An engine that cannot start here fails the test: both engines must work on this machine.
 pub fn engine(kind: IoEngineKind) -> IoEngine {
