@@ -54,13 +54,16 @@ fn checker_finds_upward_imports_and_root_reexports() {
         ),
         (
             "lower.rs",
-            "pub struct Low;\nfn f() -> crate::upper::thing::Top { todo!() }\nuse crate::Low as _L;\n\
+            "pub struct Low;\nfn f(_: crate::upper::thing::Top) {}\nuse crate::Low as _L;\n\
              #[cfg(test)]\nmod tests { use crate::upper::thing::Top; }\n",
         ),
         // through the hub `upper`, whose one child is on floor 1: fine from floor 2
         ("top.rs", "use crate::upper::Top;\npub fn g(_: Top) {}\n"),
         ("upper/mod.rs", "mod thing;\npub use thing::Top;\n"),
-        ("upper/thing.rs", "use super::super::lower::Low;\npub struct Top(Low);\n"),
+        (
+            "upper/thing.rs",
+            "use super::super::lower::Low;\npub struct Top(Low);\n",
+        ),
     ];
     for (name, text) in files {
         std::fs::write(src.join(name), text).unwrap();
