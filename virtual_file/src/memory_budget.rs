@@ -58,6 +58,8 @@ pub enum Consumer {
     ReadBuffers,
     /// Pages of the page cache.
     PageCache,
+    /// Buffers of object-store transfers in flight (parts being written, body chunks being read).
+    StoreTransfers,
 }
 
 /// Why a reservation was refused.

@@ -20,6 +20,10 @@ pub struct FileStat {
     /// When the inode was created (`STATX_BTIME`: seconds and nanoseconds since the epoch), if the file
     /// system reports it: with `dev` and `ino`, it tells a file from a later one that reuses its inode.
     pub birth: Option<(i64, u32)>,
+    /// When the data last changed (`stx_mtime`: seconds and nanoseconds since the epoch).
+    pub modified: (i64, u32),
+    /// File type and permission bits (`stx_mode`, as in `st_mode`).
+    pub mode: u32,
 }
 
 /// `O_DIRECT` alignment requirements reported by `statx(STATX_DIOALIGN)`.
@@ -53,6 +57,8 @@ impl FileStat {
             ino: stx.stx_ino,
             birth: (stx.stx_mask & libc::STATX_BTIME != 0)
                 .then_some((stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec)),
+            modified: (stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec),
+            mode: u32::from(stx.stx_mode),
         }
     }
 }

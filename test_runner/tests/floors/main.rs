@@ -14,6 +14,7 @@ mod remote_storage;
 mod s3_test_server;
 mod test_runner;
 mod virtual_file;
+mod virtual_file_store;
 
 use std::path::{Path, PathBuf};
 
@@ -123,6 +124,7 @@ fn checker_finds_upward_imports_and_root_reexports() {
 #[case::s3_test_server("s3_test_server", s3_test_server::FLOORS)]
 #[case::bench_ingest("bench_ingest", bench_ingest::FLOORS)]
 #[case::test_runner("test_runner", test_runner::FLOORS)]
+#[case::virtual_file_store("virtual_file_store", virtual_file_store::FLOORS)]
 fn crate_keeps_its_floors(#[case] crate_dir: &str, #[case] floors: &[&[&str]]) {
     assert_floors(crate_dir, floors);
 }
