@@ -6,8 +6,8 @@
 //!   bytes belong to one version even while the object is replaced. (Attributes are read by path and
 //!   may belong to a newer version if the object is replaced between the open and that read.)
 //! - A body is a stream of chunks of at most [`TRANSFER_CHUNK`] bytes, [`READ_AHEAD`] reads in flight
-//!   ahead of the consumer, never the whole object in memory; every chunk's buffer is paid from the
-//!   memory budget until the consumer drops it.
+//!   ahead of the consumer, never the whole object in memory; every read's buffer is paid from the
+//!   memory budget while the read is in flight (what the consumer keeps is its own memory).
 //! - With `O_DIRECT` a range is read as the aligned range around it and the wanted bytes are handed out
 //!   without a copy (a `Bytes` over the aligned buffer). Point reads (ranges of at most
 //!   [`POINT_READ_MAX`] bytes) of `O_DIRECT` files go through the context's page cache instead.
@@ -131,7 +131,7 @@ pub(crate) async fn read_range(
     }
     tb.restore(buf);
     let skip = (range.start - start) as usize;
-    Ok(Bytes::from_owner(tb).slice(skip..skip + len as usize))
+    Ok(tb.into_bytes(skip..skip + len as usize))
 }
 
 /// The body of `range` as a stream of chunks with reads in flight ahead of the consumer.

@@ -173,7 +173,7 @@ pub(crate) async fn put_part(
             (side, 0)
         }
     };
-    file.write_part(offset, &data)
+    file.spawn_part(offset, data)
         .await
         .map_err(|e| e.into_object_store(loc))?;
     Ok(PartId {
@@ -201,6 +201,7 @@ async fn copy_side(
     len: u64,
     offset: u64,
 ) -> Result<(), StoreError> {
+    side.wait_parts().await;
     side.check_not_failed()?;
     side.finish_sectors(len).await?;
     let step = TRANSFER_CHUNK as u64 / 2;
@@ -279,6 +280,7 @@ async fn complete_inner(
     }
     // side parts are done with; their temp files go when dropped
     u.parts.clear();
+    u.file.wait_parts().await;
     let file = Arc::clone(&u.file);
     let attributes = u.attributes.clone();
     drop(u);

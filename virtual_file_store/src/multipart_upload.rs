@@ -63,9 +63,11 @@ impl FileUpload {
         }
     }
 
-    /// The upload's file, alone: `PartsInFlight` while part futures still hold it.
-    fn take_file(&mut self) -> Result<UploadFile, StoreError> {
+    /// The upload's file, alone, once its part tasks have ended: `PartsInFlight` if anything else still
+    /// holds it.
+    async fn take_file(&mut self) -> Result<UploadFile, StoreError> {
         let file = self.file.take().ok_or_else(|| self.finished())?;
+        file.wait_parts().await;
         Arc::try_unwrap(file).map_err(|file| {
             let parts = Arc::strong_count(&file) - 1;
             file.fail("complete was called with parts in flight".into());
@@ -85,19 +87,19 @@ impl MultipartUpload for FileUpload {
         let file = self.file.clone();
         let location = self.location.clone();
         let finished = self.finished();
-        Box::pin(async move {
-            let Some(file) = file else {
-                return Err(finished.into_object_store(&location));
-            };
-            file.write_part(offset, &data)
-                .await
-                .map_err(|e| e.into_object_store(&location))
-        })
+        let Some(file) = file else {
+            return Box::pin(async move { Err(finished.into_object_store(&location)) });
+        };
+        let part = file.spawn_part(offset, data);
+        Box::pin(async move { part.await.map_err(|e| e.into_object_store(&location)) })
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
         let loc = self.location.clone();
-        let file = self.take_file().map_err(|e| e.into_object_store(&loc))?;
+        let file = self
+            .take_file()
+            .await
+            .map_err(|e| e.into_object_store(&loc))?;
         file.publish(self.next_offset, &self.attributes, RenameMode::Replace)
             .await
             .map_err(|e| e.into_object_store(&loc))
@@ -108,7 +110,7 @@ impl MultipartUpload for FileUpload {
             return Ok(());
         };
         file.fail("aborted".into());
-        // the temp file goes now; a part still writing into it only writes into the unlinked inode
+        file.wait_parts().await;
         file.remove().await;
         Ok(())
     }

@@ -2,6 +2,9 @@
 //! (consumer `store-transfers`) before it is allocated, so the bytes a store holds in flight never exceed
 //! the budget: a transfer that finds the budget full waits (backpressure) instead of queueing more.
 //!
+//! A read's buffer stays paid while the read is in flight; handed to the consumer as `Bytes` it is the
+//! consumer's memory (see [`TransferBuf::into_bytes`]).
+//!
 //! Buffers of [`TRANSFER_CHUNK`] bytes are kept for reuse when released (a fresh buffer is zeroed when
 //! allocated, which costs as much as the copy into it); the idle ones keep their reservation and are
 //! given back when another consumer of the budget asks ([`Reclaim`]).
@@ -70,10 +73,17 @@ impl TransferBuffers {
         }
     }
 
-    fn give_back(&self, buf: IoBufferMut, reservation: Reservation) {
+    fn give_back(&self, buf: IoBufferMut, reservation: Option<Reservation>) {
         if buf.capacity() != TRANSFER_CHUNK {
             return;
         }
+        // a buffer handed to a consumer came back without its reservation: pay for it again, or drop it
+        let Some(reservation) = reservation.or_else(|| {
+            self.budget
+                .try_reserve(Consumer::StoreTransfers, TRANSFER_CHUNK)
+        }) else {
+            return;
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push((buf, reservation));
@@ -109,6 +119,14 @@ impl TransferBuf {
         self.buf = Some(buf);
     }
 
+    /// Hands `range` of the buffer to a consumer as `Bytes` (no copy). The reservation ends here: what a
+    /// consumer keeps is its own memory (a consumer that collects a whole body must not stop the reads
+    /// it waits for); the buffer returns to the pool when the last `Bytes` over it is dropped.
+    pub fn into_bytes(mut self, range: std::ops::Range<usize>) -> bytes::Bytes {
+        self.reservation = None;
+        bytes::Bytes::from_owner(self).slice(range)
+    }
+
     pub fn buf_mut(&mut self) -> &mut IoBufferMut {
         self.buf.as_mut().expect("buffer taken")
     }
@@ -122,12 +140,8 @@ impl AsRef<[u8]> for TransferBuf {
 
 impl Drop for TransferBuf {
     fn drop(&mut self) {
-        if let (Some(buf), Some(reservation), Some(pool)) = (
-            self.buf.take(),
-            self.reservation.take(),
-            self.pool.upgrade(),
-        ) {
-            pool.give_back(buf, reservation);
+        if let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade()) {
+            pool.give_back(buf, self.reservation.take());
         }
     }
 }

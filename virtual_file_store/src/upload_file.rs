@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -49,6 +50,9 @@ pub(crate) struct UploadFile {
     align: Option<usize>,
     sectors: Mutex<HashMap<u64, PartialSector>>,
     failed: Mutex<Option<String>>,
+    /// Part writes running as tasks ([`spawn_part`](Self::spawn_part)), and their wake-up.
+    tasks: AtomicUsize,
+    tasks_done: tokio::sync::Notify,
     buffers: Arc<TransferBuffers>,
     store: Arc<StoreInner>,
 }
@@ -65,6 +69,58 @@ impl Drop for PartGuard<'_> {
         if !self.done {
             self.upload.fail(format!(
                 "the part at offset {} did not finish (its write failed or its future was dropped)",
+                self.offset
+            ));
+        }
+    }
+}
+
+/// Counts a part task down when it ends, however it ends.
+struct TaskGuard(Arc<UploadFile>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.tasks.fetch_sub(1, Ordering::AcqRel);
+        self.0.tasks_done.notify_waiters();
+    }
+}
+
+/// The future a caller awaits for a spawned part: dropped before the part finished, it fails the
+/// upload (the caller never learns whether the part landed, so the object must not be published).
+pub(crate) struct PartHandle {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    file: Arc<UploadFile>,
+    offset: u64,
+    finished: bool,
+}
+
+impl std::future::Future for PartHandle {
+    type Output = Result<(), StoreError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let res = std::task::ready!(std::pin::Pin::new(&mut self.task).poll(cx));
+        self.finished = true;
+        std::task::Poll::Ready(match res {
+            Ok(r) => r,
+            Err(join) => Err(StoreError::UploadFailed {
+                location: self.file.location.clone(),
+                reason: format!(
+                    "the task writing the part at offset {} ended: {join}",
+                    self.offset
+                ),
+            }),
+        })
+    }
+}
+
+impl Drop for PartHandle {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.file.fail(format!(
+                "the future of the part at offset {} was dropped before the part finished",
                 self.offset
             ));
         }
@@ -121,6 +177,8 @@ impl UploadFile {
             align,
             sectors: Mutex::new(HashMap::new()),
             failed: Mutex::new(None),
+            tasks: AtomicUsize::new(0),
+            tasks_done: tokio::sync::Notify::new(),
             buffers: Arc::clone(&store.buffers),
             store: Arc::clone(store),
         })
@@ -147,6 +205,36 @@ impl UploadFile {
                 reason: reason.clone(),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Writes `payload` at `offset` as a task of its own, so that parts are written at once also on an
+    /// engine whose ops run inline (`std-fs`) and however the caller polls them.
+    pub fn spawn_part(self: &Arc<Self>, offset: u64, payload: PutPayload) -> PartHandle {
+        self.tasks.fetch_add(1, Ordering::AcqRel);
+        let guard = TaskGuard(Arc::clone(self));
+        let task = tokio::spawn(async move {
+            let guard = guard;
+            guard.0.write_part(offset, &payload).await
+        });
+        PartHandle {
+            task,
+            file: Arc::clone(self),
+            offset,
+            finished: false,
+        }
+    }
+
+    /// Waits until no part task of this upload is running.
+    pub async fn wait_parts(&self) {
+        loop {
+            let done = self.tasks_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.tasks.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            done.await;
         }
     }
 
