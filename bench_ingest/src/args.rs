@@ -67,9 +67,15 @@ pub enum YesNo {
 
 /// Puts values into an in-memory layer, freezes it, writes it out as a delta layer, and reports MiB/s for
 /// every IO mode x IO engine, against a plain pwrite + fsync of the same bytes in the same run.
+///
+/// With the subcommand `objstore`, large objects through the `object_store` API instead (see
+/// `bench_ingest objstore --help`).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "bench_ingest", version)]
+#[command(name = "bench_ingest", version, args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Another job instead of the main one.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Directory to work in (a fresh temporary directory is made inside it). Default: the system temp dir.
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -130,35 +136,104 @@ pub struct Args {
     pub spill: YesNo,
 }
 
+/// The subcommands; without one, `bench_ingest` runs the main job.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Writes and reads large objects through the `object_store` API the way a table writer does
+    /// (multipart puts, streamed gets, random ranged gets): `object_store`'s `LocalFileSystem` with
+    /// fsync, our store for every IO mode x IO engine, and a raw `O_DIRECT` loop of the same bytes.
+    Objstore(ObjstoreArgs),
+}
+
+/// The flags of `bench_ingest objstore`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ObjstoreArgs {
+    /// Directory to work in (a fresh temporary directory is made inside it). Default: the system temp dir.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Objects written (and read) per store.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub objects: u64,
+    /// Size of each object, MiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub object_mib: u64,
+    /// Size of each multipart part, MiB (the last part of an object may be shorter).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub part_mib: u64,
+    /// Parts uploaded concurrently per object; also the concurrency of the ranged gets and of the raw
+    /// loop's reads.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub parts_in_flight: u64,
+    /// Random ranged gets across the objects (0: no `get_range` phase).
+    #[arg(long, default_value_t = 2000)]
+    pub range_reads: u64,
+    /// Size of each ranged get, KiB (a multiple of 4).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(4..=(1 << 20)))]
+    pub range_kib: u64,
+    /// IO modes of our store (comma-separated, or `all`). Default: `VIRTUAL_FILE_IO_MODE` if set, else all.
+    #[arg(long, alias = "modes", value_enum, value_delimiter = ',')]
+    pub io_mode: Vec<ModeArg>,
+    /// IO engines of our store (comma-separated, or `all`). Default: `VIRTUAL_FILE_IO_ENGINE` if set,
+    /// else all.
+    #[arg(long, alias = "engines", value_enum, value_delimiter = ',')]
+    pub io_engine: Vec<EngineArg>,
+    /// Memory budget of our store's IO context, MiB. Default: `VIRTUAL_FILE_MEMORY_MIB`, else 256.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub memory_mib: Option<u64>,
+    /// Also write the settings and the rows to FILE, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+impl ObjstoreArgs {
+    /// The IO modes to run our store in; see [`Args::modes`].
+    pub fn modes(&self, env_mode: Option<IoMode>) -> Vec<IoMode> {
+        modes_of(&self.io_mode, env_mode)
+    }
+
+    /// The IO engines to run our store on; see [`Args::engines`].
+    pub fn engines(&self, env_engine: Option<IoEngineKind>) -> Vec<IoEngineKind> {
+        engines_of(&self.io_engine, env_engine)
+    }
+}
+
 impl Args {
     /// The IO modes to run, in a fixed order, without duplicates: the flag, else `env_mode` (the
     /// parsed `VIRTUAL_FILE_IO_MODE`), else all.
     pub fn modes(&self, env_mode: Option<IoMode>) -> Vec<IoMode> {
-        selected(
-            &self.io_mode,
-            ModeArg::All,
-            env_mode,
-            &[
-                (ModeArg::Buffered, IoMode::Buffered),
-                (ModeArg::Direct, IoMode::Direct),
-                (ModeArg::DirectRw, IoMode::DirectRw),
-            ],
-        )
+        modes_of(&self.io_mode, env_mode)
     }
 
     /// The IO engines to run, in a fixed order, without duplicates: the flag, else `env_engine` (the
     /// parsed `VIRTUAL_FILE_IO_ENGINE`), else all.
     pub fn engines(&self, env_engine: Option<IoEngineKind>) -> Vec<IoEngineKind> {
-        selected(
-            &self.io_engine,
-            EngineArg::All,
-            env_engine,
-            &[
-                (EngineArg::StdFs, IoEngineKind::StdFs),
-                (EngineArg::TokioEpollUring, IoEngineKind::TokioEpollUring),
-            ],
-        )
+        engines_of(&self.io_engine, env_engine)
     }
+}
+
+fn modes_of(flag: &[ModeArg], env_mode: Option<IoMode>) -> Vec<IoMode> {
+    selected(
+        flag,
+        ModeArg::All,
+        env_mode,
+        &[
+            (ModeArg::Buffered, IoMode::Buffered),
+            (ModeArg::Direct, IoMode::Direct),
+            (ModeArg::DirectRw, IoMode::DirectRw),
+        ],
+    )
+}
+
+fn engines_of(flag: &[EngineArg], env_engine: Option<IoEngineKind>) -> Vec<IoEngineKind> {
+    selected(
+        flag,
+        EngineArg::All,
+        env_engine,
+        &[
+            (EngineArg::StdFs, IoEngineKind::StdFs),
+            (EngineArg::TokioEpollUring, IoEngineKind::TokioEpollUring),
+        ],
+    )
 }
 
 /// What a repeatable flag selects, in the order of `table`, without duplicates: the values named in
@@ -242,5 +317,52 @@ mod tests {
             "{err}"
         );
         assert!(Args::try_parse_from(["bench_ingest", "--repeat", "0"]).is_err());
+    }
+
+    #[test]
+    fn objstore_subcommand() {
+        assert!(Args::parse_from(["bench_ingest"]).command.is_none());
+        let Some(Command::Objstore(o)) = Args::parse_from(["bench_ingest", "objstore"]).command
+        else {
+            panic!("objstore is a subcommand");
+        };
+        assert_eq!(
+            (o.objects, o.object_mib, o.part_mib, o.parts_in_flight),
+            (4, 1024, 8, 8)
+        );
+        assert_eq!((o.range_reads, o.range_kib), (2000, 64));
+        assert_eq!((&o.dir, &o.json, o.memory_mib), (&None, &None, None));
+        assert_eq!(
+            o.modes(None),
+            vec![IoMode::Buffered, IoMode::Direct, IoMode::DirectRw]
+        );
+        assert_eq!(
+            o.engines(None),
+            vec![IoEngineKind::StdFs, IoEngineKind::TokioEpollUring]
+        );
+        let Some(Command::Objstore(o)) = Args::parse_from([
+            "bench_ingest",
+            "objstore",
+            "--modes",
+            "direct-rw",
+            "--io-engine",
+            "std-fs",
+            "--objects",
+            "2",
+            "--dir",
+            "/x",
+        ])
+        .command
+        else {
+            panic!("objstore is a subcommand");
+        };
+        assert_eq!(o.modes(Some(IoMode::Buffered)), vec![IoMode::DirectRw]);
+        assert_eq!(o.engines(None), vec![IoEngineKind::StdFs]);
+        assert_eq!((o.objects, &o.dir), (2, &Some(PathBuf::from("/x"))));
+        // the main job's flags do not mix with the subcommand, and its own are checked
+        assert!(Args::try_parse_from(["bench_ingest", "--volume-mib", "1", "objstore"]).is_err());
+        assert!(Args::try_parse_from(["bench_ingest", "objstore", "--volume-mib", "1"]).is_err());
+        assert!(Args::try_parse_from(["bench_ingest", "objstore", "--objects", "0"]).is_err());
+        assert!(Args::try_parse_from(["bench_ingest", "objstore", "--range-kib", "2"]).is_err());
     }
 }

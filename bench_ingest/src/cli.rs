@@ -1,4 +1,5 @@
-//! The `bench_ingest` command: runs the case matrix and prints one row per case.
+//! The `bench_ingest` command: runs the case matrix and prints one row per case (or, with the subcommand
+//! `objstore`, [`crate::objstore::run`]).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use clap::Parser;
 use io_engine::{IoEngine, IoEngineKind};
 use virtual_file::IoMode;
 
-use crate::args::{Args, RemoteArg, YesNo};
+use crate::args::{Args, Command, RemoteArg, YesNo};
 use crate::measure::evict_from_page_cache;
 use crate::read_phase::{ReadPhaseResult, ReadPhaseSpec};
 use crate::reference::pwrite_fsync;
@@ -21,7 +22,7 @@ use crate::workload::{run_case_with_remote, CaseRun, CaseSpec};
 pub const REFERENCE_BLOCK: usize = 64 * 1024;
 
 /// One line of results on standard output; a closed pipe is an error, not a panic.
-fn print_line(text: &str) -> Result<(), String> {
+pub(crate) fn print_line(text: &str) -> Result<(), String> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")
@@ -30,7 +31,7 @@ fn print_line(text: &str) -> Result<(), String> {
 }
 
 /// A progress or diagnostic line on standard error (best effort).
-fn note(text: &str) {
+pub(crate) fn note(text: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
@@ -49,6 +50,26 @@ pub fn init_logging() {
         .init();
 }
 
+/// Starts the engines of `kinds` on `rt`. One that cannot start here is skipped with a note, unless it
+/// was asked for explicitly (`explicit`: by flag or environment), which is an error.
+pub(crate) fn launch_engines(
+    rt: &tokio::runtime::Runtime,
+    kinds: &[IoEngineKind],
+    explicit: bool,
+) -> Result<Vec<IoEngine>, String> {
+    let mut engines: Vec<IoEngine> = Vec::new();
+    for &kind in kinds {
+        match rt.block_on(async { IoEngine::launch(kind) }) {
+            Ok(e) => engines.push(e),
+            Err(e) if !explicit => note(&format!(
+                "bench_ingest: engine {kind} cannot start here ({e}); its rows are skipped"
+            )),
+            Err(e) => return Err(format!("engine {kind} was requested but cannot start: {e}")),
+        }
+    }
+    Ok(engines)
+}
+
 /// Parses the command line and runs; the process's exit code.
 pub fn main() -> ExitCode {
     let args = Args::parse();
@@ -62,8 +83,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Everything but argument parsing: errors are messages for a person.
+/// Everything but argument parsing: the main job, or the subcommand's job ([`crate::objstore::run`]);
+/// errors are messages for a person.
 pub fn run(args: Args) -> Result<(), String> {
+    if let Some(Command::Objstore(o)) = args.command {
+        return crate::objstore::run(o).map(|_| ());
+    }
     let env_mode = IoMode::from_env().map_err(|e| e.to_string())?;
     let env_engine = IoEngineKind::from_env().map_err(|e| e.to_string())?;
     let modes = args.modes(env_mode);
@@ -101,16 +126,7 @@ pub fn run(args: Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let mut engines: Vec<IoEngine> = Vec::new();
-    for kind in kinds {
-        match rt.block_on(async { IoEngine::launch(kind) }) {
-            Ok(e) => engines.push(e),
-            Err(e) if !explicit_engine => note(&format!(
-                "bench_ingest: engine {kind} cannot start here ({e}); its rows are skipped"
-            )),
-            Err(e) => return Err(format!("engine {kind} was requested but cannot start: {e}")),
-        }
-    }
+    let engines = launch_engines(&rt, &kinds, explicit_engine)?;
 
     let mut specs = Vec::new();
     for &key_size in &args.key_size {

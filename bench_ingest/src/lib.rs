@@ -19,7 +19,9 @@
 //! 3. [`read_phase`] (point lookups after the write-out).
 //! 4. [`workload`] (one case: put, freeze, write out, read back).
 //! 5. [`metrics_file`] and [`plot`] (the `--metrics` and `--plot` outputs of the rows).
-//! 6. [`cli`] (the command: the case matrix and its output).
+//! 6. [`cli`] (the command: the case matrix and its output) and [`objstore`] (the subcommand
+//!    `objstore`: large objects through the `object_store` API against `LocalFileSystem` and a raw
+//!    `O_DIRECT` loop).
 //!
 //! # Example
 //!
@@ -50,6 +52,7 @@ pub mod cli;
 pub mod error;
 pub mod measure;
 pub mod metrics_file;
+pub mod objstore;
 pub mod plot;
 pub mod read_phase;
 pub mod reference;

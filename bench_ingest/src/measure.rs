@@ -95,13 +95,63 @@ impl Drop for PageCacheSampler {
     }
 }
 
+/// Wall time, CPU time and peak page-cache growth of one span of work: [`Meter::start`] before it,
+/// [`Meter::finish`] after it.
+pub struct Meter {
+    sampler: PageCacheSampler,
+    cpu0: Duration,
+    start: std::time::Instant,
+}
+
+/// What a [`Meter`] measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    /// Wall time.
+    pub wall: Duration,
+    /// User + system CPU time of the process.
+    pub cpu: Duration,
+    /// Peak page-cache growth, bytes (`None` where the page cache cannot be read).
+    pub page_cache_growth: Option<u64>,
+}
+
+impl Meter {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        let sampler = PageCacheSampler::start();
+        Self {
+            sampler,
+            cpu0: cpu_time(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Stops measuring.
+    pub fn finish(self) -> Span {
+        let wall = self.start.elapsed();
+        let cpu = cpu_time().saturating_sub(self.cpu0);
+        Span {
+            wall,
+            cpu,
+            page_cache_growth: self.sampler.finish(),
+        }
+    }
+}
+
 /// Asks the kernel to drop the clean page-cache pages of `path` (so one case's cached pages do not count
 /// against the next).
 pub fn evict_from_page_cache(path: &std::path::Path) {
-    if let Ok(f) = std::fs::File::open(path) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: advisory syscall on a valid descriptor.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let _ = try_evict_from_page_cache(path);
+}
+
+/// [`evict_from_page_cache`], with the errors of the open and of `posix_fadvise`.
+pub fn try_evict_from_page_cache(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)?;
+    // SAFETY: advisory syscall on a valid descriptor, which `f` keeps open for the call.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    match rc {
+        0 => Ok(()),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
     }
 }
 
@@ -118,6 +168,25 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(cpu_time() > a);
+    }
+
+    #[test]
+    fn meter_measures_and_eviction_reports_errors() {
+        let m = Meter::start();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        let span = m.finish();
+        assert!(span.wall > Duration::ZERO && span.cpu > Duration::ZERO);
+        assert!(span.page_cache_growth.is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, [7u8; 8192]).unwrap();
+        try_evict_from_page_cache(&file).unwrap();
+        let err = try_evict_from_page_cache(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -180,7 +180,13 @@ pub fn line(r: &Row) -> String {
 
 /// The row as one line of JSON.
 pub fn json(r: &Row) -> String {
-    serde_json::to_string(r).expect("a Row always serializes")
+    to_json_line(r)
+}
+
+/// Any row as one line of JSON (the rows here are plain structs of numbers and strings, which always
+/// serialize).
+pub fn to_json_line<T: Serialize>(r: &T) -> String {
+    serde_json::to_string(r).expect("a row of numbers and strings always serializes")
 }
 
 /// The median of `v` (upper median for even lengths); `v` must be non-empty.

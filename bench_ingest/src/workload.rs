@@ -118,6 +118,21 @@ pub fn value_pool(size: usize) -> Vec<u8> {
     pool
 }
 
+/// The memory budget of a context in bytes: `mib` MiB if given, else `VIRTUAL_FILE_MEMORY_MIB`, else the
+/// library's default.
+pub fn memory_budget_bytes(mib: Option<u64>) -> Result<u64, virtual_file::Error> {
+    Ok(match mib {
+        Some(mib) => mib << 20,
+        None => {
+            let env = io_engine::env::var(virtual_file::MEMORY_MIB_ENV);
+            virtual_file::parse_memory_mib(env.as_deref())?
+                .map_or(virtual_file::DEFAULT_MEMORY_BYTES as u64, |m| {
+                    (m as u64) << 20
+                })
+        }
+    })
+}
+
 /// Runs one case in `dir` (which it fills and empties).
 pub async fn run_case(
     engine: &IoEngine,
@@ -135,16 +150,7 @@ pub async fn run_case_with_remote(
     dir: &Path,
     remote: Option<&RemoteBench>,
 ) -> Result<CaseRun, CaseError> {
-    let memory_bytes = match spec.memory_mib {
-        Some(mib) => mib << 20,
-        None => {
-            let env = io_engine::env::var(virtual_file::MEMORY_MIB_ENV);
-            virtual_file::parse_memory_mib(env.as_deref())?
-                .map_or(virtual_file::DEFAULT_MEMORY_BYTES as u64, |m| {
-                    (m as u64) << 20
-                })
-        }
-    };
+    let memory_bytes = memory_budget_bytes(spec.memory_mib)?;
     let make_ctx = || {
         IoContext::builder()
             .engine(engine.clone())

@@ -5,5 +5,5 @@ pub const FLOORS: &[&[&str]] = &[
     &["read_phase"],                            // point lookups after the write-out
     &["workload"],                              // one case
     &["metrics_file", "plot"],                  // outputs drawn from the rows
-    &["cli"],                                   // the command
+    &["cli", "objstore"],                       // the commands: the main job, `objstore`
 ];
