@@ -57,6 +57,9 @@ pub enum ObjstoreError {
     /// Our store's IO context could not be built.
     #[error("IO context: {0}")]
     Context(#[from] virtual_file::Error),
+    /// Our store could not be opened over its directory.
+    #[error("virtual_file store: {0}")]
+    VirtualFileStore(#[from] virtual_file_store::StoreError),
     /// A setting is out of range.
     #[error("{0}")]
     Settings(String),

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use io_engine::{IoBufferMut, IoEngine};
+use io_engine::{IoBufferMut, IoEngine, IoEngineKind};
 use object_store::ObjectStore;
 use virtual_file::{IoContext, IoMode};
 
@@ -34,7 +34,7 @@ use crate::cli::{note, print_line};
 use crate::error::ObjstoreError;
 use crate::measure::{try_evict_from_page_cache, Meter};
 use crate::report::to_json_line;
-use row::{ObjRow, DEVICE_LIMIT, LOCAL_FS};
+use row::{ObjRow, DEVICE_LIMIT, LOCAL_FS, VIRTUAL_FILE};
 use spec::ObjSpec;
 use store_phases::Moved;
 
@@ -291,7 +291,26 @@ pub fn run(args: ObjstoreArgs) -> Result<Vec<ObjRow>, String> {
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
 
+    let env_mode = IoMode::from_env().map_err(|e| e.to_string())?;
+    let env_engine = IoEngineKind::from_env().map_err(|e| e.to_string())?;
+    let modes = args.modes(env_mode);
+    let kinds = args.engines(env_engine);
+    let explicit_engine = !args.io_engine.is_empty() || env_engine.is_some();
+    let engines = crate::cli::launch_engines(&rt, &kinds, explicit_engine)?;
+    let memory_bytes =
+        crate::workload::memory_budget_bytes(args.memory_mib).map_err(|e| e.to_string())?;
+
     let mut cases = vec![StoreCase::local_fs()];
+    cases.extend(context_cases(
+        VIRTUAL_FILE,
+        &engines,
+        &modes,
+        memory_bytes,
+        |ctx, root| {
+            let store = virtual_file_store::VirtualFileStore::new(ctx, root)?;
+            Ok(Arc::new(store) as Arc<dyn ObjectStore>)
+        },
+    ));
     cases.push(StoreCase::device_limit());
 
     let settings = Settings {
