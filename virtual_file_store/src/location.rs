@@ -16,6 +16,20 @@ use crate::error::StoreError;
 /// refuses such names and leaves them out of listings.
 pub const INTERNAL_MARK: &str = "#vfs.";
 
+/// 16 random hex digits for the store's own names (staged copies, upload ids): the standard library's
+/// randomly keyed hasher over the current time.
+pub(crate) fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("{:016x}", h.finish())
+}
+
 /// True for names of the store's own files.
 pub(crate) fn is_internal_name(name: &str) -> bool {
     name.contains(INTERNAL_MARK)

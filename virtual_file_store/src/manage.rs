@@ -22,7 +22,7 @@ use crate::directories::{
     create_dirs, hard_link, remove_empty_dirs, symlink_metadata, CREATE_ATTEMPTS,
 };
 use crate::error::{not_found, StoreError};
-use crate::location::{object_file, INTERNAL_MARK};
+use crate::location::{object_file, random_hex, INTERNAL_MARK};
 use crate::store_inner::StoreInner;
 
 /// Deletes going on at once in `delete_stream`.
@@ -99,7 +99,7 @@ pub(crate) async fn copy(store: &StoreInner, from: &Path, to: &Path, replace: bo
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let staged = dir.join(format!("{name}{INTERNAL_MARK}copy.{:016x}", rand_part()));
+            let staged = dir.join(format!("{name}{INTERNAL_MARK}copy.{}", random_hex()));
             match hard_link(&src, &staged).await {
                 Ok(()) => match store
                     .ctx
@@ -135,18 +135,6 @@ pub(crate) async fn copy(store: &StoreInner, from: &Path, to: &Path, replace: bo
         }
     }
     Err(not_found(floc, "copy kept failing with ENOENT"))
-}
-
-fn rand_part() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish()
 }
 
 pub(crate) async fn rename(

@@ -22,7 +22,7 @@ use object_store::{Attributes, MultipartId, PutMultipartOptions, PutPayload, Put
 
 use crate::error::{not_implemented, StoreError};
 use crate::get::read_range;
-use crate::location::object_file;
+use crate::location::{object_file, random_hex};
 use crate::store_inner::StoreInner;
 use crate::transfer_buffers::TRANSFER_CHUNK;
 use crate::upload_file::UploadFile;
@@ -61,18 +61,6 @@ impl StoreUpload {
     }
 }
 
-fn random_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    format!("{:016x}", h.finish())
-}
-
 fn lookup(
     uploads: &Uploads,
     location: &Path,
@@ -101,7 +89,7 @@ pub(crate) async fn create(
     let file = UploadFile::create(store, loc, target)
         .await
         .map_err(|e| e.into_object_store(loc))?;
-    let id = random_id();
+    let id = random_hex();
     let upload = StoreUpload {
         location: loc.to_owned(),
         file: Arc::new(file),
