@@ -9,7 +9,9 @@
 //!
 //! Uploads live in the store instance that created them (an id from another instance or process is
 //! `UnknownUpload`); dropping the store removes their temp files. `complete_multipart` takes the parts in
-//! ascending index order, each once, as S3 does.
+//! ascending index order, each once, as S3 does. A `complete_multipart` refused for its part list or
+//! because a part failed leaves the upload as it was (for `abort_multipart`, or a retry with the right
+//! list); one that fails later, while publishing, ends the upload and removes its files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -189,8 +191,6 @@ async fn copy_side(
     len: u64,
     offset: u64,
 ) -> Result<(), StoreError> {
-    side.wait_parts().await;
-    side.check_not_failed()?;
     side.finish_sectors(len).await?;
     let step = TRANSFER_CHUNK as u64 / 2;
     let mut at = 0;
@@ -227,8 +227,41 @@ async fn complete_inner(
 ) -> Result<PutResult, StoreError> {
     let loc = location.as_ref();
     let upload = lookup(uploads, location, id)?;
-    uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     let mut u = upload.lock().await;
+    // checked before the upload is taken: a wrong list or a failed part leaves it for abort
+    let layout = check_parts(&u, loc, &parts).await?;
+    uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    let mut end = 0;
+    for (side, len, offset) in layout {
+        if let Some(side) = side {
+            copy_side(store, &u, &side, len, offset).await?;
+        }
+        end = offset + len;
+    }
+    // side parts are done with; their temp files go when dropped
+    u.parts.clear();
+    u.file.wait_parts().await;
+    let file = Arc::clone(&u.file);
+    let attributes = u.attributes.clone();
+    drop(u);
+    drop(upload);
+    let file = Arc::try_unwrap(file).map_err(|f| StoreError::PartsInFlight {
+        location: loc.to_owned(),
+        parts: Arc::strong_count(&f) - 1,
+    })?;
+    file.publish(end, &attributes, RenameMode::Replace).await
+}
+
+/// A part as `complete_multipart` lays it out: its side file (if it has one), length and offset.
+type PartPlace = (Option<Arc<UploadFile>>, u64, u64);
+
+/// Checks `parts` against the parts put (each once, ascending, lengths as put) and that no part has
+/// failed; returns where each goes.
+async fn check_parts(
+    u: &StoreUpload,
+    loc: &str,
+    parts: &[PartId],
+) -> Result<Vec<PartPlace>, StoreError> {
     let bad = |reason: String| StoreError::BadParts {
         location: loc.to_owned(),
         reason,
@@ -240,9 +273,12 @@ async fn complete_inner(
             u.parts.len()
         )));
     }
+    u.file.wait_parts().await;
+    u.file.check_not_failed()?;
+    let mut layout = Vec::with_capacity(parts.len());
     let mut running = 0u64;
     let mut last_idx = None;
-    for part in &parts {
+    for part in parts {
         let (idx, len) = parse_part(loc, part)?;
         if last_idx.is_some_and(|l| l >= idx) {
             return Err(bad("parts must be listed in ascending index order".into()));
@@ -261,24 +297,16 @@ async fn complete_inner(
                     "part {idx} lies at {o}, the list puts it at {running}"
                 )))
             }
-            (Some(side), _) => copy_side(store, &u, side, len, running).await?,
+            (Some(side), _) => {
+                side.wait_parts().await;
+                side.check_not_failed()?;
+            }
             _ => {}
         }
+        layout.push((rec.side.clone(), len, running));
         running += len;
     }
-    // side parts are done with; their temp files go when dropped
-    u.parts.clear();
-    u.file.wait_parts().await;
-    let file = Arc::clone(&u.file);
-    let attributes = u.attributes.clone();
-    drop(u);
-    drop(upload);
-    let file = Arc::try_unwrap(file).map_err(|f| StoreError::PartsInFlight {
-        location: loc.to_owned(),
-        parts: Arc::strong_count(&f) - 1,
-    })?;
-    file.publish(running, &attributes, RenameMode::Replace)
-        .await
+    Ok(layout)
 }
 
 pub(crate) async fn abort(uploads: &Uploads, location: &Path, id: &MultipartId) -> Result<()> {

@@ -50,9 +50,8 @@ pub(crate) struct UploadFile {
     align: Option<usize>,
     sectors: Mutex<HashMap<u64, PartialSector>>,
     failed: Mutex<Option<String>>,
-    /// Part writes running as tasks ([`spawn_part`](Self::spawn_part)), and their wake-up.
-    tasks: AtomicUsize,
-    tasks_done: tokio::sync::Notify,
+    /// Part writes running as tasks ([`spawn_part`](Self::spawn_part)).
+    tasks: Arc<PartTasks>,
     buffers: Arc<TransferBuffers>,
     store: Arc<StoreInner>,
 }
@@ -75,13 +74,26 @@ impl Drop for PartGuard<'_> {
     }
 }
 
-/// Counts a part task down when it ends, however it ends.
-struct TaskGuard(Arc<UploadFile>);
+/// The count of an upload's running part tasks, and their wake-up. Apart from the [`UploadFile`] so that
+/// a task can let go of the file before it counts itself out.
+#[derive(Default)]
+struct PartTasks {
+    running: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// Counts a part task down when it ends, however it ends: after dropping its hold on the file, so that
+/// whoever [`wait_parts`](UploadFile::wait_parts) and sees the count at 0 may take the file alone.
+struct TaskGuard {
+    file: Option<Arc<UploadFile>>,
+    tasks: Arc<PartTasks>,
+}
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        self.0.tasks.fetch_sub(1, Ordering::AcqRel);
-        self.0.tasks_done.notify_waiters();
+        drop(self.file.take());
+        self.tasks.running.fetch_sub(1, Ordering::AcqRel);
+        self.tasks.done.notify_waiters();
     }
 }
 
@@ -177,8 +189,7 @@ impl UploadFile {
             align,
             sectors: Mutex::new(HashMap::new()),
             failed: Mutex::new(None),
-            tasks: AtomicUsize::new(0),
-            tasks_done: tokio::sync::Notify::new(),
+            tasks: Arc::default(),
             buffers: Arc::clone(&store.buffers),
             store: Arc::clone(store),
         })
@@ -211,11 +222,15 @@ impl UploadFile {
     /// Writes `payload` at `offset` as a task of its own, so that parts are written at once also on an
     /// engine whose ops run inline (`std-fs`) and however the caller polls them.
     pub fn spawn_part(self: &Arc<Self>, offset: u64, payload: PutPayload) -> PartHandle {
-        self.tasks.fetch_add(1, Ordering::AcqRel);
-        let guard = TaskGuard(Arc::clone(self));
+        self.tasks.running.fetch_add(1, Ordering::AcqRel);
+        let guard = TaskGuard {
+            file: Some(Arc::clone(self)),
+            tasks: Arc::clone(&self.tasks),
+        };
         let task = tokio::spawn(async move {
             let guard = guard;
-            guard.0.write_part(offset, &payload).await
+            let file = guard.file.as_ref().expect("set until the guard drops");
+            file.write_part(offset, &payload).await
         });
         PartHandle {
             task,
@@ -228,10 +243,10 @@ impl UploadFile {
     /// Waits until no part task of this upload is running.
     pub async fn wait_parts(&self) {
         loop {
-            let done = self.tasks_done.notified();
+            let done = self.tasks.done.notified();
             tokio::pin!(done);
             done.as_mut().enable();
-            if self.tasks.load(Ordering::Acquire) == 0 {
+            if self.tasks.running.load(Ordering::Acquire) == 0 {
                 return;
             }
             done.await;

@@ -122,6 +122,16 @@ async fn multipart_store_out_of_order(mode: IoMode, kind: IoEngineKind) {
         }
         let ids: Vec<_> = ids.into_iter().map(Option::unwrap).collect();
         assert!(store.head(&path).await.is_err(), "visible before complete");
+        // a wrong list (two parts swapped, or one missing) is refused and leaves the upload for a retry
+        let mut swapped = ids.clone();
+        swapped.swap(0, 1);
+        assert!(store.complete_multipart(&path, &id, swapped).await.is_err());
+        let short = ids[..ids.len() - 1].to_vec();
+        assert!(store.complete_multipart(&path, &id, short).await.is_err());
+        assert!(
+            store.head(&path).await.is_err(),
+            "visible after a refused complete"
+        );
         store.complete_multipart(&path, &id, ids).await.unwrap();
         check(&store, &path, &parts.concat()).await;
     }
