@@ -122,6 +122,13 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// IO of the object never ran: the runtime shut down before the blocking pool took it (see
+    /// `StoreInner::run_io`).
+    #[error("IO of object {location} did not run: the runtime shut down")]
+    Cancelled {
+        /// The object.
+        location: String,
+    },
     /// The requested range is outside the object.
     #[error("range {start}..{end} of object {location} (size {size}) is out of bounds")]
     Range {

@@ -11,6 +11,11 @@
 //! - With `O_DIRECT` a range is read as the aligned range around it and the wanted bytes are handed out
 //!   without a copy (a `Bytes` over the aligned buffer). Point reads (ranges of at most
 //!   [`POINT_READ_MAX`] bytes) of `O_DIRECT` files go through the context's page cache instead.
+//! - A range that fits one read (at most [`TRANSFER_CHUNK`] bytes, within one chunk) is read by
+//!   `get_opts` itself, together with the open, and handed out as a body of one ready chunk: a random
+//!   `get_range` is one request to the engine, and with `std-fs` one hop to the blocking pool
+//!   ([`StoreInner::run_io`]). Each read of a longer body, and each read of `get_ranges`, runs through
+//!   `run_io` on its own.
 //! - `get_ranges` merges ranges less than [`COALESCE_GAP`] apart into one read, reads the merged
 //!   ranges concurrently, and slices the answers out of them.
 
@@ -154,8 +159,15 @@ fn body(
         .map(move |piece| {
             let (store, file, location) = (Arc::clone(&store), Arc::clone(&file), location.clone());
             async move {
-                let buffers = Arc::clone(&store.buffers);
-                read_range(&store, &buffers, &file, &location, piece)
+                let read = {
+                    let (store, location) = (Arc::clone(&store), location.clone());
+                    async move {
+                        let buffers = Arc::clone(&store.buffers);
+                        read_range(&store, &buffers, &file, &location, piece).await
+                    }
+                };
+                store
+                    .run_io(read, || Err(cancelled(&location)))
                     .await
                     .map_err(|e| e.into_object_store(&location))
             }
@@ -164,11 +176,37 @@ fn body(
     GetResultPayload::Stream(stream.boxed())
 }
 
+/// The error of IO that never ran: the runtime shut down first.
+fn cancelled(location: &str) -> StoreError {
+    StoreError::Cancelled {
+        location: location.to_owned(),
+    }
+}
+
+/// True if `range` is read by one [`read_range`] (see the rules above).
+fn one_read(range: &Range<u64>) -> bool {
+    let chunk = TRANSFER_CHUNK as u64;
+    range.end > range.start && range.start / chunk == (range.end - 1) / chunk
+}
+
 pub(crate) async fn get_opts(
     store: &Arc<StoreInner>,
     location: &Path,
     options: GetOptions,
 ) -> Result<GetResult> {
+    let io = get_opts_now(Arc::clone(store), location.clone(), options);
+    let loc = location.to_string();
+    store
+        .run_io(io, || Err(cancelled(&loc).into_object_store(&loc)))
+        .await
+}
+
+async fn get_opts_now(
+    store: Arc<StoreInner>,
+    location: Path,
+    options: GetOptions,
+) -> Result<GetResult> {
+    let (store, location) = (&store, &location);
     let loc = location.as_ref();
     if options.version.is_some() {
         return Err(not_implemented("`get_opts` with a version"));
@@ -191,6 +229,11 @@ pub(crate) async fn get_opts(
     let attributes = get_attributes(&path, loc).map_err(|e| e.into_object_store(loc))?;
     let payload = if options.head {
         GetResultPayload::Stream(futures::stream::empty().boxed())
+    } else if one_read(&range) {
+        let bytes = read_range(store, &store.buffers, &object.file, loc, range.clone())
+            .await
+            .map_err(|e| e.into_object_store(loc))?;
+        GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed())
     } else {
         body(Arc::clone(store), object, loc.to_owned(), range.clone())
     };
@@ -228,7 +271,14 @@ pub(crate) async fn get_ranges(
     ranges: &[Range<u64>],
 ) -> Result<Vec<Bytes>> {
     let loc = location.as_ref();
-    let object = open_object(store, location).await?;
+    let object = {
+        let (s, l) = (Arc::clone(store), location.clone());
+        store
+            .run_io(async move { open_object(&s, &l).await }, || {
+                Err(cancelled(loc).into_object_store(loc))
+            })
+            .await?
+    };
     let size = object.facts.size;
     if let Some(bad) = ranges.iter().find(|r| r.end > size || r.start > r.end) {
         return Err(StoreError::Range {
@@ -240,23 +290,26 @@ pub(crate) async fn get_ranges(
         .into_object_store(loc));
     }
     let merged = merge(ranges);
-    let file = &object.file;
     let fetched: Vec<(Range<u64>, Bytes)> = futures::stream::iter(merged)
-        .map(|m| async move {
-            // a merged range larger than one read (a single large range) is read in pieces
-            let mut parts = Vec::new();
-            let mut at = m.start;
-            while at < m.end {
-                let end = (at + TRANSFER_CHUNK as u64 / 2).min(m.end);
-                parts.push(read_range(store, &store.buffers, file, loc, at..end).await?);
-                at = end;
-            }
-            let bytes = if parts.len() == 1 {
-                parts.pop().unwrap_or_default()
-            } else {
-                Bytes::from(parts.concat())
+        .map(|m| {
+            let (s, file, l) = (Arc::clone(store), Arc::clone(&object.file), loc.to_owned());
+            let read = async move {
+                // a merged range larger than one read (a single large range) is read in pieces
+                let mut parts = Vec::new();
+                let mut at = m.start;
+                while at < m.end {
+                    let end = (at + TRANSFER_CHUNK as u64 / 2).min(m.end);
+                    parts.push(read_range(&s, &s.buffers, &file, &l, at..end).await?);
+                    at = end;
+                }
+                let bytes = if parts.len() == 1 {
+                    parts.pop().unwrap_or_default()
+                } else {
+                    Bytes::from(parts.concat())
+                };
+                Ok::<_, StoreError>((m, bytes))
             };
-            Ok::<_, StoreError>((m, bytes))
+            store.run_io(read, || Err(cancelled(loc)))
         })
         .buffered(READ_AHEAD)
         .try_collect()

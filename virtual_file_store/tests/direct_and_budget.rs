@@ -49,7 +49,11 @@ async fn data_files_are_o_direct_in_direct_rw(
     let root = store.root().to_owned();
     let path = Path::from("d/object");
     let mut upload = store.put_multipart(&path).await.unwrap();
-    upload.put_part(vec![1u8; 1 << 20].into()).await.unwrap();
+    // more than one read, so that the body streams after `get` returns
+    upload
+        .put_part(vec![1u8; TRANSFER_CHUNK + 4096].into())
+        .await
+        .unwrap();
     // the upload's temp file is open now
     let open = flags_under(&root);
     let temp: Vec<_> = open
@@ -78,7 +82,7 @@ async fn data_files_are_o_direct_in_direct_rw(
     for (_, flags) in reader {
         assert_eq!(flags & libc::O_DIRECT as u32 != 0, mode == IoMode::DirectRw);
     }
-    assert_eq!(result.bytes().await.unwrap().len(), 1 << 20);
+    assert_eq!(result.bytes().await.unwrap().len(), TRANSFER_CHUNK + 4096);
 }
 
 #[rstest]
