@@ -8,7 +8,8 @@
 //! - Multipart parts are written as they come, several in flight, each at the offset it claims; in
 //!   `direct-rw` with `O_DIRECT`, the unaligned edges of parts are joined per sector in memory.
 //! - Reads stream aligned chunks with reads in flight ahead of the consumer; point reads of `O_DIRECT`
-//!   files use the page cache.
+//!   files use the page cache. With the `std-fs` engine (whose syscalls block the calling thread) the
+//!   IO of reads runs on tokio's blocking pool, so that many requests reach the device at once.
 //! - Every transfer buffer is paid from the context's memory budget first (consumer `store-transfers`):
 //!   a full budget makes writers and readers wait, it never grows a queue.
 //!
