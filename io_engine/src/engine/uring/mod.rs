@@ -46,8 +46,8 @@
 //!
 //! ## Ownership and cancellation
 //! An op owns everything the kernel reads or writes: the buffer (stable-pointer invariant of
-//! [`IoBuf`](crate::IoBuf)), an `Arc<IoFd>` clone, the `iovec` array, the path `CString`, the `statx`
-//! output. If its future is dropped after submission, `Drop` moves the op into its slot ("parked"); it is
+//! [`IoBuf`](crate::IoBuf)), an `Arc<IoFd>` clone, the `iovec` array, the path `CString`. If its
+//! future is dropped after submission, `Drop` moves the op into its slot ("parked"); it is
 //! completed and freed when the CQE arrives (a descriptor opened by a cancelled `openat` is closed
 //! then), and an `IORING_OP_ASYNC_CANCEL` matching its `user_data` asks the kernel to end it early, so
 //! that ops which never complete by themselves (a read from an empty pipe) give their slot back. Nothing
@@ -453,9 +453,13 @@ impl UringEngine {
         execute(self.system(), op).await
     }
 
-    /// `IORING_OP_STATX` of the open file: size, block size and `O_DIRECT` alignment.
+    /// `statx(2)` of the open file (size, block size, `O_DIRECT` alignment), inline on the calling
+    /// thread: it reads the in-memory inode of an open descriptor and does not wait for the device,
+    /// while the kernel hands every `IORING_OP_STATX` to an io-wq worker (a thread hop each way). Inline,
+    /// a random 64 KiB `get_range` of `virtual_file_store` (open, statx, read) went from 0.65-0.85x to
+    /// 0.97-1.07x `LocalFileSystem`'s rate (3 interleaved runs each, 2026-12-06).
     pub async fn statx(&self, fd: &Arc<IoFd>) -> io::Result<FileStat> {
-        execute(self.system(), ops::Statx::new(fd.clone())).await
+        StdFsEngine.statx(fd)
     }
 
     /// `IORING_OP_FTRUNCATE` where the kernel has it (6.9+), else `ftruncate(2)` inline.

@@ -14,7 +14,6 @@ use super::op::Op;
 use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 use crate::engine::fd::IoFd;
 use crate::engine::iovec::mark_filled;
-use crate::engine::stat::{FileStat, STATX_MASK};
 use crate::engine::std_fs::StdFsEngine;
 
 /// The most bytes Linux transfers in one read or write (`MAX_RW_COUNT`); a longer request is a short
@@ -215,58 +214,6 @@ unsafe impl Op for OpenAt {
     fn run_inline(self) -> Self::Output {
         let path = Path::new(std::ffi::OsStr::from_bytes(self.path.as_bytes()));
         StdFsEngine.open(path, self.flags, self.mode)
-    }
-}
-
-/// `IORING_OP_STATX`, as `statx(2)` of the descriptor itself (`AT_EMPTY_PATH`).
-pub(super) struct Statx {
-    fd: Arc<IoFd>,
-    /// Written by the kernel: from `Box::into_raw`, so that no `Box` (whose uniqueness a move or a
-    /// reborrow would assert) exists while the kernel writes through this pointer. Freed in `Drop`.
-    out: *mut libc::statx,
-}
-
-impl Statx {
-    pub(super) fn new(fd: Arc<IoFd>) -> Self {
-        // SAFETY: `statx` is plain old data; all-zero is a valid value.
-        let out = Box::into_raw(Box::new(unsafe { std::mem::zeroed::<libc::statx>() }));
-        Self { fd, out }
-    }
-}
-
-impl Drop for Statx {
-    fn drop(&mut self) {
-        // SAFETY: `out` came from `Box::into_raw` in `new` and is freed only here, once. The op is
-        // dropped only after its CQE was processed (or it was never submitted), so the kernel no longer
-        // writes to it.
-        drop(unsafe { Box::from_raw(self.out) });
-    }
-}
-
-// SAFETY: `out` is owned by the op alone (like the `Box` it came from) and `libc::statx` is plain data.
-unsafe impl Send for Statx {}
-
-// SAFETY: the SQE points at `*out` (heap, owned by `self`, freed only when `self` is dropped) and at a
-// static empty C string.
-unsafe impl Op for Statx {
-    type Output = io::Result<FileStat>;
-
-    fn prepare(&mut self) -> squeue::Entry {
-        opcode::Statx::new(fd(&self.fd), c"".as_ptr(), self.out.cast::<types::statx>())
-            .flags(libc::AT_EMPTY_PATH)
-            .mask(STATX_MASK)
-            .build()
-    }
-
-    fn complete(self, res: io::Result<u32>) -> Self::Output {
-        res?;
-        // SAFETY: the CQE has been processed, so the kernel finished writing `*out`; `out` is valid
-        // until `self` is dropped at the end of this function.
-        Ok(FileStat::from_statx(unsafe { &*self.out }))
-    }
-
-    fn run_inline(self) -> Self::Output {
-        StdFsEngine.statx(&self.fd)
     }
 }
 

@@ -9,14 +9,13 @@ use io_uring::{opcode, IoUring, Probe};
 use crate::engine::error::EngineStartError;
 
 /// Opcodes the engine cannot work without (Linux 5.6+), with their names for the error.
-const REQUIRED: [(u8, &str); 8] = [
+const REQUIRED: [(u8, &str); 7] = [
     (opcode::Read::CODE, "IORING_OP_READ"),
     (opcode::Write::CODE, "IORING_OP_WRITE"),
     (opcode::Readv::CODE, "IORING_OP_READV"),
     (opcode::Writev::CODE, "IORING_OP_WRITEV"),
     (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
     (opcode::OpenAt::CODE, "IORING_OP_OPENAT"),
-    (opcode::Statx::CODE, "IORING_OP_STATX"),
     (opcode::Fallocate::CODE, "IORING_OP_FALLOCATE"),
 ];
 

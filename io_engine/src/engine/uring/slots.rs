@@ -15,7 +15,7 @@
 //! [`CANCEL_BIT`] | the target's. The generation makes a cancel match only the op it was meant for,
 //! never a later op that reuses the slot.
 //!
-//! A slot's resources (buffer, fd, iovecs, path, statx output) are owned either by the op future
+//! A slot's resources (buffer, fd, iovecs, path) are owned either by the op future
 //! (`InFlight`) or by the slot (`Parked`) until the CQE has been processed, never freed before.
 //!
 //! Nothing here runs foreign code: wakers (clone, drop, wake) and parked ops go out through
