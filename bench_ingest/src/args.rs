@@ -183,6 +183,11 @@ pub struct ObjstoreArgs {
     /// Also write the settings and the rows to FILE, one JSON object per line.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Rounds over all the stores, in reverse order every other round (so no store always runs first
+    /// or last on a disk whose rate drifts). Each row is the median over the rounds (ratios: the median
+    /// of the per-round ratios), with every round's MiB/s in `mib_per_s_rounds`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub rounds: u64,
 }
 
 impl ObjstoreArgs {
@@ -332,6 +337,7 @@ mod tests {
         );
         assert_eq!((o.range_reads, o.range_kib), (2000, 64));
         assert_eq!((&o.dir, &o.json, o.memory_mib), (&None, &None, None));
+        assert_eq!(o.rounds, 1);
         assert_eq!(
             o.modes(None),
             vec![IoMode::Buffered, IoMode::Direct, IoMode::DirectRw]

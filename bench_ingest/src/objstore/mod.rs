@@ -267,8 +267,10 @@ pub struct Settings {
     pub range_kib: u64,
     /// Where the stores' subdirectories are.
     pub dir: PathBuf,
-    /// The stores, in the order they run (`store-io_mode-io_engine`).
+    /// The stores, in the order they run in the first round (`store-io_mode-io_engine`).
     pub stores: Vec<String>,
+    /// Rounds over the stores (every other one in reverse order).
+    pub rounds: u64,
 }
 
 /// `bench_ingest objstore`: runs every store, prints the settings, one JSON line per row and a table;
@@ -322,24 +324,36 @@ pub fn run(args: ObjstoreArgs) -> Result<Vec<ObjRow>, String> {
         range_kib: args.range_kib,
         dir: tmp.path().to_owned(),
         stores: cases.iter().map(StoreCase::label).collect(),
+        rounds: args.rounds,
     };
     let settings_line = format!(r#"{{"settings":{}}}"#, to_json_line(&settings));
     print_line(&settings_line)?;
     let mut json_lines = vec![settings_line];
 
     let payloads = Payloads::new(&spec);
-    let mut rows = Vec::new();
-    for (i, case) in cases.iter().enumerate() {
-        note(&format!(
-            "objstore: store {}/{}: {}",
-            i + 1,
-            cases.len(),
-            case.label()
-        ));
-        let dir = tmp.path().join(case.label());
-        rows.extend(run_case(&rt, case, &dir, &spec, &payloads).map_err(|e| e.to_string())?);
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        let mut order: Vec<&StoreCase> = cases.iter().collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut rows = Vec::new();
+        for (i, case) in order.into_iter().enumerate() {
+            note(&format!(
+                "objstore: round {}/{}, store {}/{}: {}",
+                round + 1,
+                args.rounds,
+                i + 1,
+                cases.len(),
+                case.label()
+            ));
+            let dir = tmp.path().join(case.label());
+            rows.extend(run_case(&rt, case, &dir, &spec, &payloads).map_err(|e| e.to_string())?);
+        }
+        row::set_ratios(&mut rows);
+        rounds.push(rows);
     }
-    row::set_ratios(&mut rows);
+    let rows = row::medians(&rounds);
     for r in &rows {
         let l = to_json_line(r);
         print_line(&l)?;

@@ -42,6 +42,8 @@ pub struct ObjRow {
     pub ratio_to_local_fs: Option<f64>,
     /// `mib_per_s` over the device limit's in the same phase.
     pub ratio_to_device_limit: Option<f64>,
+    /// `mib_per_s` of each round, in the order run (one value without `--rounds`).
+    pub mib_per_s_rounds: Vec<f64>,
 }
 
 impl ObjRow {
@@ -72,8 +74,49 @@ impl ObjRow {
                 .map(|g| g as f64 / (1u64 << 20) as f64),
             ratio_to_local_fs: None,
             ratio_to_device_limit: None,
+            mib_per_s_rounds: vec![mib / seconds],
         }
     }
+
+    fn same_case(&self, other: &ObjRow) -> bool {
+        (&self.store, &self.io_mode, &self.io_engine, &self.phase)
+            == (&other.store, &other.io_mode, &other.io_engine, &other.phase)
+    }
+}
+
+/// The median of `values` (the lower middle one for an even count); `None` if empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len().saturating_sub(1) / 2).copied()
+}
+
+/// One row per store x phase from the rows of several rounds (each with its ratios set): the row of
+/// the round with the median MiB/s, with the median of the per-round ratios and every round's MiB/s.
+pub fn medians(rounds: &[Vec<ObjRow>]) -> Vec<ObjRow> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|r| {
+            let same: Vec<&ObjRow> = rounds
+                .iter()
+                .filter_map(|round| round.iter().find(|o| o.same_case(r)))
+                .collect();
+            let mut by_rate = same.clone();
+            by_rate.sort_by(|a, b| a.mib_per_s.total_cmp(&b.mib_per_s));
+            let mut out = by_rate[(by_rate.len() - 1) / 2].clone();
+            out.ratio_to_local_fs =
+                median(same.iter().filter_map(|o| o.ratio_to_local_fs).collect());
+            out.ratio_to_device_limit = median(
+                same.iter()
+                    .filter_map(|o| o.ratio_to_device_limit)
+                    .collect(),
+            );
+            out.mib_per_s_rounds = same.iter().map(|o| o.mib_per_s).collect();
+            out
+        })
+        .collect()
 }
 
 /// Sets every row's ratios to the `local_fs` and `device_limit` rows of its phase (left `None` where
@@ -178,5 +221,28 @@ mod tests {
         assert_eq!(v["ratio_to_local_fs"], 2.0);
         assert!(line(&rows[1]).contains("2.00x"));
         assert!(header().contains("/device"));
+    }
+
+    #[test]
+    fn medians_over_rounds() {
+        // three rounds; ours at 1 s, 4 s, 2 s against local_fs at 2 s, 2 s, 8 s
+        let round = |ours: u64, local: u64| {
+            let mut rows = vec![row(LOCAL_FS, "put", local), row(VIRTUAL_FILE, "put", ours)];
+            set_ratios(&mut rows);
+            rows
+        };
+        let rounds = vec![round(1, 2), round(4, 2), round(2, 8)];
+        let m = medians(&rounds);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].store, VIRTUAL_FILE);
+        // MiB/s 1024, 256, 512: the median is 512 (the third round's row)
+        assert_eq!(m[1].mib_per_s, 512.0);
+        assert_eq!(m[1].mib_per_s_rounds, vec![1024.0, 256.0, 512.0]);
+        // per-round ratios 2.0, 0.5, 4.0: median 2.0 (not 512 / 512)
+        assert_eq!(m[1].ratio_to_local_fs, Some(2.0));
+        assert_eq!(m[0].ratio_to_local_fs, Some(1.0));
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0]), Some(1.0));
+        assert_eq!(medians(&[]), Vec::<ObjRow>::new());
     }
 }
