@@ -42,6 +42,7 @@ fn ingest(c: &mut Criterion) {
                         secs: 0.0,
                         readers: 0,
                     },
+                    scan_phase: false,
                 };
                 group.bench_function(format!("{mode}/{kind}/{key_size}"), |b| {
                     b.to_async(&rt).iter(|| async {

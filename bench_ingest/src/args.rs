@@ -118,6 +118,10 @@ pub struct Args {
     /// Seconds of random point lookups over the written delta layer, cold and then warm (0: none).
     #[arg(long, default_value_t = 2.0)]
     pub read_secs: f64,
+    /// The scan phase after the read phase: a cold full scan of the delta layer against raw sequential
+    /// `O_DIRECT` reads of it, and a hot set's page-cache hit rate before and after a scan.
+    #[arg(long, value_enum, default_value_t = YesNo::Yes)]
+    pub scan: YesNo,
     /// Concurrent lookup tasks of the read phase.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub readers: u32,

@@ -15,7 +15,8 @@ use crate::measure::evict_from_page_cache;
 use crate::read_phase::{ReadPhaseResult, ReadPhaseSpec};
 use crate::reference::pwrite_fsync;
 use crate::remote::RemoteBench;
-use crate::report::{header, json, line, median, ReadColumns, RemoteFigures, Row};
+use crate::report::{header, json, line, median, ReadColumns, RemoteFigures, Row, ScanColumns};
+use crate::scan_phase::ScanPhaseResult;
 use crate::workload::{run_case_with_remote, CaseRun, CaseSpec};
 
 /// Block size of the reference pwrite loop.
@@ -145,6 +146,7 @@ pub fn run(args: Args) -> Result<(), String> {
                         secs: args.read_secs,
                         readers: args.readers as usize,
                     },
+                    scan_phase: args.scan == YesNo::Yes,
                 });
             }
         }
@@ -196,6 +198,7 @@ pub fn run(args: Args) -> Result<(), String> {
             let mut warm = spec.clone();
             warm.volume_mib = warm.volume_mib.min(32);
             warm.read_phase.secs = 0.0;
+            warm.scan_phase = false;
             run_case_with_remote(engine, &warm, &dir, remote.as_ref())
                 .await
                 .map_err(|e| format!("warm-up: {e}"))?;
@@ -313,7 +316,19 @@ fn summarize(
             index_pages: p[0].index_pages,
         }
     });
+    let scans: Option<Vec<ScanPhaseResult>> = runs.iter().map(|r| r.scan_phase).collect();
+    let scan = scans.filter(|s| !s.is_empty()).map(|s| {
+        let med = |f: &dyn Fn(&ScanPhaseResult) -> f64| median(s.iter().map(f).collect());
+        ScanColumns {
+            scan_cold_mib_per_s: med(&|r| r.scan_cold_mib_per_s),
+            scan_limit_mib_per_s: med(&|r| r.scan_limit_mib_per_s),
+            scan_ratio_to_limit: med(&|r| r.scan_cold_mib_per_s / r.scan_limit_mib_per_s),
+            hot_hit_rate_before: med(&|r| r.hot_hit_rate_before),
+            hot_hit_rate_after: med(&|r| r.hot_hit_rate_after),
+        }
+    });
     Row {
+        scan,
         rss_growth_mib: rss.map(mib_of),
         memory_mib: match (growth, rss) {
             (Some(g), Some(r)) => Some(mib_of(g + r)),

@@ -16,7 +16,8 @@
 //! 1. [`args`] (the command line), [`error`] ([`error::CaseError`]), [`measure`] (CPU, page cache,
 //!    RSS), [`reference`](mod@reference) (the plain `pwrite` + `fsync` loop).
 //! 2. [`remote`] (the object-storage round trip) and [`report`] (a result row, as text or JSON).
-//! 3. [`read_phase`] (point lookups after the write-out).
+//! 3. [`read_phase`] (point lookups after the write-out) and [`scan_phase`] (a cold full scan against
+//!    the raw `O_DIRECT` limit, and a hot set's hit rate across a scan).
 //! 4. [`workload`] (one case: put, freeze, write out, read back).
 //! 5. [`metrics_file`] and [`plot`] (the `--metrics` and `--plot` outputs of the rows).
 //! 6. [`cli`] (the command: the case matrix and its output) and [`objstore`] (the subcommand
@@ -58,4 +59,5 @@ pub mod read_phase;
 pub mod reference;
 pub mod remote;
 pub mod report;
+pub mod scan_phase;
 pub mod workload;

@@ -46,6 +46,9 @@ pub struct Row {
     /// The read phase, if run.
     #[serde(flatten)]
     pub read: Option<ReadColumns>,
+    /// The scan phase, if run.
+    #[serde(flatten)]
+    pub scan: Option<ScanColumns>,
     /// With `--remote`: the delta layer's round trip through object storage.
     #[serde(flatten)]
     pub remote: Option<RemoteFigures>,
@@ -100,10 +103,25 @@ pub struct ReadColumns {
     pub index_pages: u32,
 }
 
+/// The scan phase's columns (medians over the runs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScanColumns {
+    /// Cold full scan of the delta layer, MiB/s of the file.
+    pub scan_cold_mib_per_s: f64,
+    /// Raw sequential `O_DIRECT` reads of the same file (1 MiB, 4 in flight), MiB/s.
+    pub scan_limit_mib_per_s: f64,
+    /// `scan_cold_mib_per_s / scan_limit_mib_per_s` (median of the runs' ratios).
+    pub scan_ratio_to_limit: f64,
+    /// Our page cache's hit rate over a pass of the hot set, before a full scan.
+    pub hot_hit_rate_before: f64,
+    /// The same, after the scan.
+    pub hot_hit_rate_after: f64,
+}
+
 /// The table header; with `remote`, the remote round trip's columns too.
 pub fn header(remote: bool) -> String {
     let base = format!(
-        "{:<9} {:<17} {:>6} {:<12} {:>8} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8}",
+        "{:<9} {:<17} {:>6} {:<12} {:>8} {:>9} {:>10} {:>10} {:>9} {:>7} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>10} {:>8} {:>7} {:>7}",
         "io_mode",
         "io_engine",
         "value",
@@ -119,7 +137,11 @@ pub fn header(remote: bool) -> String {
         "cold lk/s",
         "p99 us",
         "warm lk/s",
-        "p99 us"
+        "p99 us",
+        "scan MiB/s",
+        "scan/lim",
+        "hot hit",
+        "after"
     );
     if !remote {
         return base;
@@ -143,8 +165,9 @@ pub fn header(remote: bool) -> String {
 pub fn line(r: &Row) -> String {
     let opt = |v: Option<f64>, prec: usize| v.map_or("n/a".to_string(), |v| format!("{v:.prec$}"));
     let read = |f: fn(&ReadColumns) -> f64| r.read.as_ref().map(f);
+    let scan = |f: fn(&ScanColumns) -> f64| r.scan.as_ref().map(f);
     format!(
-        "{:<9} {:<17} {:>6} {:<12} {:>8.1} {:>9.2} {:>10} {:>10} {:>9.1} {:>6.2}x {:>8} {:>8} {:>9} {:>8} {:>9} {:>8}",
+        "{:<9} {:<17} {:>6} {:<12} {:>8.1} {:>9.2} {:>10} {:>10} {:>9.1} {:>6.2}x {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>10} {:>8} {:>7} {:>7}",
         r.io_mode,
         r.io_engine,
         r.key_size,
@@ -161,6 +184,10 @@ pub fn line(r: &Row) -> String {
         opt(read(|c| c.cold_p99_us), 0),
         opt(read(|c| c.warm_lookups_per_s), 0),
         opt(read(|c| c.warm_p99_us), 0),
+        opt(scan(|c| c.scan_cold_mib_per_s), 0),
+        opt(scan(|c| c.scan_ratio_to_limit), 2),
+        opt(scan(|c| c.hot_hit_rate_before), 3),
+        opt(scan(|c| c.hot_hit_rate_after), 3),
     ) + &r.remote.as_ref().map_or(String::new(), |m| {
         format!(
             " {:>8.1} {:>9.1} {:>5.2}x {:>9.1} {:>5.2}x {:>9.1} {:>9.1} {:>7.2}x {:>8} {:>7.0}ms",
@@ -236,6 +263,13 @@ mod tests {
                 warm_cache_device_reads: 0,
                 index_pages: 30,
             }),
+            scan: Some(ScanColumns {
+                scan_cold_mib_per_s: 1500.0,
+                scan_limit_mib_per_s: 1600.0,
+                scan_ratio_to_limit: 0.94,
+                hot_hit_rate_before: 0.999,
+                hot_hit_rate_after: 0.998,
+            }),
         };
         let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
         assert_eq!(v["io_mode"], "direct-rw");
@@ -269,5 +303,9 @@ mod tests {
         assert_eq!(v["memory_mib"], 21.0);
         assert_eq!(v["warm_lookups_per_s"], 50000.0);
         assert!(line(&r).contains("50000"));
+        assert_eq!(v["scan_cold_mib_per_s"], 1500.0);
+        assert_eq!(v["hot_hit_rate_after"], 0.998);
+        assert!(header(false).contains("scan MiB/s"));
+        assert!(line(&r).contains("0.998"));
     }
 }

@@ -15,6 +15,7 @@ use crate::error::CaseError;
 use crate::measure::{cpu_time, PageCacheSampler};
 use crate::read_phase::{run_read_phase, ReadPhaseResult, ReadPhaseSpec};
 use crate::remote::{round_trip, RemoteBench, RemoteRun};
+use crate::scan_phase::{run_scan_phase, ScanPhaseResult};
 
 /// Values per `put_batch` call.
 pub const BATCH_VALUES: usize = 64;
@@ -39,6 +40,8 @@ pub struct CaseSpec {
     pub memory_mib: Option<u64>,
     /// The read phase after the write-out (needs `write_delta`; `secs == 0` skips it).
     pub read_phase: ReadPhaseSpec,
+    /// The scan phase after the read phase (needs `write_delta`).
+    pub scan_phase: bool,
     /// The context keeps the ephemeral file's written pages in the page cache.
     pub keep_written_pages: bool,
     /// The in-memory layer keeps its ephemeral file in memory in the direct modes (spill mode).
@@ -60,6 +63,8 @@ pub struct CaseRun {
     pub budget_peak: u64,
     /// The read phase, if run.
     pub read_phase: Option<ReadPhaseResult>,
+    /// The scan phase, if run.
+    pub scan_phase: Option<ScanPhaseResult>,
     /// Bytes written to files (ephemeral file + delta layer).
     pub written_bytes: u64,
     /// Keys read back and checked.
@@ -151,14 +156,17 @@ pub async fn run_case_with_remote(
     remote: Option<&RemoteBench>,
 ) -> Result<CaseRun, CaseError> {
     let memory_bytes = memory_budget_bytes(spec.memory_mib)?;
-    let make_ctx = || {
+    let make_ctx_with = |budget: Option<usize>| {
         IoContext::builder()
             .engine(engine.clone())
             .mode(spec.mode)
-            .memory_budget_bytes(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+            .memory_budget_bytes(
+                budget.unwrap_or_else(|| usize::try_from(memory_bytes).unwrap_or(usize::MAX)),
+            )
             .keep_written_pages(spec.keep_written_pages)
             .build()
     };
+    let make_ctx = || make_ctx_with(None);
     let ctx = make_ctx()?;
     let n = ((spec.volume_mib << 20) / spec.key_size as u64).max(1) as usize;
     let puts = key_sequence(spec.layout, n, 7);
@@ -274,19 +282,15 @@ pub async fn run_case_with_remote(
         }
         None => None,
     };
+    let keys = || std::sync::Arc::new(puts.iter().map(|(k, _)| *k).collect::<Vec<Key>>());
     let read_phase = match &delta {
         Some(d) if spec.read_phase.secs > 0.0 => {
-            let keys: Vec<Key> = puts.iter().map(|(k, _)| *k).collect();
-            Some(
-                run_read_phase(
-                    make_ctx,
-                    &d.path,
-                    std::sync::Arc::new(keys),
-                    spec.read_phase,
-                )
-                .await?,
-            )
+            Some(run_read_phase(make_ctx, &d.path, keys(), spec.read_phase).await?)
         }
+        _ => None,
+    };
+    let scan_phase = match &delta {
+        Some(d) if spec.scan_phase => Some(run_scan_phase(make_ctx_with, &d.path, &keys()).await?),
         _ => None,
     };
     if let Some(d) = delta {
@@ -299,6 +303,7 @@ pub async fn run_case_with_remote(
         rss_growth,
         budget_peak,
         read_phase,
+        scan_phase,
         written_bytes,
         verified_keys: sample.len(),
         remote: remote_run,

@@ -77,7 +77,7 @@ pub use layers::delta::{DeltaLayerReader, DeltaLayerWriter, DeltaValue, WILL_INI
 pub use layers::image::{ImageLayerReader, ImageLayerWriter};
 pub use layers::in_memory::{InMemoryLayer, InMemoryLayerError, InMemoryLayerOptions, PutValue};
 pub use layers::layer_file::{is_temp_file_name, remove_temp_files, LayerInfo, TEMP_SUFFIX};
-pub use layers::layer_reader::VerifyReport;
+pub use layers::layer_reader::{VerifyReport, SCAN_READS_IN_FLIGHT};
 
 /// README.md's code blocks run as doc tests of this crate, so the quick start cannot go stale.
 #[cfg(doctest)]

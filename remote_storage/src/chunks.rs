@@ -1,24 +1,34 @@
-//! [`ChunkReader`]: a local file read front to back in chunks of a fixed size through `VirtualFile`
-//! (`O_DIRECT` in the direct modes, into aligned buffers handed on without a copy), with the size
-//! taken at open checked at the end, so a file that grew or shrank meanwhile is
-//! [`RemoteError::UploadSizeMismatch`].
+//! [`ChunkReader`]: a local file read front to back in chunks of a fixed size through a
+//! [`Scan`](virtual_file::Scan) (reads in flight ahead of the consumer, `O_DIRECT` in the direct modes, into
+//! aligned buffers handed on without a copy where a chunk is one read), with the size taken at open
+//! checked at the end, so a file that grew or shrank meanwhile is [`RemoteError::UploadSizeMismatch`].
+//!
+//! The scan's reads are a chunk each (so a chunk is handed on without a copy) unless a chunk is larger
+//! than a quarter of the memory budget; then reads of that quarter are joined into each chunk (one copy).
+//! Up to [`READS_AHEAD`] reads are in flight: the next chunk is read while the caller sends this one.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use io_engine::{DefaultAlign, IoBufferMut, Slice};
-use virtual_file::{IoContext, VirtualFile};
+use bytes::{Bytes, BytesMut};
+use io_engine::{DefaultAlign, IoBuffer};
+use virtual_file::{IoContext, Scan, ScanOptions, VirtualFile};
 
 use crate::error::RemoteError;
 
+/// Most scan reads in flight ahead of the caller.
+pub(crate) const READS_AHEAD: usize = 2;
+
 /// Reads a file front to back in chunks of a fixed size through `VirtualFile`.
 pub(crate) struct ChunkReader {
-    file: VirtualFile,
+    file: Arc<VirtualFile>,
+    scan: Scan,
     layer: String,
     size: u64,
     offset: u64,
     chunk: usize,
-    align: usize,
+    /// The part of the last scan read not handed out yet.
+    leftover: Option<IoBuffer<DefaultAlign>>,
 }
 
 impl ChunkReader {
@@ -32,15 +42,23 @@ impl ChunkReader {
             layer: layer.to_owned(),
             source,
         };
-        let file = VirtualFile::open(ctx, path).await.map_err(local)?;
+        let file = Arc::new(VirtualFile::open(ctx, path).await.map_err(local)?);
         let size = file.metadata().await.map_err(local)?.size;
+        let chunk = chunk.max(1);
+        let options = ScanOptions {
+            read_size: chunk.min(ctx.memory_budget().total() / 4).max(1),
+            initial_reads: 1,
+            max_reads: READS_AHEAD,
+        };
+        let scan = file.scan(..size, options).await.map_err(local)?;
         Ok(ChunkReader {
             file,
+            scan,
             layer: layer.to_owned(),
             size,
             offset: 0,
             chunk,
-            align: ctx.alignment(),
+            leftover: None,
         })
     }
 
@@ -72,58 +90,80 @@ impl ChunkReader {
         }
     }
 
+    fn local(&self, source: virtual_file::Error) -> RemoteError {
+        RemoteError::Local {
+            layer: self.layer.clone(),
+            source,
+        }
+    }
+
+    /// The file's size now.
+    async fn size_now(&self) -> Result<u64, RemoteError> {
+        Ok(self.file.metadata().await.map_err(|e| self.local(e))?.size)
+    }
+
     /// After the last chunk: the file must still be the size it had at open (else it grew, and only a
     /// prefix of it was read, or it shrank).
     pub(crate) async fn finish(&self) -> Result<(), RemoteError> {
         debug_assert_eq!(self.offset, self.size, "finish after the last chunk");
-        let now = self
-            .file
-            .metadata()
-            .await
-            .map_err(|source| RemoteError::Local {
-                layer: self.layer.clone(),
-                source,
-            })?
-            .size;
+        let now = self.size_now().await?;
         if now != self.size {
             return Err(self.size_mismatch(self.size, now, "at open vs at the end"));
         }
         Ok(())
     }
 
-    /// The next chunk (`chunk` bytes, the last one shorter), `None` at the end. An `O_DIRECT` read asks for
-    /// the aligned length and takes the short read at end of file.
+    /// The next bytes of the scan, at most `max`; an end of the file before the size at open is a size
+    /// mismatch with the size now.
+    async fn next_piece(&mut self, max: usize) -> Result<IoBuffer<DefaultAlign>, RemoteError> {
+        let buf = match self.leftover.take() {
+            Some(buf) => buf,
+            None => match self.scan.next_chunk().await {
+                Ok(Some(chunk)) => chunk.bytes,
+                Ok(None) => return Err(self.shrank().await),
+                Err(virtual_file::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    return Err(self.shrank().await)
+                }
+                Err(e) => return Err(self.local(e)),
+            },
+        };
+        if buf.len() > max {
+            self.leftover = Some(buf.slice(max..));
+            return Ok(buf.slice(..max));
+        }
+        Ok(buf)
+    }
+
+    async fn shrank(&self) -> RemoteError {
+        match self.size_now().await {
+            Ok(now) => self.size_mismatch(self.size, now, "at open vs at the end"),
+            Err(e) => e,
+        }
+    }
+
+    /// The next chunk (`chunk` bytes, the last one shorter), `None` at the end.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, RemoteError> {
         let want = (self.size - self.offset).min(self.chunk as u64) as usize;
         if want == 0 {
             return Ok(None);
         }
-        let aligned = want.div_ceil(self.align) * self.align;
-        let mut buf = IoBufferMut::<DefaultAlign>::with_capacity(aligned);
-        let mut done = 0;
-        while done < want {
-            let (slice, res) = self
-                .file
-                .read_at(Slice::new(buf, done..aligned), self.offset + done as u64)
-                .await;
-            buf = slice.into_inner();
-            let n = res.map_err(|source| RemoteError::Local {
-                layer: self.layer.clone(),
-                source,
-            })?;
-            if n == 0 {
-                // shrank under the reader
-                return Err(self.size_mismatch(
-                    self.size,
-                    self.offset + done as u64,
-                    "at open vs at the end",
-                ));
+        let first = self.next_piece(want).await?;
+        let bytes = if first.len() == want {
+            Bytes::from_owner(first)
+        } else {
+            let mut joined = BytesMut::with_capacity(want);
+            joined.extend_from_slice(&first);
+            drop(first);
+            while joined.len() < want {
+                let piece = self.next_piece(want - joined.len()).await?;
+                joined.extend_from_slice(&piece);
             }
-            done += n;
-        }
-        buf.truncate(want);
+            joined.freeze()
+        };
         self.offset += want as u64;
-        Ok(Some(Bytes::from_owner(buf.freeze())))
+        Ok(Some(bytes))
     }
 }
 

@@ -101,7 +101,10 @@ pub use context::{
     OPEN_FILES_ENV,
 };
 pub use error::{Error, MisalignedPart};
-pub use file::{FileId, OpenOptions, VirtualFile, TEMP_NAME_ATTEMPTS};
+pub use file::{
+    FileId, OpenOptions, Scan, ScanChunk, ScanOptions, VirtualFile, DEFAULT_SCAN_READ,
+    DEFAULT_SCAN_READS, TEMP_NAME_ATTEMPTS,
+};
 pub use io_mode::{IoMode, IO_MODE_ENV};
 pub use memory_budget::{
     Consumer, MemoryBudget, MemoryBudgetError, MemoryBudgetSnapshot, Reclaim, Reservation,

@@ -60,6 +60,8 @@ pub enum Consumer {
     PageCache,
     /// Buffers of object-store transfers in flight (parts being written, body chunks being read).
     StoreTransfers,
+    /// Reads in flight ahead of a [`Scan`](crate::Scan)'s consumer.
+    ScanBuffers,
 }
 
 /// Why a reservation was refused.

@@ -24,6 +24,7 @@ fn row(mode: &str, engine: &str, key_size: usize, mib_per_s: f64, cache: Option<
         memory_mib: cache.map(|c| c + 2.0),
         budget_peak_mib: 4.0,
         read: None,
+        scan: None,
         remote: None,
     }
 }

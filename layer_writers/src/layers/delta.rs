@@ -16,7 +16,7 @@ use virtual_file::IoContext;
 use crate::format::key::{delta_index_key, parse_delta_index_key, Key, Lsn};
 use crate::format::summary::LayerKind;
 use crate::io::error::LayerError;
-use crate::io::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::io::vectored::MAX_VECTORED_READ;
 use crate::layers::layer_file::{layer_writer_front, LayerFileWriter, LayerInfo};
 use crate::layers::layer_reader::{layer_reader_front, FoundBlob, LayerFileReader, VerifyReport};
 
@@ -231,15 +231,15 @@ impl DeltaLayerReader {
     }
 
     /// Calls `f(key, lsn, will_init, value)` for every record in `(key, lsn)` order until it breaks. The
-    /// index is walked first (keeping about 40 bytes per record); values are then read in chunks of up to
-    /// 1 MiB, one at a time.
+    /// index is walked first (keeping about 40 bytes per record); values are then read front to back in reads of up to
+    /// 1 MiB, several in flight ahead of `f` (`scan_blobs`).
     pub async fn scan_each<F>(&self, mut f: F) -> Result<(), LayerError>
     where
         F: FnMut(Key, Lsn, bool, Vec<u8>) -> ControlFlow<()>,
     {
         let (entries, blobs) = self.all_blobs().await?;
         self.inner
-            .read_blobs(&blobs, SCAN_READ, false, |i, value| {
+            .scan_blobs(&blobs, |i, value| {
                 let e = entries[i];
                 f(e.key, e.lsn, e.will_init, value)
             })
@@ -249,7 +249,8 @@ impl DeltaLayerReader {
     /// Checks every byte of the file: the summary (at open), every index page, every value's CRC and
     /// decoding, that the values are exactly covered by the index, and the zero padding. Any flipped bit
     /// anywhere in the file is an error. Walks the index first, keeping about 50 bytes per record, then
-    /// reads the values in reads of at most 128 KiB, one at a time, drawing on the read budget.
+    /// reads the values front to back in reads of up to 1 MiB, several in flight, paid from the memory
+    /// budget.
     pub async fn verify(&self) -> Result<VerifyReport, LayerError> {
         let (_, blobs) = self.all_blobs().await?;
         self.inner.verify(&blobs).await

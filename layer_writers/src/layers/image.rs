@@ -12,7 +12,7 @@ use virtual_file::IoContext;
 use crate::format::key::{image_index_key, Key, Lsn};
 use crate::format::summary::LayerKind;
 use crate::io::error::LayerError;
-use crate::io::vectored::{MAX_VECTORED_READ, SCAN_READ};
+use crate::io::vectored::MAX_VECTORED_READ;
 use crate::layers::layer_file::{layer_writer_front, LayerFileWriter, LayerInfo};
 use crate::layers::layer_reader::{layer_reader_front, FoundBlob, LayerFileReader, VerifyReport};
 
@@ -155,21 +155,23 @@ impl ImageLayerReader {
     }
 
     /// Calls `f(key, image)` for every image in key order until it breaks. The index is walked first;
-    /// values are then read in chunks of up to 1 MiB, one at a time.
+    /// values are then read front to back in reads of up to 1 MiB,
+    /// several in flight ahead of `f` (`scan_blobs`).
     pub async fn scan_each<F>(&self, mut f: F) -> Result<(), LayerError>
     where
         F: FnMut(Key, Vec<u8>) -> ControlFlow<()>,
     {
         let blobs = self.all_blobs().await?;
         self.inner
-            .read_blobs(&blobs, SCAN_READ, false, |i, value| f(blobs[i].key, value))
+            .scan_blobs(&blobs, |i, value| f(blobs[i].key, value))
             .await
     }
 
     /// Checks every byte of the file: the summary (at open), every index page, every image's CRC and
     /// decoding, that the values are exactly covered by the index, and the zero padding. Any flipped bit
     /// anywhere in the file is an error. Walks the index first, keeping about 50 bytes per image, then
-    /// reads the values in reads of at most 128 KiB, one at a time, drawing on the read budget.
+    /// reads the values front to back in reads of up to 1 MiB, several in flight, paid from the memory
+    /// budget.
     pub async fn verify(&self) -> Result<VerifyReport, LayerError> {
         let blobs = self.all_blobs().await?;
         self.inner.verify(&blobs).await

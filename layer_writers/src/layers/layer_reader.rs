@@ -14,13 +14,17 @@
 //! [`LayerFileReader::verify`] checks every byte of the file: the summary block (at open), every index
 //! page, every blob (the index must cover the values exactly, back to back), and the zero padding between
 //! the values and the index.
+//!
+//! Full passes over the values (scans and verification) read them front to back through a
+//! [`Scan`](virtual_file::Scan) with several reads in flight ([`LayerFileReader::scan_blobs`]);
+//! lookups read their merged runs one at a time ([`LayerFileReader::read_blobs`]).
 
 use std::ops::{Bound, ControlFlow, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use io_engine::{DefaultAlign, IoBufferMut, Slice};
-use virtual_file::{IoContext, VirtualFile};
+use virtual_file::{IoContext, ScanOptions, VirtualFile};
 
 use crate::format::blob::MAX_BLOB_EXTENT;
 use crate::format::btree::page::{PageView, PAGE_SIZE};
@@ -33,7 +37,10 @@ use crate::io::blob_io::decode_blob_in;
 use crate::io::error::LayerError;
 use crate::io::page_source::FilePageSource;
 use crate::io::read_budget::ReadBudget;
-use crate::io::vectored::{plan_reads, BlobRead, MAX_VECTORED_READ};
+use crate::io::vectored::{plan_reads, BlobRead, SCAN_READ};
+
+/// Reads in flight ahead of a full pass over a layer's values ([`LayerFileReader::scan_blobs`]).
+pub const SCAN_READS_IN_FLIGHT: usize = 8;
 
 /// An open layer file of a known kind.
 #[derive(Debug)]
@@ -231,7 +238,8 @@ impl LayerFileReader {
     /// the index, which checked the pages it reached): each index page's checksum and structure, that
     /// the blobs cover the values region exactly and back to back, each blob's CRC and decoding, and
     /// that the padding between the values and the index is zero. The summary block was checked at
-    /// open. Reads at most [`MAX_VECTORED_READ`] at a time (a larger blob alone).
+    /// open. Reads the values front to back with [`scan_blobs`](Self::scan_blobs) (reads of up to
+    /// [`SCAN_READ`], several in flight).
     pub async fn verify(&self, blobs: &[FoundBlob]) -> Result<VerifyReport, LayerError> {
         let index_start = self.summary.index_start_offset();
         for page_no in 0..self.summary.index_page_count {
@@ -286,10 +294,8 @@ impl LayerFileReader {
                 ),
             ));
         }
-        self.read_blobs(blobs, MAX_VECTORED_READ, false, |_, _| {
-            ControlFlow::Continue(())
-        })
-        .await?;
+        self.scan_blobs(blobs, |_, _| ControlFlow::Continue(()))
+            .await?;
         let padding_bytes = self.verify_padding().await?;
         Ok(VerifyReport {
             entries: blobs.len() as u64,
@@ -331,6 +337,67 @@ impl LayerFileReader {
             ));
         }
         Ok(padding.len() as u64)
+    }
+
+    /// Reads and decodes `blobs` front to back for a full pass (a scan or a verification): as
+    /// [`read_blobs`](Self::read_blobs) with reads of at most [`SCAN_READ`], but through a
+    /// [`Scan`](virtual_file::Scan) over the planned reads, so up to [`SCAN_READS_IN_FLIGHT`] of them are
+    /// in flight ahead of the decoding (readahead of our own: `O_DIRECT` files get none from the kernel).
+    /// The scan's buffers are paid from the context's memory budget (consumer `scan-buffers`), not from
+    /// the reader's [`ReadBudget`]. Never through the page cache. A layer with a read larger than a
+    /// quarter of the memory budget (one huge blob) is read one read at a time instead.
+    pub async fn scan_blobs<F>(&self, blobs: &[FoundBlob], mut sink: F) -> Result<(), LayerError>
+    where
+        F: FnMut(usize, Vec<u8>) -> ControlFlow<()>,
+    {
+        let mut reads: Vec<BlobRead> = Vec::with_capacity(blobs.len());
+        for (tag, blob) in blobs.iter().enumerate() {
+            self.check_extent(&blob.extent, blob.key)?;
+            reads.push(BlobRead {
+                extent: blob.extent.clone(),
+                tag,
+            });
+        }
+        let chunks = plan_reads(&mut reads, SCAN_READ, self.align, self.summary.file_len());
+        let budget = self.file.context().memory_budget().total() as u64;
+        if chunks.iter().any(|c| c.len() > budget / 4) {
+            return self.read_blobs(blobs, SCAN_READ, false, sink).await;
+        }
+        let options = ScanOptions {
+            initial_reads: 2,
+            max_reads: SCAN_READS_IN_FLIGHT,
+            ..ScanOptions::default()
+        };
+        let extents = chunks.iter().map(|c| c.range.clone()).collect();
+        let mut scan = self
+            .file
+            .scan_extents(extents, options)
+            .map_err(|e| LayerError::io(&self.path, e))?;
+        for chunk in chunks {
+            let bytes = scan
+                .next_chunk()
+                .await
+                .map_err(|e| LayerError::io(&self.path, e))?
+                .ok_or_else(|| {
+                    LayerError::corrupt(&self.path, chunk.range.start, None, "scan ended early")
+                })?
+                .bytes;
+            for read in &reads[chunk.blobs] {
+                let blob = &blobs[read.tag];
+                let value = decode_blob_in(
+                    &self.path,
+                    &bytes,
+                    chunk.range.start,
+                    read.extent.clone(),
+                    Some(blob.key),
+                    blob.lsn,
+                )?;
+                if sink(read.tag, value).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads and decodes `blobs` with reads of at most `max_read` bytes (a larger single blob is read

@@ -3,7 +3,7 @@
 //! All IO of one file lives here, each piece a set of methods of [`VirtualFile`]: `open.rs` (open,
 //! `O_DIRECT` fallback, reopen after eviction), `identity.rs`, this file (the uncached reads and the
 //! simple ops), `cached_reads.rs` (reads through the page cache, write-through), `mutations.rs` (writes,
-//! `set_len`, `fallocate`), `temp.rs`, `owned_io.rs` (the writer traits). Below them: `id.rs`
+//! `set_len`, `fallocate`), `temp.rs`, `scan.rs` (front-to-back reads with readahead), `owned_io.rs` (the writer traits). Below them: `id.rs`
 //! ([`FileId`], the lowest floor of the crate), `short_io.rs`, `open_options.rs` and `coherence.rs`.
 //!
 //! - Reads and writes are positional only; one loop (`short_io.rs`) completes short transfers for every
@@ -30,6 +30,7 @@ mod mutations;
 mod open;
 mod open_options;
 mod owned_io;
+mod scan;
 mod short_io;
 mod temp;
 #[cfg(test)]
@@ -49,6 +50,7 @@ use tokio::sync::RwLockReadGuard;
 
 pub use id::FileId;
 pub use open_options::OpenOptions;
+pub use scan::{Scan, ScanChunk, ScanOptions, DEFAULT_SCAN_READ, DEFAULT_SCAN_READS};
 pub use temp::TEMP_NAME_ATTEMPTS;
 
 use crate::cache::{SlotHandle, SlotInner};

@@ -1,0 +1,331 @@
+//! `VirtualFile::scan` in every IO mode x engine: the chunks are exactly the range's bytes for random
+//! sizes, ranges and options; the window grows to its limit and stays inside the memory budget; a
+//! `next_chunk` future dropped after its first poll loses nothing; a dropped scan gives its memory back;
+//! a file that shrinks under a scan is an error, not a panic; bad options are refused.
+
+mod common;
+
+use common::io_matrix;
+use rstest_reuse::apply;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use common::{engine, pattern};
+use io_engine::IoEngineKind;
+use rand::{Rng, SeedableRng};
+use rstest::rstest;
+use virtual_file::{Consumer, Error, IoContext, IoMode, Scan, ScanOptions, VirtualFile};
+
+const T: Duration = Duration::from_secs(120);
+
+fn ctx(mode: IoMode, kind: IoEngineKind, budget: usize) -> IoContext {
+    IoContext::builder()
+        .engine(engine(kind))
+        .mode(mode)
+        .memory_budget_bytes(budget)
+        .build()
+        .unwrap()
+}
+
+async fn collect(scan: &mut Scan) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    let mut at = None;
+    while let Some(chunk) = scan.next_chunk().await? {
+        if let Some(at) = at {
+            assert_eq!(chunk.offset, at, "chunks in file order, back to back");
+        }
+        at = Some(chunk.offset + chunk.bytes.len() as u64);
+        out.extend_from_slice(&chunk.bytes);
+    }
+    Ok(out)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[apply(io_matrix)]
+fn chunks_are_the_range(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        let ctx = ctx(mode, kind, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for case in 0..24 {
+            let size = match case {
+                0 => 0,
+                1 => 1,
+                2 => 4096,
+                _ => rng.random_range(1..600_000),
+            };
+            let data = pattern(size, case);
+            let path = dir.path().join(format!("f{case}"));
+            std::fs::write(&path, &data).unwrap();
+            let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+            for _ in 0..4 {
+                let a = rng.random_range(0..=size as u64 + 10);
+                let b = rng.random_range(0..=size as u64 + 10);
+                let (a, b) = (a.min(b), a.max(b));
+                let options = ScanOptions {
+                    read_size: rng.random_range(1..70_000),
+                    initial_reads: rng.random_range(1..4),
+                    max_reads: rng.random_range(1..9),
+                };
+                let mut scan = file.scan(a..b, options).await.unwrap();
+                let got = tokio::time::timeout(T, collect(&mut scan)).await.unwrap();
+                let (a, b) = ((a as usize).min(size), (b as usize).min(size));
+                assert_eq!(
+                    got.unwrap(),
+                    &data[a..b],
+                    "{mode} {kind}: size {size} range {a}..{b} {options:?}"
+                );
+            }
+            let mut whole = file.scan(.., ScanOptions::default()).await.unwrap();
+            assert_eq!(
+                collect(&mut whole).await.unwrap(),
+                data,
+                "{mode} {kind}: whole file {size}"
+            );
+        }
+        assert_eq!(
+            ctx.memory_budget().snapshot().current[Consumer::ScanBuffers],
+            0,
+            "every scan buffer given back"
+        );
+    });
+}
+
+#[apply(io_matrix)]
+fn listed_extents_are_read_in_order(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        let ctx = ctx(mode, kind, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let size = 700_001;
+        let data = pattern(size, 9);
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..20 {
+            // random extents, in any order, overlapping or empty
+            let extents: Vec<_> = (0..rng.random_range(0..40))
+                .map(|_| {
+                    let a = rng.random_range(0..=size as u64);
+                    let b = (a + rng.random_range(0..100_000)).min(size as u64);
+                    a..b
+                })
+                .collect();
+            let options = ScanOptions {
+                initial_reads: rng.random_range(1..3),
+                max_reads: rng.random_range(1..6),
+                ..ScanOptions::default()
+            };
+            let mut scan = file.scan_extents(extents.clone(), options).unwrap();
+            for extent in &extents {
+                let chunk = scan.next_chunk().await.unwrap().expect("one chunk per extent");
+                assert_eq!(chunk.offset, extent.start);
+                assert_eq!(
+                    &chunk.bytes[..],
+                    &data[extent.start as usize..extent.end as usize],
+                    "{mode} {kind}: extent {extent:?}"
+                );
+            }
+            assert!(scan.next_chunk().await.unwrap().is_none());
+        }
+        // an extent past the end of the file is an error, not a panic or a short chunk
+        let mut scan = file
+            .scan_extents(vec![0..10, size as u64 - 5..size as u64 + 4096], ScanOptions::default())
+            .unwrap();
+        assert_eq!(&scan.next_chunk().await.unwrap().unwrap().bytes[..], &data[..10]);
+        let err = scan.next_chunk().await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{err}"
+        );
+    });
+}
+
+#[apply(io_matrix)]
+fn window_grows_within_the_budget(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        const READ: usize = 64 << 10;
+        // room for 5 reads: the window (max 8) is held to what the budget has
+        let ctx = ctx(mode, kind, 5 * READ);
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(40 * READ + 123, 1);
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let options = ScanOptions {
+            read_size: READ,
+            initial_reads: 1,
+            max_reads: 8,
+        };
+        let mut scan = file.scan(.., options).await.unwrap();
+        let mut got = Vec::new();
+        let mut most = 0;
+        while let Some(chunk) = scan.next_chunk().await.unwrap() {
+            most = most.max(scan.in_flight());
+            got.extend_from_slice(&chunk.bytes);
+        }
+        assert_eq!(got, data);
+        assert!(most >= 4, "the window grew: at most {most} reads in flight");
+        assert!(most <= 5, "the budget holds the window: {most} in flight");
+        let peak = ctx.memory_budget().snapshot().peak[Consumer::ScanBuffers];
+        assert!(peak <= 5 * READ as u64, "peak {peak} within the budget");
+
+        // with room for all, the window reaches its limit
+        let ctx = self::ctx(mode, kind, 64 << 20);
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let mut scan = file.scan(.., options).await.unwrap();
+        let mut most = 0;
+        while scan.next_chunk().await.unwrap().is_some() {
+            most = most.max(scan.in_flight());
+        }
+        assert_eq!(most, 8, "window at max_reads");
+    });
+}
+
+/// Polls `fut` once and drops it.
+async fn poll_once<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(Some(v)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+#[apply(io_matrix)]
+fn dropped_next_chunk_loses_nothing(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        let ctx = ctx(mode, kind, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(3 << 20, 2);
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let options = ScanOptions {
+            read_size: 100_000,
+            ..ScanOptions::default()
+        };
+        let mut scan = file.scan(1000.., options).await.unwrap();
+        let mut got = Vec::new();
+        let mut dropped = 0;
+        loop {
+            // every other call is dropped after its first poll (unless it was ready at once)
+            let chunk = match poll_once(scan.next_chunk()).await {
+                Some(res) => res.unwrap(),
+                None => {
+                    dropped += 1;
+                    scan.next_chunk().await.unwrap()
+                }
+            };
+            let Some(chunk) = chunk else { break };
+            got.extend_from_slice(&chunk.bytes);
+        }
+        assert_eq!(got, &data[1000..]);
+        assert!(dropped > 0, "some calls were pending when dropped");
+    });
+}
+
+#[apply(io_matrix)]
+fn dropped_scan_gives_memory_back(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        let ctx = ctx(mode, kind, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, pattern(8 << 20, 3)).unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let mut scan = file.scan(.., ScanOptions::default()).await.unwrap();
+        let first = scan.next_chunk().await.unwrap().unwrap();
+        assert!(scan.in_flight() > 0);
+        drop(scan);
+        drop(first);
+        let budget = ctx.memory_budget().clone();
+        tokio::time::timeout(T, async {
+            while budget.snapshot().current[Consumer::ScanBuffers] != 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the reads of a dropped scan give their memory back");
+    });
+}
+
+#[apply(io_matrix)]
+fn shrunk_file_is_an_error(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        let ctx = ctx(mode, kind, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, pattern(4 << 20, 4)).unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let options = ScanOptions {
+            read_size: 256 << 10,
+            initial_reads: 1,
+            max_reads: 1,
+        };
+        let mut scan = file.scan(.., options).await.unwrap();
+        scan.next_chunk().await.unwrap().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(300 << 10)
+            .unwrap();
+        let err = loop {
+            match scan.next_chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("{mode} {kind}: a scan past the new end must fail"),
+                Err(e) => break e,
+            }
+        };
+        let msg = err.to_string();
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{mode} {kind}: {msg}"
+        );
+        assert!(msg.contains(&path.display().to_string()), "names the file: {msg}");
+    });
+}
+
+#[rstest]
+#[case(ScanOptions { read_size: 0, ..ScanOptions::default() })]
+#[case(ScanOptions { initial_reads: 0, ..ScanOptions::default() })]
+#[case(ScanOptions { max_reads: 0, ..ScanOptions::default() })]
+fn bad_options_are_refused(#[case] options: ScanOptions) {
+    runtime().block_on(async {
+        let ctx = ctx(IoMode::DirectRw, IoEngineKind::StdFs, 1 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let err = file.scan(.., options).await.unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    });
+}
+
+#[test]
+fn read_larger_than_the_budget_is_refused() {
+    runtime().block_on(async {
+        let ctx = ctx(IoMode::Buffered, IoEngineKind::StdFs, 1 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, pattern(4 << 20, 5)).unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        let options = ScanOptions {
+            read_size: 2 << 20,
+            ..ScanOptions::default()
+        };
+        let mut scan = file.scan(.., options).await.unwrap();
+        let err = scan.next_chunk().await.unwrap_err();
+        assert!(matches!(err, Error::Memory(_)), "{err}");
+    });
+}
