@@ -111,4 +111,4 @@ pub use memory_budget::{
     DEFAULT_MEMORY_BYTES, MAX_RESERVATION, MEMORY_MIB_ENV,
 };
 pub use metrics::{MetricsSnapshot, OpKind, OpMetricsSnapshot, LATENCY_BUCKETS};
-pub use page_cache::{PageCacheSnapshot, CACHE_PAGE_SIZE};
+pub use page_cache::{PageCacheSnapshot, ReadIntent, CACHE_PAGE_SIZE};

@@ -10,7 +10,7 @@ use super::short_io::{transfer_all, Short};
 use super::VirtualFile;
 use crate::error::Error;
 use crate::metrics::OpKind;
-use crate::page_cache::{PageBuf, PageKey, CACHE_PAGE_SIZE};
+use crate::page_cache::{PageBuf, PageKey, ReadIntent, CACHE_PAGE_SIZE};
 
 const PAGE: u64 = CACHE_PAGE_SIZE as u64;
 
@@ -27,7 +27,26 @@ impl VirtualFile {
     /// Coherent with every mutation through any [`VirtualFile`] of the same file in this process (see
     /// `file/coherence.rs`): once a write, `set_len` or `fallocate` has completed, no read returns the bytes
     /// it replaced. Writes by other processes or raw descriptors are not seen while pages are cached.
+    ///
+    /// This is a point read ([`ReadIntent::Point`]); a pass over a file reads with
+    /// [`read_cached_at_with`](Self::read_cached_at_with) and [`ReadIntent::Scan`].
     pub async fn read_cached_at(&self, offset: u64, dst: &mut [u8]) -> Result<(), Error> {
+        self.read_cached_at_with(offset, dst, ReadIntent::Point)
+            .await
+    }
+
+    /// [`read_cached_at`](Self::read_cached_at) with the read's intent. [`ReadIntent::Point`] is
+    /// `read_cached_at`. [`ReadIntent::Scan`] (a pass over the file that will not soon come again:
+    /// iteration, verification) copies from the pages that are resident without marking them as used,
+    /// and reads the others from the file (one read for the whole range, as a point read of several
+    /// pages does) without putting them in the cache: a scan of a file larger than the cache evicts
+    /// nothing. Same errors and coherence as `read_cached_at`.
+    pub async fn read_cached_at_with(
+        &self,
+        offset: u64,
+        dst: &mut [u8],
+        intent: ReadIntent,
+    ) -> Result<(), Error> {
         self.mark_cached();
         let len = dst.len();
         if len == 0 {
@@ -39,24 +58,24 @@ impl VirtualFile {
         let first = offset / PAGE;
         let last = (end - 1) / PAGE;
         if first == last {
-            let copied = self.read_page_part(offset, dst).await?;
+            let copied = self.read_page_part(offset, dst, intent).await?;
             return self.check_full(offset, len, copied);
         }
         if self
             .ctx
             .inner
             .page_cache
-            .copy_if_resident(self.cache_id(), offset, dst)
+            .copy_if_resident(self.cache_id(), offset, dst, intent)
         {
             return Ok(());
         }
-        self.read_pages_once(offset, dst, first, last).await
+        self.read_pages_once(offset, dst, first, last, intent).await
     }
 
     /// A range over pages `first..=last` not all resident: one read of all of them (one device IO
     /// where the kernel's cache is bypassed, as many as a value spanning two pages needs), the wanted
-    /// bytes copied out, and the pages put in the cache unless a mutation of the file began or ended
-    /// meanwhile.
+    /// bytes copied out, and, for a point read, the pages put in the cache unless a mutation of the
+    /// file began or ended meanwhile (a scan's are dropped).
     /// Concurrent misses of these pages are not merged into one read, as single-page misses are.
     async fn read_pages_once(
         &self,
@@ -64,6 +83,7 @@ impl VirtualFile {
         dst: &mut [u8],
         first: u64,
         last: u64,
+        intent: ReadIntent,
     ) -> Result<(), Error> {
         let cache = &self.ctx.inner.page_cache;
         let seen = self.shared.seq();
@@ -72,25 +92,33 @@ impl VirtualFile {
         let buf = IoBufferMut::<io_engine::DefaultAlign>::with_capacity(span);
         let (buf, res) = self.read_to_end_of(buf, span, start).await;
         res?;
-        cache.count_read(last - first + 1);
+        cache.count_read(last - first + 1, intent);
         let skip = (offset - start) as usize;
         let copied = buf.len().saturating_sub(skip).min(dst.len());
         if copied > 0 {
             dst[..copied].copy_from_slice(&buf[skip..skip + copied]);
         }
-        cache.insert_pages(
-            self.cache_id(),
-            first,
-            &buf,
-            (self.shared.seq_counter(), seen),
-            false,
-        );
+        if intent == ReadIntent::Point {
+            cache.insert_pages(
+                self.cache_id(),
+                first,
+                &buf,
+                (self.shared.seq_counter(), seen),
+                false,
+            );
+        }
         self.check_full(offset, dst.len(), copied)
     }
 
     /// Copies the bytes at `pos` into `out` (all within one page) from the cache, reading the page on a
-    /// miss; returns how many there were (fewer than `out.len()` at end of file).
-    async fn read_page_part(&self, pos: u64, out: &mut [u8]) -> Result<usize, Error> {
+    /// miss (kept for a point read, not for a scan); returns how many there were (fewer than `out.len()`
+    /// at end of file).
+    async fn read_page_part(
+        &self,
+        pos: u64,
+        out: &mut [u8],
+        intent: ReadIntent,
+    ) -> Result<usize, Error> {
         let page_no = pos / PAGE;
         let in_page = (pos % PAGE) as usize;
         let want = out.len();
@@ -99,6 +127,7 @@ impl VirtualFile {
             .page_cache
             .with_page(
                 self.page_key(page_no),
+                intent,
                 |bytes| {
                     let n = bytes.len().saturating_sub(in_page).min(want);
                     if n > 0 {

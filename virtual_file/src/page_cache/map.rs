@@ -1,6 +1,6 @@
 //! The page map and eviction: [`State`], what the cache's one mutex guards: the map from
 //! [`PageKey`] to slot, the slots, the lists of free and vacant slots, and the clock hand (second-chance
-//! eviction: a hit sets a slot's referenced bit, the hand clears it and takes the first ready slot found
+//! eviction: a point read's hit sets a slot's referenced bit, a scan's does not, the hand clears it and takes the first ready slot found
 //! without it).
 
 use std::collections::HashMap;

@@ -19,6 +19,17 @@
 //!   loaded it and not kept, so a later change of the file's length cannot leave a short page behind.
 //! - Clock eviction (second chance): a hit sets the slot's referenced bit, the hand clears it and takes
 //!   the first slot found without it. A slot being read (`Loading`) is pinned: never evicted.
+//! - Admission ([`ReadIntent`]): every read says whether it is a point read (a lookup that may come
+//!   again: index pages of a `get`, hot values) or a scan (one pass front to back: a full iteration, a
+//!   verification). A point read admits as described here: its hit sets the referenced bit, its miss
+//!   takes a slot and keeps the page. A scan uses what is resident (a hit is a hit, copied out under the
+//!   lock) but leaves the referenced bit as it is, and its miss takes no slot: the page is read into a
+//!   buffer of its own (a page for one page, the whole range for several), copied out and dropped. So a
+//!   scan of a file larger than the cache neither evicts a page nor makes one look hot, and the pages
+//!   point reads need stay. A scan miss does not wait for a point load of the same page in flight (nor
+//!   is it merged with one): both read the file and return its bytes; the point load alone puts the page
+//!   in. As the scan's read takes no slot, dropping its future leaves nothing behind but its buffer
+//!   with the engine (freed when the kernel is done with it).
 //! - Concurrent misses of one page do one IO: the first miss puts the slot in `Loading` and reads; the
 //!   others wait for it (one `Notify` per cache) and then hit.
 //! - A read of several pages that are not all resident reads the whole range in one IO and puts the
@@ -69,6 +80,19 @@ pub(crate) use slot::{PageBuf, PageKey};
 
 use crate::memory_budget::{MemoryBudget, MemoryBudgetError, Reclaim};
 
+/// How a read uses the page cache: whether the pages it loads are kept and its hits count as uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReadIntent {
+    /// A read that may come again (an index lookup, a point get): a hit marks the page as recently
+    /// used, a miss reads the page into the cache and keeps it.
+    #[default]
+    Point,
+    /// One pass over a file (a full iteration, a verification): a resident page is used but not marked
+    /// as recently used, and a page that is not resident is read from the file without being kept, so
+    /// the pass neither evicts pages nor makes them look hot.
+    Scan,
+}
+
 /// The page cache of one context.
 pub(crate) struct PageCache {
     budget: MemoryBudget,
@@ -77,6 +101,8 @@ pub(crate) struct PageCache {
     changed: Notify,
     hits: AtomicU64,
     misses: AtomicU64,
+    scan_hits: AtomicU64,
+    scan_misses: AtomicU64,
     evictions: AtomicU64,
     device_reads: AtomicU64,
     inserts: AtomicU64,
@@ -89,6 +115,10 @@ pub struct PageCacheSnapshot {
     pub hits: u64,
     /// Page lookups that read the page from the file.
     pub misses: u64,
+    /// The part of `hits` made by scans ([`ReadIntent::Scan`]).
+    pub scan_hits: u64,
+    /// The part of `misses` made by scans ([`ReadIntent::Scan`]): pages read and not kept.
+    pub scan_misses: u64,
     /// Pages dropped to make room for others or to give memory back to the budget.
     pub evictions: u64,
     /// Page reads from the file (one per miss that completed, failed or not).
@@ -98,6 +128,19 @@ pub struct PageCacheSnapshot {
     pub inserts: u64,
     /// Pages held now.
     pub resident_pages: u64,
+}
+
+impl PageCacheSnapshot {
+    /// Hits of point reads ([`ReadIntent::Point`]). (The counters are read one after another, so a
+    /// snapshot taken during reads may be off by the reads in between.)
+    pub fn point_hits(&self) -> u64 {
+        self.hits.saturating_sub(self.scan_hits)
+    }
+
+    /// Misses of point reads ([`ReadIntent::Point`]).
+    pub fn point_misses(&self) -> u64 {
+        self.misses.saturating_sub(self.scan_misses)
+    }
 }
 
 /// What a lookup found.
@@ -122,6 +165,8 @@ impl PageCache {
             changed: Notify::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            scan_hits: AtomicU64::new(0),
+            scan_misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             device_reads: AtomicU64::new(0),
             inserts: AtomicU64::new(0),
@@ -140,6 +185,8 @@ impl PageCache {
         PageCacheSnapshot {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
+            scan_hits: self.scan_hits.load(Relaxed),
+            scan_misses: self.scan_misses.load(Relaxed),
             evictions: self.evictions.load(Relaxed),
             device_reads: self.device_reads.load(Relaxed),
             inserts: self.inserts.load(Relaxed),
@@ -149,10 +196,13 @@ impl PageCache {
 
     /// Calls `f` with the bytes of page `key` (shorter than a page only at end of file, and then not kept),
     /// reading the page with `load` on a miss. `load` gets an empty page buffer and returns it filled (or
-    /// an error, and the buffer back).
+    /// an error, and the buffer back). With [`ReadIntent::Scan`] a hit does not mark the page as used,
+    /// and a miss (also of a page being loaded by another read) loads into a buffer of its own that is
+    /// dropped afterwards: no slot is taken, nothing is put in.
     pub(crate) async fn with_page<R, E, L, Fut>(
         &self,
         key: PageKey,
+        intent: ReadIntent,
         mut f: impl FnMut(&[u8]) -> R,
         load: L,
     ) -> Result<R, E>
@@ -169,11 +219,19 @@ impl PageCache {
                     page, referenced, ..
                 } = &mut st.slots[i]
                 {
-                    *referenced = true;
+                    match intent {
+                        ReadIntent::Point => *referenced = true,
+                        ReadIntent::Scan => {
+                            self.scan_hits.fetch_add(1, Relaxed);
+                        }
+                    }
                     self.hits.fetch_add(1, Relaxed);
                     return Ok(f(page.buf.as_slice()));
                 }
             }
+        }
+        if intent == ReadIntent::Scan {
+            return self.scan_miss(f, load).await;
         }
         loop {
             let notified = self.changed.notified();
@@ -210,6 +268,21 @@ impl PageCache {
                 }
             }
         }
+    }
+
+    /// A scan's miss: `load` into a buffer outside the cache (no slot, no budget: like the one buffer of
+    /// a read of several pages), `f` on it, and the buffer dropped. Nothing is left to undo if the future
+    /// is dropped or `f` panics.
+    async fn scan_miss<R, E, L, Fut>(&self, mut f: impl FnMut(&[u8]) -> R, load: L) -> Result<R, E>
+    where
+        L: Fn(PageBuf) -> Fut,
+        Fut: std::future::Future<Output = (PageBuf, Result<(), E>)>,
+    {
+        self.misses.fetch_add(1, Relaxed);
+        self.scan_misses.fetch_add(1, Relaxed);
+        let (page, res) = load(PageBuf::transient()).await;
+        self.device_reads.fetch_add(1, Relaxed);
+        res.map(|()| f(page.buf.as_slice()))
     }
 
     fn lookup<R>(&self, st: &mut State, key: PageKey, f: &mut impl FnMut(&[u8]) -> R) -> Lookup<R> {
@@ -279,9 +352,12 @@ impl PageCache {
 
     /// Counts a read of `pages` pages made outside [`with_page`](Self::with_page) (one device read): each
     /// counts as a miss, also one that happened to be resident (a range is read whole when any of its
-    /// pages is missing).
-    pub(crate) fn count_read(&self, pages: u64) {
+    /// pages is missing); a scan's also as a scan miss.
+    pub(crate) fn count_read(&self, pages: u64, intent: ReadIntent) {
         self.misses.fetch_add(pages, Relaxed);
+        if intent == ReadIntent::Scan {
+            self.scan_misses.fetch_add(pages, Relaxed);
+        }
         self.device_reads.fetch_add(1, Relaxed);
     }
 
@@ -349,7 +425,7 @@ impl PageCache {
     ) -> bool {
         let start_len = out.len();
         out.resize(start_len + len, 0);
-        if self.copy_if_resident(file_id, offset, &mut out[start_len..]) {
+        if self.copy_if_resident(file_id, offset, &mut out[start_len..], ReadIntent::Point) {
             return true;
         }
         out.truncate(start_len);
@@ -357,9 +433,15 @@ impl PageCache {
     }
 
     /// Fills `dst` with the bytes at `offset` of file `file_id` if every page they touch is resident (and
-    /// long enough), counting each page as a hit; else false, with nothing counted and `dst` possibly
-    /// partly written. One lock for the whole range.
-    pub(crate) fn copy_if_resident(&self, file_id: u64, offset: u64, dst: &mut [u8]) -> bool {
+    /// long enough), counting each page as a hit (and marking it as used, unless `intent` is a scan);
+    /// else false, with nothing counted and `dst` possibly partly written. One lock for the whole range.
+    pub(crate) fn copy_if_resident(
+        &self,
+        file_id: u64,
+        offset: u64,
+        dst: &mut [u8],
+        intent: ReadIntent,
+    ) -> bool {
         let page = CACHE_PAGE_SIZE as u64;
         let len = dst.len();
         let first = offset / page;
@@ -395,11 +477,16 @@ impl PageCache {
                 return false;
             }
             dst[done..done + want].copy_from_slice(&bytes[in_page..in_page + want]);
-            *referenced = true;
+            if intent == ReadIntent::Point {
+                *referenced = true;
+            }
             done += want;
             pages += 1;
         }
         self.hits.fetch_add(pages, Relaxed);
+        if intent == ReadIntent::Scan {
+            self.scan_hits.fetch_add(pages, Relaxed);
+        }
         true
     }
 
