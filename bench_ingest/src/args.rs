@@ -28,7 +28,9 @@ pub enum ModeArg {
     Direct,
     /// O_DIRECT everywhere.
     DirectRw,
-    /// All three.
+    /// Page cache with RWF_DONTCACHE (Linux 6.14+): pages dropped after each IO.
+    BufferedDontcache,
+    /// All four.
     All,
 }
 
@@ -229,6 +231,7 @@ fn modes_of(flag: &[ModeArg], env_mode: Option<IoMode>) -> Vec<IoMode> {
             (ModeArg::Buffered, IoMode::Buffered),
             (ModeArg::Direct, IoMode::Direct),
             (ModeArg::DirectRw, IoMode::DirectRw),
+            (ModeArg::BufferedDontcache, IoMode::BufferedDontcache),
         ],
     )
 }
@@ -274,7 +277,12 @@ mod tests {
         assert_eq!(a.write_delta, YesNo::Yes);
         assert_eq!(
             a.modes(None),
-            vec![IoMode::Buffered, IoMode::Direct, IoMode::DirectRw]
+            vec![
+                IoMode::Buffered,
+                IoMode::Direct,
+                IoMode::DirectRw,
+                IoMode::BufferedDontcache
+            ]
         );
         assert_eq!(
             a.engines(None),
@@ -344,7 +352,12 @@ mod tests {
         assert_eq!(o.rounds, 1);
         assert_eq!(
             o.modes(None),
-            vec![IoMode::Buffered, IoMode::Direct, IoMode::DirectRw]
+            vec![
+                IoMode::Buffered,
+                IoMode::Direct,
+                IoMode::DirectRw,
+                IoMode::BufferedDontcache
+            ]
         );
         assert_eq!(
             o.engines(None),

@@ -14,7 +14,7 @@
 //! | variable | default (unset or empty) | meaning | values | read by |
 //! |---|---|---|---|---|
 //! | `VIRTUAL_FILE_IO_ENGINE` | tokio-epoll-uring where io_uring starts, else std-fs with one warning | the IO engine | std-fs, tokio-epoll-uring | `io_engine::IoEngineKind::from_env` (`IoEngine::from_env`) |
-//! | `VIRTUAL_FILE_IO_MODE` | direct-rw, falling back to buffered on a file system without O_DIRECT | where O_DIRECT is used | buffered, direct, direct-rw | `virtual_file::IoMode::from_env` |
+//! | `VIRTUAL_FILE_IO_MODE` | direct-rw, falling back to buffered on a file system without O_DIRECT | where O_DIRECT is used | buffered, direct, direct-rw, buffered-dontcache | `virtual_file::IoMode::from_env` |
 //! | `VIRTUAL_FILE_MEMORY_MIB` | 256 | the memory budget (write buffers, page cache), MiB | 1 to 2^30 | `virtual_file::IoContext::from_env` (`parse_memory_mib`); `bench_ingest` without `--memory-mib` |
 //! | `VIRTUAL_FILE_MAX_OPEN_FILES` | 100 | slots of the open-file cache | 1 or more | `virtual_file::IoContext::from_env` (`parse_open_files`) |
 //! | `VIRTUAL_FILE_REQUIRE_URING` | the test prints `skipped: ...` and passes | tests: io_uring that cannot start fails the test | 1 | `io_engine::env::require_uring` (the tests' helpers) |
@@ -84,7 +84,7 @@ pub const ALL: &[EnvVar] = &[
         name: IO_MODE,
         default: "direct-rw, falling back to buffered on a file system without O_DIRECT",
         meaning: "where O_DIRECT is used",
-        values: "buffered, direct, direct-rw",
+        values: "buffered, direct, direct-rw, buffered-dontcache",
         read_by: "`virtual_file::IoMode::from_env`",
     },
     EnvVar {

@@ -91,6 +91,6 @@ pub use engine::{
 };
 pub use engine::{
     DioAlign, EngineSelectError, EngineStartError, FileStat, IoEngine, IoEngineKind, IoFd,
-    RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats,
+    RenameMode, StdFsEngine, UringConfig, UringEngine, UringStats, RWF_DONTCACHE,
 };
 pub use env::{EnvSettingError, IO_ENGINE as IO_ENGINE_ENV};

@@ -145,7 +145,7 @@ fn bad_settings_are_clear_errors() {
             Some("odirect"),
             None,
             "VIRTUAL_FILE_IO_MODE",
-            "buffered, direct, direct-rw",
+            "buffered, direct, direct-rw, buffered-dontcache",
         ),
         (
             None,

@@ -38,6 +38,8 @@ pub(crate) struct ContextInner {
     mode_explicit: bool,
     /// The default mode met a file system without `O_DIRECT` and fell back to `buffered`.
     direct_fallback: AtomicBool,
+    /// A file in `buffered-dontcache` mode met a refusal of `RWF_DONTCACHE` (warned once).
+    dontcache_warned: AtomicBool,
     pub(crate) align: usize,
     pub(crate) cache: OpenFileCache,
     pub(crate) metrics: Metrics,
@@ -159,6 +161,7 @@ impl IoContextBuilder {
                 mode: self.mode.unwrap_or(IoMode::DirectRw),
                 mode_explicit: self.mode.is_some(),
                 direct_fallback: AtomicBool::new(false),
+                dontcache_warned: AtomicBool::new(false),
                 align: self.align,
                 cache: OpenFileCache::new(self.open_files),
                 metrics: Metrics::default(),
@@ -291,6 +294,22 @@ impl IoContext {
                 error = %err,
                 "the file system rejects O_DIRECT; this context falls back from the default io mode \
                  direct-rw to buffered"
+            );
+        }
+    }
+
+    /// Records that the kernel or file system refused `RWF_DONTCACHE` for the file `path` (which does
+    /// plain buffered IO from now on): counts it, and warns once per context naming the path and errno.
+    pub(crate) fn dontcache_refused(&self, path: &Path, err: &std::io::Error) {
+        self.inner.metrics.dontcache_fallback();
+        if !self.inner.dontcache_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                path = %path.display(),
+                error = %err,
+                errno = err.raw_os_error().unwrap_or(0),
+                "RWF_DONTCACHE refused (kernel before 6.14 or a file system without uncached buffered \
+                 IO); buffered-dontcache files that meet this do plain buffered IO and drop their \
+                 written pages after each sync"
             );
         }
     }

@@ -1,17 +1,23 @@
-//! [`IoMode`]: where `O_DIRECT` is used.
+//! [`IoMode`]: where `O_DIRECT` is used, and whether buffered IO is uncached (`RWF_DONTCACHE`).
 
 use io_engine::env::{parse_setting, setting_from_env, EnvSettingError};
 
 /// The environment variable that selects the IO mode.
 pub const IO_MODE_ENV: &str = io_engine::env::IO_MODE;
 
-/// Where `O_DIRECT` is used. Strings: `buffered`, `direct`, `direct-rw`.
+/// Where `O_DIRECT` is used. Strings: `buffered`, `direct`, `direct-rw`, `buffered-dontcache`.
 ///
 /// | mode | read-only opens | opens with write |
 /// |---|---|---|
 /// | `buffered` | page cache | page cache |
 /// | `direct` | `O_DIRECT` | page cache |
 /// | `direct-rw` | `O_DIRECT` | `O_DIRECT` |
+/// | `buffered-dontcache` | page cache, `RWF_DONTCACHE` | page cache, `RWF_DONTCACHE` |
+///
+/// `buffered-dontcache` is uncached buffered IO (Linux 6.14+): no alignment rules, the kernel's
+/// readahead and write-back kept, and every read and write passes `RWF_DONTCACHE`, so its pages leave
+/// the page cache once the IO (for a write: its write-back) is done. Where the kernel or the file
+/// system refuses the flag, the file falls back to plain buffered IO (see `docs/CONFIGURATION.md`).
 #[derive(
     Debug,
     Clone,
@@ -33,6 +39,8 @@ pub enum IoMode {
     Direct,
     /// `O_DIRECT` for every open.
     DirectRw,
+    /// Everything through the page cache with `RWF_DONTCACHE`: pages are dropped after each IO.
+    BufferedDontcache,
 }
 
 impl IoMode {
@@ -43,7 +51,24 @@ impl IoMode {
             IoMode::Buffered => false,
             IoMode::Direct => !opened_for_write,
             IoMode::DirectRw => true,
+            IoMode::BufferedDontcache => false,
         }
+    }
+
+    /// True if reads and writes of files opened in this mode pass `RWF_DONTCACHE` (never together with
+    /// `O_DIRECT`).
+    pub fn uses_dontcache(self) -> bool {
+        match self {
+            IoMode::BufferedDontcache => true,
+            IoMode::Buffered | IoMode::Direct | IoMode::DirectRw => false,
+        }
+    }
+
+    /// True if reads of files opened in this mode leave nothing in the kernel's page cache (`O_DIRECT`
+    /// read-only opens, or `RWF_DONTCACHE`), so the context's own page cache should keep what is read
+    /// again soon (written-through pages of the ephemeral file, layer values).
+    pub fn reads_bypass_page_cache(self) -> bool {
+        self.uses_direct(false) || self.uses_dontcache()
     }
 
     /// The mode named by [`IO_MODE_ENV`], or `None` if unset or empty.
@@ -69,6 +94,18 @@ mod tests {
         assert!(!IoMode::Direct.uses_direct(true));
         assert!(IoMode::DirectRw.uses_direct(false));
         assert!(IoMode::DirectRw.uses_direct(true));
+        assert!(!IoMode::BufferedDontcache.uses_direct(false));
+        assert!(!IoMode::BufferedDontcache.uses_direct(true));
+        assert!(!IoMode::Buffered.reads_bypass_page_cache());
+        assert!(IoMode::BufferedDontcache.reads_bypass_page_cache());
+        assert!(IoMode::Direct.reads_bypass_page_cache());
+        for mode in <IoMode as strum::VariantArray>::VARIANTS {
+            assert_eq!(
+                mode.uses_dontcache(),
+                *mode == IoMode::BufferedDontcache,
+                "{mode}"
+            );
+        }
     }
 
     #[test]
@@ -83,6 +120,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("VIRTUAL_FILE_IO_MODE"), "{msg}");
-        assert!(msg.contains("buffered, direct, direct-rw"), "{msg}");
+        assert!(
+            msg.contains("buffered, direct, direct-rw, buffered-dontcache"),
+            "{msg}"
+        );
+        assert_eq!(
+            IoMode::parse_env_value(Some("buffered-dontcache")).unwrap(),
+            Some(IoMode::BufferedDontcache)
+        );
     }
 }

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub(crate) cache_hits: AtomicU64,
     pub(crate) cache_misses: AtomicU64,
     pub(crate) cache_evictions: AtomicU64,
+    dontcache_fallbacks: AtomicU64,
+    dontcache_pages_dropped: AtomicU64,
 }
 
 /// A point-in-time copy of a context's op metrics.
@@ -95,6 +97,11 @@ pub struct MetricsSnapshot {
     pub cache_misses: u64,
     /// Descriptors closed to make room for another file.
     pub cache_evictions: u64,
+    /// Files opened in `buffered-dontcache` mode whose kernel or file system refused `RWF_DONTCACHE`
+    /// (`EOPNOTSUPP`, or `EINVAL` on some kernels): they do plain buffered IO from then on.
+    pub dontcache_fallbacks: u64,
+    /// Syncs of such files after which the pages they wrote were dropped (`POSIX_FADV_DONTNEED`).
+    pub dontcache_pages_dropped: u64,
 }
 
 impl Metrics {
@@ -105,7 +112,19 @@ impl Metrics {
             cache_hits: self.cache_hits.load(Relaxed),
             cache_misses: self.cache_misses.load(Relaxed),
             cache_evictions: self.cache_evictions.load(Relaxed),
+            dontcache_fallbacks: self.dontcache_fallbacks.load(Relaxed),
+            dontcache_pages_dropped: self.dontcache_pages_dropped.load(Relaxed),
         }
+    }
+
+    /// Counts a file that fell back from `RWF_DONTCACHE` to plain buffered IO.
+    pub(crate) fn dontcache_fallback(&self) {
+        self.dontcache_fallbacks.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a sync after which a fallen-back dontcache file's written pages were dropped.
+    pub(crate) fn dontcache_pages_dropped(&self) {
+        self.dontcache_pages_dropped.fetch_add(1, Relaxed);
     }
 }
 

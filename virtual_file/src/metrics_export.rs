@@ -404,6 +404,19 @@ impl Collector for SnapshotCollector {
             "Descriptors closed to make room for another file.",
             |s| s.cache_evictions,
         )?;
+        self.encode_counter(
+            &mut encoder,
+            "virtual_file_dontcache_fallbacks",
+            "buffered-dontcache files whose kernel or file system refused RWF_DONTCACHE; they do plain \
+             buffered IO from then on.",
+            |s| s.dontcache_fallbacks,
+        )?;
+        self.encode_counter(
+            &mut encoder,
+            "virtual_file_dontcache_pages_dropped",
+            "Syncs of such files after which their written pages were dropped (POSIX_FADV_DONTNEED).",
+            |s| s.dontcache_pages_dropped,
+        )?;
         self.encode_cache_and_budget(&mut encoder)
     }
 }

@@ -48,7 +48,7 @@ async fn positional_round_trips(mode: IoMode, kind: IoEngineKind) {
 
     // read back through a read-only open (O_DIRECT in `direct` and `direct-rw`)
     let reader = VirtualFile::open(&ctx, &path).await.unwrap();
-    assert_eq!(reader.is_direct(), mode != IoMode::Buffered);
+    assert_eq!(reader.is_direct(), mode.uses_direct(false));
     for (offset, len) in [
         (0usize, 512usize),
         (4096, 8192),

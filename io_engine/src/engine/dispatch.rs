@@ -36,6 +36,7 @@ use crate::buf::{FullSlice, IoBuf, IoBufMut, Slice};
 /// | `write_at` | bytes written from the slice's start | nothing is known to be written |
 /// | `readv_at` / `writev_at` | total bytes, filling/draining the slices in order | as above |
 /// | `fsync` / `fdatasync` | data (and metadata for `fsync`) durable | durability unknown |
+/// | `fadvise` | advice given (the kernel may ignore it) | none given |
 /// | `open` | a new descriptor, `O_CLOEXEC` always added, `O_DIRECT` recorded in the [`IoFd`] | no descriptor |
 /// | `statx` | size, block size, `O_DIRECT` alignment | |
 /// | `ftruncate` / `fallocate` | length / allocation changed | unchanged or unknown |
@@ -212,6 +213,19 @@ impl IoEngine {
         bufs: Vec<FullSlice<B>>,
     ) -> (Vec<FullSlice<B>>, io::Result<usize>) {
         dispatch!(self.writev_at(fd, offset, bufs))
+    }
+
+    /// `posix_fadvise(2)` of `len` bytes at `offset` (`len` 0: to the end of the file) with `advice`
+    /// (`POSIX_FADV_*`). Advisory and cheap, so every engine makes it inline on the calling thread;
+    /// hooks do not see it.
+    pub fn fadvise(
+        &self,
+        fd: &Arc<IoFd>,
+        offset: u64,
+        len: u64,
+        advice: libc::c_int,
+    ) -> io::Result<()> {
+        StdFsEngine.fadvise(fd, offset, len, advice)
     }
 
     /// Makes data and metadata durable.

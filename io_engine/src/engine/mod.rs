@@ -34,7 +34,7 @@ pub use dispatch::IoEngine;
 pub use error::{EngineSelectError, EngineStartError};
 #[cfg(feature = "testing")]
 pub use faulty::{Fault, FaultOp, FaultPlan, FaultRule};
-pub use fd::IoFd;
+pub use fd::{IoFd, RWF_DONTCACHE};
 #[cfg(feature = "testing")]
 pub use hook::{Completed, EngineHook, EngineOp, Proceed};
 #[cfg(feature = "testing")]

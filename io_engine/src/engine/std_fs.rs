@@ -29,17 +29,30 @@ fn cvt<T: Copy + PartialOrd + Default + TryInto<usize>>(ret: T) -> io::Result<us
 }
 
 impl StdFsEngine {
-    /// `pread(2)` into the slice's window. Short reads are returned as they come; 0 means end of file.
+    /// `pread(2)` into the slice's window (`preadv2(2)` with `RWF_DONTCACHE` for a dontcache
+    /// descriptor, see [`IoFd::is_dontcache`]). Short reads are returned as they come; 0 means end of
+    /// file.
     pub fn read_at<B: IoBufMut>(
         &self,
         fd: &IoFd,
         offset: u64,
         mut buf: Slice<B>,
     ) -> (Slice<B>, io::Result<usize>) {
+        let flags = fd.rw_flags();
         let res = to_off_t(offset).and_then(|off| {
-            // SAFETY: the window `[ptr, ptr + len)` is writable memory owned by `buf` (IoBufMut contract),
-            // and `buf` outlives the call.
-            cvt(unsafe { libc::pread(fd.as_raw_fd(), buf.stable_mut_ptr().cast(), buf.len(), off) })
+            let (ptr, len) = (buf.stable_mut_ptr(), buf.len());
+            if flags == 0 {
+                // SAFETY: the window `[ptr, ptr + len)` is writable memory owned by `buf` (IoBufMut
+                // contract), and `buf` outlives the call.
+                cvt(unsafe { libc::pread(fd.as_raw_fd(), ptr.cast(), len, off) })
+            } else {
+                let iov = [libc::iovec {
+                    iov_base: ptr.cast(),
+                    iov_len: len,
+                }];
+                // SAFETY: the iovec is the window of `buf`, writable memory owned by `buf` for the call.
+                cvt(unsafe { libc::preadv2(fd.as_raw_fd(), iov.as_ptr(), 1, off, flags) })
+            }
         });
         if let Ok(n) = res {
             // SAFETY: the kernel wrote `n` bytes at the start of the window.
@@ -48,21 +61,35 @@ impl StdFsEngine {
         (buf, res)
     }
 
-    /// `pwrite(2)` of the slice. Short writes are returned as they come.
+    /// `pwrite(2)` of the slice (`pwritev2(2)` with `RWF_DONTCACHE` for a dontcache descriptor). Short
+    /// writes are returned as they come.
     pub fn write_at<B: IoBuf>(
         &self,
         fd: &IoFd,
         offset: u64,
         buf: FullSlice<B>,
     ) -> (FullSlice<B>, io::Result<usize>) {
+        let flags = fd.rw_flags();
         let res = to_off_t(offset).and_then(|off| {
-            // SAFETY: `[ptr, ptr + len)` is initialized memory owned by `buf`, alive for the call.
-            cvt(unsafe { libc::pwrite(fd.as_raw_fd(), buf.stable_ptr().cast(), buf.len(), off) })
+            let (ptr, len) = (buf.stable_ptr(), buf.len());
+            if flags == 0 {
+                // SAFETY: `[ptr, ptr + len)` is initialized memory owned by `buf`, alive for the call.
+                cvt(unsafe { libc::pwrite(fd.as_raw_fd(), ptr.cast(), len, off) })
+            } else {
+                let iov = [libc::iovec {
+                    iov_base: ptr.cast_mut().cast(),
+                    iov_len: len,
+                }];
+                // SAFETY: the iovec is the initialized bytes of `buf`, alive for the call; the kernel
+                // only reads them.
+                cvt(unsafe { libc::pwritev2(fd.as_raw_fd(), iov.as_ptr(), 1, off, flags) })
+            }
         });
         (buf, res)
     }
 
-    /// `preadv(2)` into the windows in order. Returns the total read; the windows are filled in order.
+    /// `preadv2(2)` into the windows in order, with the descriptor's `RWF_*` flags. Returns the total
+    /// read; the windows are filled in order.
     pub fn readv_at<B: IoBufMut>(
         &self,
         fd: &IoFd,
@@ -73,7 +100,7 @@ impl StdFsEngine {
         let res = to_off_t(offset).and_then(|off| {
             let cnt = iov_count(iovecs.len())?;
             // SAFETY: every iovec points into a window owned by `bufs`, which outlives the call.
-            cvt(unsafe { libc::preadv(fd.as_raw_fd(), iovecs.as_ptr(), cnt, off) })
+            cvt(unsafe { libc::preadv2(fd.as_raw_fd(), iovecs.as_ptr(), cnt, off, fd.rw_flags()) })
         });
         if let Ok(n) = res {
             // SAFETY: the kernel filled the first `n` bytes across the iovecs, in order.
@@ -82,7 +109,8 @@ impl StdFsEngine {
         (bufs, res)
     }
 
-    /// `pwritev(2)` of the slices in order. Returns the total written.
+    /// `pwritev2(2)` of the slices in order, with the descriptor's `RWF_*` flags. Returns the total
+    /// written.
     pub fn writev_at<B: IoBuf>(
         &self,
         fd: &IoFd,
@@ -93,9 +121,23 @@ impl StdFsEngine {
         let res = to_off_t(offset).and_then(|off| {
             let cnt = iov_count(iovecs.len())?;
             // SAFETY: every iovec points into initialized memory owned by `bufs`, alive for the call.
-            cvt(unsafe { libc::pwritev(fd.as_raw_fd(), iovecs.as_ptr(), cnt, off) })
+            cvt(unsafe { libc::pwritev2(fd.as_raw_fd(), iovecs.as_ptr(), cnt, off, fd.rw_flags()) })
         });
         (bufs, res)
+    }
+
+    /// `posix_fadvise(2)` of `len` bytes at `offset` (`len` 0: to the end of the file) with `advice`
+    /// (`POSIX_FADV_*`). Advisory: the kernel may ignore it.
+    pub fn fadvise(&self, fd: &IoFd, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+        let (off, len) = (to_off_t(offset)?, to_off_t(len)?);
+        // SAFETY: plain syscall on a valid descriptor.
+        let ret = unsafe { libc::posix_fadvise(fd.as_raw_fd(), off, len, advice) };
+        // posix_fadvise returns the error number instead of setting errno.
+        if ret == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(ret))
+        }
     }
 
     /// `fsync(2)`.

@@ -152,7 +152,7 @@ impl LayerFileReader {
             summary.index_page_count,
         )
         .map_err(|source| LayerError::format(path, summary.index_start_offset(), None, source))?;
-        let cache_values = file.is_direct();
+        let cache_values = file.is_direct() || file.is_dontcache();
         Ok(LayerFileReader {
             cache_values,
             path: path.to_owned(),

@@ -24,6 +24,7 @@
 
 mod cached_reads;
 mod coherence;
+mod dontcache;
 pub(crate) mod id;
 mod identity;
 mod mutations;
@@ -77,6 +78,14 @@ pub struct VirtualFile {
     /// Flags for reopening after eviction (includes `O_DIRECT` if the file uses it).
     reopen_flags: libc::c_int,
     direct: bool,
+    /// Opened in `buffered-dontcache` mode (never together with `direct`).
+    opened_dontcache: bool,
+    /// Reads and writes pass `RWF_DONTCACHE`: set at open in `buffered-dontcache` mode, cleared for good
+    /// when the kernel refuses the flag (`dontcache.rs`); every reopen's descriptor gets this value.
+    dontcache: AtomicBool,
+    /// `(start, end)` of what was written as plain buffered IO after such a refusal, since the last
+    /// sync: its pages are dropped after the next sync (`dontcache.rs`).
+    fallback_written: Mutex<Option<(u64, u64)>>,
     /// Device and inode at first open: every reopen by path must find the same.
     id: FileId,
     /// Remove the file from its directory on drop (a temp file not yet persisted, see `temp.rs`).
@@ -89,6 +98,7 @@ impl std::fmt::Debug for VirtualFile {
         f.debug_struct("VirtualFile")
             .field("path", &self.path)
             .field("direct", &self.direct)
+            .field("dontcache", &self.dontcache.load(Ordering::Relaxed))
             .field("id", &self.id)
             .field("remove_on_drop", &self.remove_on_drop)
             .finish()
@@ -123,6 +133,12 @@ impl VirtualFile {
     /// True if the file uses `O_DIRECT`.
     pub fn is_direct(&self) -> bool {
         self.direct
+    }
+
+    /// True if the file was opened in `buffered-dontcache` mode (its reads and writes pass
+    /// `RWF_DONTCACHE`, or did until the kernel refused it; see [`Self::dontcache_fell_back`]).
+    pub fn is_dontcache(&self) -> bool {
+        self.opened_dontcache
     }
 
     /// The context the file was opened through.
@@ -298,10 +314,13 @@ impl VirtualFile {
         };
         let start = Instant::now();
         let engine = &self.ctx.inner.engine;
-        let (buf, res) =
-            retry_interrupted(buf, |buf| engine.read_at(pinned.fd(), offset, buf)).await;
+        let fd = pinned.fd();
+        let (buf, res) = self
+            .retry_io(fd, buf, |buf| engine.read_at(fd, offset, buf))
+            .await;
         match res {
             Ok(n) => {
+                self.note_read(fd, offset, n);
                 self.record(OpKind::Read, start, n, true);
                 (buf, Ok(n))
             }
@@ -338,7 +357,12 @@ impl VirtualFile {
             let window = Slice::new(inner, begin + done..end);
             async move {
                 let pos = offset + done as u64;
-                let (w, res) = retry_interrupted(window, |w| engine.read_at(fd, pos, w)).await;
+                let (w, res) = self
+                    .retry_io(fd, window, |w| engine.read_at(fd, pos, w))
+                    .await;
+                if let Ok(n) = res {
+                    self.note_read(fd, pos, n);
+                }
                 (w.into_inner(), res)
             }
         })
@@ -385,20 +409,35 @@ impl VirtualFile {
 
     /// `fsync`: data and metadata durable.
     pub async fn sync_all(&self) -> Result<(), Error> {
-        let engine = &self.ctx.inner.engine;
-        self.simple_op(OpKind::SyncAll, None, None, |fd| async move {
-            engine.fsync(&fd).await
-        })
-        .await
+        self.sync(OpKind::SyncAll).await
     }
 
     /// `fdatasync`: data (and what is needed to read it) durable.
     pub async fn sync_data(&self) -> Result<(), Error> {
+        self.sync(OpKind::SyncData).await
+    }
+
+    /// `fsync` ([`OpKind::SyncAll`]) or `fdatasync`; then, for a dontcache file that fell back to
+    /// plain buffered IO, drops the pages of what it wrote before the sync (`dontcache.rs`).
+    async fn sync(&self, op: OpKind) -> Result<(), Error> {
         let engine = &self.ctx.inner.engine;
-        self.simple_op(OpKind::SyncData, None, None, |fd| async move {
-            engine.fdatasync(&fd).await
-        })
-        .await
+        let written = self.take_fallback_written();
+        let res = self
+            .simple_op(op, None, None, |fd| async move {
+                if op == OpKind::SyncAll {
+                    engine.fsync(&fd).await
+                } else {
+                    engine.fdatasync(&fd).await
+                }
+            })
+            .await;
+        if let Some((start, end)) = written {
+            match res {
+                Ok(()) => self.drop_synced_pages(start, end).await,
+                Err(_) => self.note_fallback_written(start, end),
+            }
+        }
+        res
     }
 
     /// Size, block size and `O_DIRECT` alignment.

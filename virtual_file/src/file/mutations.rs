@@ -49,7 +49,12 @@ impl VirtualFile {
             let part = FullSlice::with_range(inner, begin + done..end);
             async move {
                 let pos = offset + done as u64;
-                let (p, res) = retry_interrupted(part, |p| engine.write_at(fd, pos, p)).await;
+                let (p, res) = self
+                    .retry_io(fd, part, |p| engine.write_at(fd, pos, p))
+                    .await;
+                if let Ok(n) = res {
+                    self.note_written(fd, pos, n);
+                }
                 (p.into_inner(), res)
             }
         })

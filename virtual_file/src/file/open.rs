@@ -86,6 +86,9 @@ impl VirtualFile {
                 Err(source) => return Err(open_error(ctx, mode, OpKind::Open, path, source)),
             }
         };
+        // Uncached buffered IO in `buffered-dontcache` mode (the descriptor ignores it with O_DIRECT).
+        let dontcache = mode.uses_dontcache() && !direct;
+        fd.set_dontcache(dontcache);
         let fd = Arc::new(fd);
         // The identity (and the O_DIRECT alignment) from the descriptor just opened, before the cache
         // can hand its slot to another file. A file this open created exclusively is ours alone: if the
@@ -114,6 +117,9 @@ impl VirtualFile {
             keep_written: false,
             reopen_flags: flags,
             direct,
+            opened_dontcache: dontcache,
+            dontcache: AtomicBool::new(dontcache),
+            fallback_written: Mutex::new(None),
             id: FileId::of(&stat),
             // until the open has succeeded: dropping the file on an error below removes what we created
             remove_on_drop: created,
@@ -188,6 +194,7 @@ impl VirtualFile {
         let fd = Self::timed_open(&self.ctx, &self.path, self.reopen_flags)
             .await
             .map_err(|e| self.io_error(OpKind::Open, None, None, e))?;
+        fd.set_dontcache(self.dontcache_now());
         let fd = Arc::new(fd);
         // Dropped unused (and the slot left empty) if the path now names another file.
         self.check_identity(&fd).await?;

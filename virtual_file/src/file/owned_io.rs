@@ -30,10 +30,11 @@ impl OwnedAsyncWriter for VirtualFile {
     }
 
     fn written(&self, offset: u64, bytes: &[u8]) {
-        // Only where reads bypass the kernel's page cache: in `buffered` mode it holds these pages already.
+        // Only where reads bypass the kernel's page cache (O_DIRECT or RWF_DONTCACHE): in `buffered`
+        // mode it holds these pages already.
         if self.keeps_written_pages()
             && self.ctx.inner.keep_written_pages
-            && self.ctx.io_mode().uses_direct(false)
+            && self.ctx.io_mode().reads_bypass_page_cache()
         {
             self.cache_written(offset, bytes);
         }

@@ -28,6 +28,9 @@
 //! Reads from descriptors without `O_DIRECT` first try `preadv2(RWF_NOWAIT)` inline ([`UringConfig`]'s
 //! `nowait_fast_path`, on by default): a page-cache hit never touches the ring (see `nowait.rs`). After
 //! the first `EOPNOTSUPP` (a file system without `RWF_NOWAIT`), the engine stops trying, for all files.
+//! Descriptors marked dontcache ([`IoFd::is_dontcache`]) skip that attempt, and their read and write
+//! SQEs carry `RWF_DONTCACHE` as `rw_flags` (so do the inline `std-fs` calls, as `preadv2`/`pwritev2`
+//! flags); an `EOPNOTSUPP` for it is returned as it came, for `virtual_file` to fall back.
 //!
 //! ## Foreign code
 //! Wakers (wake, clone, drop), `tracing` calls and the `Drop` of users' buffers (of ops whose futures were
@@ -282,9 +285,13 @@ impl UringEngine {
         }
     }
 
+    /// True if a read of `fd` first tries `RWF_NOWAIT` inline. Not for `O_DIRECT` descriptors, nor for
+    /// dontcache ones: their pages leave the page cache after each IO, so a hit is rare, and the
+    /// kernel's verdict on `RWF_DONTCACHE` should come from the ring, not turn the fast path off.
     fn nowait(&self, fd: &IoFd) -> bool {
         self.inner.config.nowait_fast_path
             && !fd.is_direct()
+            && !fd.is_dontcache()
             && self.inner.nowait_supported.load(Ordering::Relaxed)
     }
 

@@ -36,7 +36,8 @@ pub(super) struct IoVecs(pub(super) Vec<libc::iovec>);
 unsafe impl Send for IoVecs {}
 
 /// The [`Op`] impl of a positional read or write (`$op` with its buffers in the field `$bufs`): the four
-/// differ only in the SQE `prepare` builds (before `.offset(..)`), in what a completion of `n` bytes marks
+/// differ only in the SQE `prepare` builds (before `.offset(..)` and the descriptor's `RWF_*` flags,
+/// `RWF_DONTCACHE` for a dontcache descriptor, as `rw_flags`), in what a completion of `n` bytes marks
 /// as `filled` (reads only), and in the `std-fs` method `run_inline` calls. The buffers stay in the op,
 /// so the op owns them until the kernel completes it.
 ///
@@ -56,7 +57,8 @@ macro_rules! transfer_op {
 
             fn prepare(&mut self) -> squeue::Entry {
                 let $this = self;
-                $sqe.offset($this.offset).build()
+                let rw_flags = $this.fd.rw_flags();
+                $sqe.offset($this.offset).rw_flags(rw_flags).build()
             }
 
             fn inline_likely(&self) -> bool {

@@ -178,7 +178,7 @@ impl InMemoryLayer {
             })?;
         // In memory while the budget allows: kept in the writer (spill mode), or, written through, as pages
         // in the page cache.
-        let spill = options.spill && ctx.io_mode().uses_direct(false);
+        let spill = options.spill && ctx.io_mode().reads_bypass_page_cache();
         file.keep_written_pages(!spill);
         let path = file.path().to_owned();
         let io = |source| InMemoryLayerError::Io {
