@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use io_engine::{DefaultAlign, IoBufferMut};
-use virtual_file::VirtualFile;
+use virtual_file::{ReadIntent, VirtualFile};
 
 use super::error::PageReadError;
 use crate::format::btree::page::PAGE_SIZE;
@@ -21,6 +21,9 @@ pub struct FilePageSource {
     file: Arc<VirtualFile>,
     index_start: u64,
     num_pages: u32,
+    /// How its page reads are admitted to the page cache ([`ReadIntent::Point`] unless
+    /// [`for_scans`](Self::for_scans)).
+    intent: ReadIntent,
 }
 
 impl FilePageSource {
@@ -32,6 +35,16 @@ impl FilePageSource {
             file,
             index_start,
             num_pages,
+            intent: ReadIntent::Point,
+        }
+    }
+
+    /// The same index, read with [`ReadIntent::Scan`]: pages that are cached are used, pages it loads
+    /// are not kept, so a walk of the whole index does not evict what point lookups keep hot.
+    pub fn for_scans(&self) -> FilePageSource {
+        FilePageSource {
+            intent: ReadIntent::Scan,
+            ..self.clone()
         }
     }
 
@@ -54,7 +67,7 @@ impl PageSource for FilePageSource {
         }
         let mut buf = IoBufferMut::<DefaultAlign>::zeroed(PAGE_SIZE);
         self.file
-            .read_cached_at(self.page_offset(page_no), buf.as_mut_slice())
+            .read_cached_at_with(self.page_offset(page_no), buf.as_mut_slice(), self.intent)
             .await?;
         Ok(buf)
     }

@@ -261,9 +261,7 @@ impl DeltaLayerReader {
         let mut entries = Vec::new();
         let mut bad = None;
         self.inner
-            .visit(Bound::Unbounded, None, |k, v| {
-                collect_entry(k, v, &mut entries, &mut bad)
-            })
+            .visit_all(|k, v| collect_entry(k, v, &mut entries, &mut bad))
             .await?;
         self.check_parse(bad)?;
         let end = self.summary().values_end;

@@ -182,7 +182,7 @@ impl ImageLayerReader {
         let mut entries: Vec<(Key, u64)> = Vec::new();
         let mut bad = None;
         self.inner
-            .visit(Bound::Unbounded, None, |k, v| match Key::from_slice(k) {
+            .visit_all(|k, v| match Key::from_slice(k) {
                 Ok(key) => {
                     entries.push((key, v));
                     ControlFlow::Continue(())

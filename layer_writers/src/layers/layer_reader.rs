@@ -49,6 +49,8 @@ pub(crate) struct LayerFileReader {
     file: Arc<VirtualFile>,
     summary: Summary,
     index: BtreeReader<FilePageSource>,
+    /// The same index read with scan intent, for walks of all of it (`visit_all`, `verify`).
+    scan_index: BtreeReader<FilePageSource>,
     budget: Option<ReadBudget>,
     align: u64,
     /// Point lookups read values through the page cache (see [`LayerFileReader::set_cache_values`]).
@@ -145,13 +147,17 @@ impl LayerFileReader {
             summary.index_start_offset(),
             summary.index_page_count,
         );
-        let index = BtreeReader::new(
-            source,
-            kind.index_key_len(),
-            summary.index_root,
-            summary.index_page_count,
-        )
-        .map_err(|source| LayerError::format(path, summary.index_start_offset(), None, source))?;
+        let reader = |source| {
+            BtreeReader::new(
+                source,
+                kind.index_key_len(),
+                summary.index_root,
+                summary.index_page_count,
+            )
+            .map_err(|source| LayerError::format(path, summary.index_start_offset(), None, source))
+        };
+        let scan_index = reader(source.for_scans())?;
+        let index = reader(source)?;
         let cache_values = file.is_direct() || file.is_dontcache();
         Ok(LayerFileReader {
             cache_values,
@@ -159,6 +165,7 @@ impl LayerFileReader {
             file,
             summary,
             index,
+            scan_index,
             budget,
             align: ctx.alignment() as u64,
         })
@@ -204,6 +211,20 @@ impl LayerFileReader {
             })
     }
 
+    /// Visits every index entry, in order, until `f` breaks: a walk of the whole index, with scan
+    /// intent (index pages it loads are not kept in the page cache).
+    pub async fn visit_all<F>(&self, f: F) -> Result<(), LayerError>
+    where
+        F: FnMut(&[u8], u64) -> ControlFlow<()>,
+    {
+        self.scan_index
+            .visit(Bound::Unbounded, Bound::Unbounded, f)
+            .await
+            .map_err(|e| {
+                LayerError::index_read(&self.path, self.summary.index_start_offset(), None, e)
+            })
+    }
+
     /// Checks a blob extent taken from the index: inside the values, in order, and no shorter than the
     /// smallest and no longer than the largest blob the format can hold ([`MAX_BLOB_EXTENT`]), so it can
     /// size a read buffer.
@@ -244,7 +265,7 @@ impl LayerFileReader {
         let index_start = self.summary.index_start_offset();
         for page_no in 0..self.summary.index_page_count {
             let page = self
-                .index
+                .scan_index
                 .source()
                 .read_page(page_no)
                 .await
@@ -344,8 +365,8 @@ impl LayerFileReader {
     /// [`Scan`](virtual_file::Scan) over the planned reads, so up to [`SCAN_READS_IN_FLIGHT`] of them are
     /// in flight ahead of the decoding (readahead of our own: `O_DIRECT` files get none from the kernel).
     /// The scan's buffers are paid from the context's memory budget (consumer `scan-buffers`), not from
-    /// the reader's [`ReadBudget`]. Never through the page cache. A layer with a read larger than a
-    /// quarter of the memory budget (one huge blob) is read one read at a time instead.
+    /// the reader's [`ReadBudget`]. Never through the page cache. Reads are at most a quarter of the
+    /// memory budget; a layer with a blob larger than that is read one read at a time instead.
     pub async fn scan_blobs<F>(&self, blobs: &[FoundBlob], mut sink: F) -> Result<(), LayerError>
     where
         F: FnMut(usize, Vec<u8>) -> ControlFlow<()>,
@@ -358,10 +379,14 @@ impl LayerFileReader {
                 tag,
             });
         }
-        let chunks = plan_reads(&mut reads, SCAN_READ, self.align, self.summary.file_len());
-        let budget = self.file.context().memory_budget().total() as u64;
-        if chunks.iter().any(|c| c.len() > budget / 4) {
-            return self.read_blobs(blobs, SCAN_READ, false, sink).await;
+        // reads of up to a quarter of the memory budget, so several fit in flight
+        let quarter = self.file.context().memory_budget().total() as u64 / 4;
+        let max_read = SCAN_READ
+            .min(quarter - quarter % self.align)
+            .max(self.align);
+        let chunks = plan_reads(&mut reads, max_read, self.align, self.summary.file_len());
+        if chunks.iter().any(|c| c.len() > quarter) {
+            return self.read_blobs(blobs, max_read, false, sink).await;
         }
         let options = ScanOptions {
             initial_reads: 2,
