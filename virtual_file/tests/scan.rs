@@ -1,7 +1,7 @@
 //! `VirtualFile::scan` in every IO mode x engine: the chunks are exactly the range's bytes for random
 //! sizes, ranges and options; the window grows to its limit and stays inside the memory budget; a
 //! `next_chunk` future dropped after its first poll loses nothing; a dropped scan gives its memory back;
-//! a file that shrinks under a scan is an error, not a panic; bad options are refused.
+//! a file that shrinks under a scan is an error, not a panic, and the scan stays failed; bad options are refused.
 
 mod common;
 
@@ -315,6 +315,8 @@ fn shrunk_file_is_an_error(mode: IoMode, kind: IoEngineKind) {
             "{mode} {kind}: {msg}"
         );
         assert!(msg.contains(&path.display().to_string()), "names the file: {msg}");
+        // the scan is over: no later call hands out the chunks after the gap
+        assert!(scan.next_chunk().await.is_err(), "{mode} {kind}: a failed scan stays failed");
     });
 }
 

@@ -21,9 +21,11 @@
 //!   calling thread, so that reads ahead are really in flight together), so reads progress while the
 //!   consumer works on the previous chunk.
 //! - Cancellation: [`Scan::next_chunk`] may be dropped at any `.await`; the reads in flight stay in
-//!   flight and the next call goes on where the dropped one stopped. Dropping the [`Scan`] aborts the
-//!   reads not yet started and lets those under way finish on their own (their buffers, and with them
-//!   their reservations, are freed when the engine gives them back).
+//!   flight and the next call goes on where the dropped one stopped. Dropping the [`Scan`] lets the
+//!   reads in flight finish on their own tasks (not aborted: a read's reservation is freed together
+//!   with its buffer, after the engine gave the buffer back).
+//! - Errors: a read that fails fails its `next_chunk`, and every later call fails too (the scan is
+//!   over: the chunks after the failed one would leave a gap).
 //! - Scans read the file directly, never through the page cache: they neither evict cached pages nor
 //!   admit the pages they read.
 //!
@@ -119,6 +121,9 @@ pub struct Scan {
     end: u64,
     window: usize,
     pending: VecDeque<InFlight>,
+    /// A read failed (at this offset): every later call fails too, so no caller takes the chunks after
+    /// a gap for the next bytes.
+    failed_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Scan {
@@ -171,6 +176,7 @@ impl VirtualFile {
             end,
             window: options.initial_reads.min(options.max_reads),
             pending: VecDeque::new(),
+            failed_at: None,
         })
     }
 
@@ -195,6 +201,7 @@ impl VirtualFile {
             end: 0,
             window: options.initial_reads.min(options.max_reads),
             pending: VecDeque::new(),
+            failed_at: None,
         })
     }
 
@@ -218,6 +225,14 @@ impl Scan {
 
     /// The next chunk in file order, or `None` after the range's end. Cancellation-safe (module docs).
     pub async fn next_chunk(&mut self) -> Result<Option<ScanChunk>, Error> {
+        if let Some(at) = self.failed_at {
+            return Err(self.file.io_error(
+                OpKind::Read,
+                Some(at),
+                None,
+                io::Error::other(format!("this scan failed earlier, reading at offset {at}")),
+            ));
+        }
         if self.pending.is_empty() {
             let Some(next) = self.peek() else {
                 return Ok(None);
@@ -239,15 +254,20 @@ impl Scan {
         let joined = (&mut head.task).await;
         let done = self.pending.pop_front().expect("the read just awaited");
         let (buf, reservation) = match joined {
-            Ok(res) => res?,
+            Ok(Ok(res)) => res,
+            Ok(Err(e)) => {
+                self.failed_at = Some(done.offset);
+                return Err(e);
+            }
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => {
+                self.failed_at = Some(done.offset);
                 return Err(self.file.io_error(
                     OpKind::Read,
                     Some(done.offset),
                     Some(done.len),
                     io::Error::other(format!("scan read task ended: {e}")),
-                ))
+                ));
             }
         };
         let bytes = buf.slice(done.skip..done.skip + done.len);
@@ -344,14 +364,6 @@ impl Scan {
             Extents::Listed(list) => {
                 list.pop_front();
             }
-        }
-    }
-}
-
-impl Drop for Scan {
-    fn drop(&mut self) {
-        for read in &self.pending {
-            read.task.abort();
         }
     }
 }
