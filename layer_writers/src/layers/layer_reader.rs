@@ -39,7 +39,7 @@ use crate::io::page_source::FilePageSource;
 use crate::io::read_budget::ReadBudget;
 use crate::io::vectored::{plan_reads, BlobRead, SCAN_READ};
 
-/// Reads in flight ahead of a full pass over a layer's values ([`LayerFileReader::scan_blobs`]).
+/// Reads in flight ahead of a full pass over a layer's values (scans and verification of delta and image layers).
 pub const SCAN_READS_IN_FLIGHT: usize = 8;
 
 /// An open layer file of a known kind.
