@@ -86,3 +86,39 @@ pub fn open_descriptors_under(dir: &Path) -> io::Result<usize> {
         .filter(|t| t.starts_with(dir))
         .count())
 }
+
+/// Pages of the first `len` bytes of the file behind `fd` that are in the kernel's page cache now
+/// (`mincore(2)` of a shared read-only mapping, made and removed here).
+pub fn resident_pages(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(0);
+    }
+    // SAFETY: `sysconf` has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    // SAFETY: a new shared read-only mapping of a descriptor that `fd` keeps open for the call; nothing
+    // else refers to it and it is unmapped below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `addr..addr + len` is the mapping made above; `vec` has one byte per page of it.
+    let ret = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    let err = io::Error::last_os_error();
+    // SAFETY: unmaps exactly the mapping made above, which no reference points into.
+    unsafe { libc::munmap(addr, len) };
+    if ret != 0 {
+        return Err(err);
+    }
+    Ok(vec.iter().filter(|&&b| b & 1 != 0).count())
+}

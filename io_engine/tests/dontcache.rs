@@ -34,36 +34,10 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 131 % 251) as u8).collect()
 }
 
-/// Pages of the file's first `len` bytes that are in the page cache now (`mincore(2)` of a mapping).
+/// Pages of the file's first `len` bytes that are in the page cache now.
 fn resident_pages(fd: &IoFd, len: usize) -> usize {
-    // SAFETY: `sysconf` has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    // SAFETY: a new shared read-only mapping of a valid descriptor; nothing else refers to it and it is
-    // unmapped below.
-    let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(
-        addr,
-        libc::MAP_FAILED,
-        "mmap: {}",
-        std::io::Error::last_os_error()
-    );
-    let mut vec = vec![0u8; len.div_ceil(page)];
-    // SAFETY: `addr..addr + len` is the mapping made above; `vec` has one byte per page of it.
-    let ret = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: unmaps exactly the mapping made above, which no reference points into.
-    unsafe { libc::munmap(addr, len) };
-    assert_eq!(ret, 0, "mincore: {err}");
-    vec.iter().filter(|&&b| b & 1 != 0).count()
+    use std::os::fd::AsFd as _;
+    io_engine::test_support::resident_pages(fd.as_fd(), len).expect("mmap + mincore")
 }
 
 /// Writes `data` in chunks (alternating `write_at` and a two-slice `writev_at`), then fsyncs.

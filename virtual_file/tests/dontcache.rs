@@ -24,29 +24,11 @@ use common::{every_engine, pattern};
 
 const LEN: usize = 1 << 20;
 
-/// Pages of `path`'s first `len` bytes in the kernel's page cache now (`mincore(2)` of a mapping).
+/// Pages of `path`'s first `len` bytes in the kernel's page cache now.
 fn resident_pages(path: &Path, len: usize) -> usize {
+    use std::os::fd::AsFd as _;
     let file = std::fs::File::open(path).unwrap();
-    // SAFETY: a new shared read-only mapping of an open file; nothing else refers to it and it is
-    // unmapped below.
-    let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(addr, libc::MAP_FAILED);
-    let mut vec = vec![0u8; len.div_ceil(4096)];
-    // SAFETY: `addr..addr + len` is the mapping made above; `vec` has a byte per 4 KiB page of it.
-    let ret = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
-    // SAFETY: unmaps exactly the mapping made above, which no reference points into.
-    unsafe { libc::munmap(addr, len) };
-    assert_eq!(ret, 0);
-    vec.iter().filter(|&&b| b & 1 != 0).count()
+    io_engine::test_support::resident_pages(file.as_fd(), len).expect("mmap + mincore")
 }
 
 /// The warnings logged while the returned guard lives, on this thread (the tests run their IO on a

@@ -360,6 +360,51 @@ impl LayerFileReader {
         Ok(padding.len() as u64)
     }
 
+    /// One [`BlobRead`] per blob (tag: its index in `blobs`), each extent checked first.
+    fn blob_reads(&self, blobs: &[FoundBlob]) -> Result<Vec<BlobRead>, LayerError> {
+        blobs
+            .iter()
+            .enumerate()
+            .map(|(tag, blob)| {
+                self.check_extent(&blob.extent, blob.key)?;
+                Ok(BlobRead {
+                    extent: blob.extent.clone(),
+                    tag,
+                })
+            })
+            .collect()
+    }
+
+    /// Decodes the blobs `reads` (of `blobs`) out of `bytes`, the file's bytes from `start`, handing
+    /// each to `sink` in order until it breaks.
+    fn decode_run<F>(
+        &self,
+        blobs: &[FoundBlob],
+        reads: &[BlobRead],
+        bytes: &[u8],
+        start: u64,
+        sink: &mut F,
+    ) -> Result<ControlFlow<()>, LayerError>
+    where
+        F: FnMut(usize, Vec<u8>) -> ControlFlow<()>,
+    {
+        for read in reads {
+            let blob = &blobs[read.tag];
+            let value = decode_blob_in(
+                &self.path,
+                bytes,
+                start,
+                read.extent.clone(),
+                Some(blob.key),
+                blob.lsn,
+            )?;
+            if sink(read.tag, value).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
     /// Reads and decodes `blobs` front to back for a full pass (a scan or a verification): as
     /// [`read_blobs`](Self::read_blobs) with reads of at most [`SCAN_READ`], but through a
     /// [`Scan`](virtual_file::Scan) over the planned reads, so up to [`SCAN_READS_IN_FLIGHT`] of them are
@@ -371,14 +416,7 @@ impl LayerFileReader {
     where
         F: FnMut(usize, Vec<u8>) -> ControlFlow<()>,
     {
-        let mut reads: Vec<BlobRead> = Vec::with_capacity(blobs.len());
-        for (tag, blob) in blobs.iter().enumerate() {
-            self.check_extent(&blob.extent, blob.key)?;
-            reads.push(BlobRead {
-                extent: blob.extent.clone(),
-                tag,
-            });
-        }
+        let mut reads = self.blob_reads(blobs)?;
         // reads of up to a quarter of the memory budget, so several fit in flight
         let quarter = self.file.context().memory_budget().total() as u64 / 4;
         let max_read = SCAN_READ
@@ -407,19 +445,12 @@ impl LayerFileReader {
                     LayerError::corrupt(&self.path, chunk.range.start, None, "scan ended early")
                 })?
                 .bytes;
-            for read in &reads[chunk.blobs] {
-                let blob = &blobs[read.tag];
-                let value = decode_blob_in(
-                    &self.path,
-                    &bytes,
-                    chunk.range.start,
-                    read.extent.clone(),
-                    Some(blob.key),
-                    blob.lsn,
-                )?;
-                if sink(read.tag, value).is_break() {
-                    return Ok(());
-                }
+            let reads = &reads[chunk.blobs];
+            if self
+                .decode_run(blobs, reads, &bytes, chunk.range.start, &mut sink)?
+                .is_break()
+            {
+                return Ok(());
             }
         }
         Ok(())
@@ -441,14 +472,7 @@ impl LayerFileReader {
     where
         F: FnMut(usize, Vec<u8>) -> ControlFlow<()>,
     {
-        let mut reads: Vec<BlobRead> = Vec::with_capacity(blobs.len());
-        for (tag, blob) in blobs.iter().enumerate() {
-            self.check_extent(&blob.extent, blob.key)?;
-            reads.push(BlobRead {
-                extent: blob.extent.clone(),
-                tag,
-            });
-        }
+        let mut reads = self.blob_reads(blobs)?;
         let file_len = self.summary.file_len();
         let chunks = plan_reads(&mut reads, max_read, self.align, file_len);
         for chunk in chunks {
@@ -483,19 +507,12 @@ impl LayerFileReader {
                 direct_buf = buf;
                 direct_buf.get_ref().as_slice()
             };
-            for read in &reads[chunk.blobs] {
-                let blob = &blobs[read.tag];
-                let value = decode_blob_in(
-                    &self.path,
-                    bytes,
-                    chunk.range.start,
-                    read.extent.clone(),
-                    Some(blob.key),
-                    blob.lsn,
-                )?;
-                if sink(read.tag, value).is_break() {
-                    return Ok(());
-                }
+            let reads = &reads[chunk.blobs];
+            if self
+                .decode_run(blobs, reads, bytes, chunk.range.start, &mut sink)?
+                .is_break()
+            {
+                return Ok(());
             }
         }
         Ok(())
