@@ -85,7 +85,7 @@ forward_page_source!(&S, Sync);
 forward_page_source!(std::sync::Arc<S>, Send + Sync);
 
 /// Reads a B-tree built by [`super::BtreeBuilder`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BtreeReader<S> {
     source: S,
     key_len: usize,
@@ -258,71 +258,25 @@ impl<S: PageSource + Sync> BtreeReader<S> {
     /// of consecutive page numbers with [`PageSource::read_run`] (at most [`MAX_RUN_PAGES`] pages
     /// each), instead of one read per leaf: for a walk of the whole index, which a source over an
     /// `O_DIRECT` file would otherwise serve with one device round trip per page. Every page is checked
-    /// as in [`scan`](Self::scan). Memory: the leaves of one internal page (at most its entries' count
-    /// of pages) plus one page per level above.
+    /// as in [`scan`](Self::scan). Memory: one run of leaves plus one page per level above.
     pub async fn scan_in_runs<F>(&self, mut visit: F) -> Result<(), BtreeReadError<S::Error>>
     where
         F: FnMut(&[u8], u64) -> ControlFlow<()>,
     {
-        let mut key = Vec::with_capacity(self.key_len);
-        let root = self.read_root().await?;
-        if self.view(&root)?.level() == 0 {
-            let _ = visit_leaf(&self.view(&root)?, &mut key, &mut visit);
-            return Ok(());
-        }
-        let mut stack: Vec<Frame<S::Page>> = Vec::with_capacity(MAX_DEPTH);
-        stack.push(root);
-        while let Some(top) = stack.last_mut() {
-            let view = self.view_of(&top.page, top.page_no)?;
-            if view.level() == 1 {
-                // all of this page's children are leaves: read them in runs, then visit them in order
-                let parent = stack.pop().expect("the top of the stack");
-                let view = self.view(&parent)?;
-                let mut i = 0;
-                while i < view.len() {
-                    let first = self.child_page_no(&parent, i)?;
-                    let mut count = 1;
-                    while i + count < view.len()
-                        && count < MAX_RUN_PAGES
-                        && self.child_page_no(&parent, i + count)? == first + count as u32
-                    {
-                        count += 1;
-                    }
-                    let pages =
-                        self.source
-                            .read_run(first, count as u32)
-                            .await
-                            .map_err(|source| BtreeReadError::Source {
-                                page: first,
-                                source,
-                            })?;
-                    if pages.len() != count {
-                        return Err(FormatError::bad_page(
-                            first,
-                            format!("a run of {count} pages read as {}", pages.len()),
-                        )
-                        .into());
-                    }
-                    for (j, page) in pages.into_iter().enumerate() {
-                        let leaf = self.check_child(&parent, i + j, first + j as u32, page)?;
-                        if visit_leaf(&self.view(&leaf)?, &mut key, &mut visit).is_break() {
-                            return Ok(());
-                        }
-                    }
-                    i += count;
-                }
-                continue;
-            }
-            if top.next >= view.len() {
-                stack.pop();
-                continue;
-            }
-            let i = top.next;
-            top.next += 1;
-            let child = self.read_child(top, i).await?;
-            stack.push(child);
-        }
+        let mut runs = self.leaf_runs();
+        while let Some(ControlFlow::Continue(())) = runs.visit_next(&mut visit).await? {}
         Ok(())
+    }
+
+    /// A cursor over the leaves in key order, one run at a time (as [`scan_in_runs`](Self::scan_in_runs)
+    /// reads them), for a walk that does something between runs.
+    pub fn leaf_runs(&self) -> LeafRuns<'_, S> {
+        LeafRuns {
+            reader: self,
+            stack: Vec::with_capacity(MAX_DEPTH),
+            started: false,
+            key: Vec::with_capacity(self.key_len),
+        }
     }
 
     /// Index of the first entry of `frame`'s page that can hold keys at or after `start`.
@@ -457,6 +411,93 @@ impl<S: PageSource + Sync> BtreeReader<S> {
             next: 0,
             upper,
         })
+    }
+}
+
+/// The leaves of a tree in key order, a run of them at a time ([`BtreeReader::leaf_runs`]).
+pub struct LeafRuns<'r, S: PageSource> {
+    reader: &'r BtreeReader<S>,
+    /// Internal pages from the root down to the lowest one being read.
+    stack: Vec<Frame<S::Page>>,
+    started: bool,
+    key: Vec<u8>,
+}
+
+impl<S: PageSource + Sync> LeafRuns<'_, S> {
+    /// Reads the next run of leaves (checked as [`BtreeReader::scan`] checks them) and calls `visit`
+    /// for their entries in order until it breaks. `None` once every leaf was visited; otherwise whether
+    /// `visit` broke (a walk that goes on after a break goes on with the next run, not the rest of this one).
+    pub async fn visit_next<F>(
+        &mut self,
+        visit: &mut F,
+    ) -> Result<Option<ControlFlow<()>>, BtreeReadError<S::Error>>
+    where
+        F: FnMut(&[u8], u64) -> ControlFlow<()>,
+    {
+        let reader = self.reader;
+        if !self.started {
+            self.started = true;
+            let root = reader.read_root().await?;
+            if reader.view(&root)?.level() == 0 {
+                return Ok(Some(visit_leaf(&reader.view(&root)?, &mut self.key, visit)));
+            }
+            self.stack.push(root);
+        }
+        loop {
+            let Some(top) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let view = reader.view_of(&top.page, top.page_no)?;
+            if top.next >= view.len() {
+                self.stack.pop();
+                continue;
+            }
+            let i = top.next;
+            if view.level() > 1 {
+                top.next += 1;
+                let child = reader.read_child(top, i).await?;
+                self.stack.push(child);
+                continue;
+            }
+            // the children are leaves: read the next run of consecutive page numbers together
+            let first = reader.child_page_no(top, i)?;
+            let mut count = 1;
+            while i + count < view.len()
+                && count < MAX_RUN_PAGES
+                && reader.child_page_no(top, i + count)? == first + count as u32
+            {
+                count += 1;
+            }
+            top.next += count;
+            let pages = reader
+                .source
+                .read_run(first, count as u32)
+                .await
+                .map_err(|source| BtreeReadError::Source {
+                    page: first,
+                    source,
+                })?;
+            if pages.len() != count {
+                return Err(FormatError::bad_page(
+                    first,
+                    format!("a run of {count} pages read as {}", pages.len()),
+                )
+                .into());
+            }
+            let parent = self
+                .stack
+                .last()
+                .expect("the page whose children these are");
+            let mut flow = ControlFlow::Continue(());
+            for (j, page) in pages.into_iter().enumerate() {
+                let leaf = reader.check_child(parent, i + j, first + j as u32, page)?;
+                flow = visit_leaf(&reader.view(&leaf)?, &mut self.key, visit);
+                if flow.is_break() {
+                    break;
+                }
+            }
+            return Ok(Some(flow));
+        }
     }
 }
 
