@@ -4,7 +4,8 @@
 //! tree: its number is below its parent's (pages are written children first, so this rules out cycles),
 //! its level is one below its parent's (bounding the depth by [`MAX_DEPTH`]), its first key is the
 //! parent's separator and its last key is below the next separator. A corrupt index therefore gives a
-//! [`FormatError`], never a panic, a loop or results out of order. Memory is one page per level.
+//! [`FormatError`], never a panic, a loop or results out of order. Memory is one page per level (a walk
+//! in runs, [`BtreeReader::scan_in_runs`], holds one run of leaves instead of one leaf).
 
 use std::future::Future;
 use std::ops::{Bound, ControlFlow, Range};
