@@ -27,6 +27,16 @@ pub enum PageReadError {
         /// Pages in the index.
         num_pages: u32,
     },
+    /// A run of pages ended early: the file ends inside the index (truncated).
+    #[error("index pages {first}..{} read as {bytes} bytes: the file ends inside the index", first + count)]
+    ShortRun {
+        /// The run's first page, numbered from the index's first page.
+        first: u32,
+        /// Pages in the run.
+        count: u32,
+        /// Bytes the file had for them.
+        bytes: u64,
+    },
 }
 
 /// The error of a [`virtual_file::buffered_writer::BufferedWriter`] writing into a [`virtual_file::VirtualFile`].

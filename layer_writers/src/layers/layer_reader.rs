@@ -28,7 +28,7 @@ use virtual_file::{IoContext, ScanOptions, VirtualFile};
 
 use crate::format::blob::MAX_BLOB_EXTENT;
 use crate::format::btree::page::{PageView, PAGE_SIZE};
-use crate::format::btree::{BtreeReader, PageSource};
+use crate::format::btree::{BtreeReader, PageSource, MAX_RUN_PAGES};
 use crate::format::error::FormatError;
 use crate::format::key::{Key, Lsn};
 use crate::format::raw::all_zero;
@@ -211,18 +211,17 @@ impl LayerFileReader {
             })
     }
 
-    /// Visits every index entry, in order, until `f` breaks: a walk of the whole index, with scan
-    /// intent (index pages it loads are not kept in the page cache).
+    /// Visits every index entry, in order, until `f` breaks: a walk of the whole index. Upper pages are
+    /// read with scan intent (pages it loads are not kept in the page cache); the leaves under each
+    /// lowest internal page are read together, in reads of up to 1 MiB with several in flight, past
+    /// the page cache ([`BtreeReader::scan_in_runs`]).
     pub async fn visit_all<F>(&self, f: F) -> Result<(), LayerError>
     where
         F: FnMut(&[u8], u64) -> ControlFlow<()>,
     {
-        self.scan_index
-            .visit(Bound::Unbounded, Bound::Unbounded, f)
-            .await
-            .map_err(|e| {
-                LayerError::index_read(&self.path, self.summary.index_start_offset(), None, e)
-            })
+        self.scan_index.scan_in_runs(f).await.map_err(|e| {
+            LayerError::index_read(&self.path, self.summary.index_start_offset(), None, e)
+        })
     }
 
     /// Checks a blob extent taken from the index: inside the values, in order, and no shorter than the
@@ -263,31 +262,34 @@ impl LayerFileReader {
     /// [`SCAN_READ`], several in flight).
     pub async fn verify(&self, blobs: &[FoundBlob]) -> Result<VerifyReport, LayerError> {
         let index_start = self.summary.index_start_offset();
-        for page_no in 0..self.summary.index_page_count {
-            let page = self
+        let page_count = self.summary.index_page_count;
+        for first in (0..page_count).step_by(MAX_RUN_PAGES) {
+            let count = (page_count - first).min(MAX_RUN_PAGES as u32);
+            let pages = self
                 .scan_index
                 .source()
-                .read_page(page_no)
+                .read_run(first, count)
                 .await
                 .map_err(|e| match e {
                     crate::io::error::PageReadError::Io(e) => LayerError::io(&self.path, e),
                     other => LayerError::corrupt(
                         &self.path,
-                        index_start + u64::from(page_no) * PAGE_SIZE as u64,
+                        index_start + u64::from(first) * PAGE_SIZE as u64,
                         None,
                         other.to_string(),
                     ),
                 })?;
-            PageView::parse(page.as_ref(), page_no, self.summary.kind.index_key_len()).map_err(
-                |e| {
-                    LayerError::format(
-                        &self.path,
-                        index_start + u64::from(page_no) * PAGE_SIZE as u64,
-                        None,
-                        e,
-                    )
-                },
-            )?;
+            for (page_no, page) in (first..).zip(&pages) {
+                PageView::parse(page.as_ref(), page_no, self.summary.kind.index_key_len())
+                    .map_err(|e| {
+                        LayerError::format(
+                            &self.path,
+                            index_start + u64::from(page_no) * PAGE_SIZE as u64,
+                            None,
+                            e,
+                        )
+                    })?;
+            }
         }
         let values_end = self.summary.values_end;
         let mut expected_start = SUMMARY_SIZE as u64;

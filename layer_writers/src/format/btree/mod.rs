@@ -54,7 +54,7 @@ mod reader;
 pub use crate::format::error::{BtreeBuildError, BtreeReadError, PageOutOfRange};
 pub use builder::{BtreeBuilder, BtreeSummary, BuiltPage};
 pub use mem::MemPageSource;
-pub use reader::{BtreeReader, PageSource};
+pub use reader::{BtreeReader, PageSource, MAX_RUN_PAGES};
 
 #[cfg(test)]
 mod tests;

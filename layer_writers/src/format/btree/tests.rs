@@ -48,16 +48,116 @@ fn reader(summary: &BtreeSummary, source: MemPageSource) -> BtreeReader<MemPageS
     BtreeReader::from_summary(source, summary).unwrap()
 }
 
+/// A full scan through [`BtreeReader::scan`], checked to give the same entries, or the same error, as
+/// [`BtreeReader::scan_in_runs`].
 async fn scan_all<S: PageSource + Sync>(
     r: &BtreeReader<S>,
-) -> Result<Vec<(Vec<u8>, u64)>, BtreeReadError<S::Error>> {
+) -> Result<Vec<(Vec<u8>, u64)>, BtreeReadError<S::Error>>
+where
+    S::Error: std::fmt::Debug,
+{
     let mut out = Vec::new();
-    r.scan(|k, v| {
-        out.push((k.to_vec(), v));
-        ControlFlow::Continue(())
-    })
-    .await?;
+    let res = r
+        .scan(|k, v| {
+            out.push((k.to_vec(), v));
+            ControlFlow::Continue(())
+        })
+        .await;
+    let mut in_runs = Vec::new();
+    let res_in_runs = r
+        .scan_in_runs(|k, v| {
+            in_runs.push((k.to_vec(), v));
+            ControlFlow::Continue(())
+        })
+        .await;
+    assert_eq!(format!("{res:?}"), format!("{res_in_runs:?}"));
+    res?;
+    assert_eq!(out, in_runs);
     Ok(out)
+}
+
+/// A page source that counts its calls.
+struct CountingSource {
+    inner: MemPageSource,
+    pages: std::sync::atomic::AtomicUsize,
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+impl PageSource for CountingSource {
+    type Page = Bytes;
+    type Error = PageOutOfRange;
+
+    async fn read_page(&self, page_no: u32) -> Result<Bytes, PageOutOfRange> {
+        self.pages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_page(page_no).await
+    }
+
+    async fn read_run(&self, first: u32, count: u32) -> Result<Vec<Bytes>, PageOutOfRange> {
+        assert!(count as usize <= MAX_RUN_PAGES);
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut pages = Vec::new();
+        for p in first..first + count {
+            pages.push(self.inner.read_page(p).await?);
+        }
+        Ok(pages)
+    }
+}
+
+/// `scan_in_runs` reads the leaves in runs: one `read_run` per lowest internal page (the builder writes
+/// a parent's leaves back to back), one `read_page` per page above; a callback that breaks stops it.
+#[rstest]
+#[case::two_levels(DELTA_INDEX_KEY_SIZE, 200_000, 2)]
+#[case::three_levels(4, 600_000, 3)]
+fn scan_in_runs_reads_leaves_in_runs(#[case] key_len: usize, #[case] n: usize, #[case] depth: u8) {
+    let model: Model = if key_len == 4 {
+        // spread keys, so pages share short prefixes and the tree gets deep
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut model = Model::new();
+        while model.len() < n {
+            model.insert(rng.random::<u32>().to_be_bytes().to_vec(), rng.random());
+        }
+        model
+    } else {
+        random_model(&mut StdRng::seed_from_u64(7), key_len, n)
+    };
+    let (summary, inner) = build(key_len, &model);
+    assert_eq!(summary.depth, depth);
+    let source = CountingSource {
+        inner,
+        pages: 0.into(),
+        runs: 0.into(),
+    };
+    let r = BtreeReader::from_summary(source, &summary).unwrap();
+    let mut n = 0;
+    block_on(r.scan_in_runs(|_, _| {
+        n += 1;
+        ControlFlow::Continue(())
+    }))
+    .unwrap();
+    assert_eq!(n, model.len());
+    let pages = r.source().pages.load(std::sync::atomic::Ordering::Relaxed);
+    let runs = r.source().runs.load(std::sync::atomic::Ordering::Relaxed);
+    let total = summary.num_pages as usize;
+    // every page once: the upper ones one by one, the leaves in runs
+    assert!(
+        runs >= 1 && pages + runs < total / 20,
+        "{pages} pages, {runs} runs of {total}"
+    );
+    let all = block_on(scan_all(&r)).unwrap();
+    assert!(all.iter().map(|(k, v)| (k, v)).eq(model.iter()));
+
+    let mut n = 0;
+    block_on(r.scan_in_runs(|_, _| {
+        n += 1;
+        if n == 10 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }))
+    .unwrap();
+    assert_eq!(n, 10);
 }
 
 /// Random keys shaped like real index keys: delta keys cluster (few distinct keys, many LSNs), so pages get
@@ -92,7 +192,7 @@ async fn check_against_model(
     rng: &mut StdRng,
     max_gets: usize,
 ) {
-    // Full scan: every entry, in order.
+    // Full scan: every entry, in order (with and without runs).
     let scanned = scan_all(r).await.unwrap();
     assert_eq!(scanned.len(), model.len());
     assert!(scanned.iter().map(|(k, v)| (k, v)).eq(model.iter()));
