@@ -60,7 +60,15 @@
 //! 6. `context` ([`IoContext`]: engine, mode, budget, caches, metrics);
 //! 7. `file` ([`VirtualFile`]: all IO of one file, uncached and through the page cache, one short-IO
 //!    loop for every positional read and write, and the coherence of the cached pages);
-//! 8. [`metrics_export`] (the Prometheus text format, feature `prometheus`).
+// (a link only where the module is built: without the feature it is not, and the link would be broken)
+#![cfg_attr(
+    feature = "prometheus",
+    doc = " 8. [`metrics_export`] (the Prometheus text format, feature `prometheus`)."
+)]
+#![cfg_attr(
+    not(feature = "prometheus"),
+    doc = " 8. `metrics_export` (the Prometheus text format, feature `prometheus`)."
+)]
 //!
 //! Every type has one public path: the two public modules keep their items, everything else is
 //! re-exported here.

@@ -11,11 +11,16 @@
 //! | `virtual_file_op_bytes_total` | counter: bytes transferred | `op` |
 //! | `virtual_file_open_file_cache_{hits,misses,evictions}_total` | counter | |
 //! | `virtual_file_page_cache_{hits,misses,evictions,device_reads,inserts}_total` | counter (page cache, when given) | |
+//! | `virtual_file_page_cache_scan_{hits,misses}_total` | counter: the part of `hits` / `misses` made by scan-intent reads | |
 //! | `virtual_file_page_cache_resident_pages` | gauge | |
 //! | `virtual_file_memory_budget_bytes` | gauge: the budget (when given) | |
 //! | `virtual_file_memory_reserved_bytes` | gauge: reserved now | `consumer` |
 //! | `virtual_file_memory_reserved_peak_bytes` | gauge: most reserved at once | `consumer` |
 //! | `virtual_file_memory_budget_waits_total` | counter: reservations that waited | |
+//!
+//! The scan families are parts of `hits` and `misses` ([`ReadIntent::Scan`](crate::ReadIntent::Scan)
+//! reads): point reads' hits are `hits - scan_hits`, their misses `misses - scan_misses`
+//! ([`PageCacheSnapshot::point_hits`], [`PageCacheSnapshot::point_misses`]).
 //!
 //! `consumer` is a [`Consumer`] in kebab case (`writer-buffers`, `read-buffers`,
 //! `page-cache`). The page-cache and budget families are written for the snapshots that carry those
@@ -248,7 +253,7 @@ impl SnapshotCollector {
         encoder: &mut DescriptorEncoder<'_>,
     ) -> Result<(), std::fmt::Error> {
         type CacheFigure = fn(&PageCacheSnapshot) -> u64;
-        let cache: [(&str, &str, CacheFigure); 5] = [
+        let cache: [(&str, &str, CacheFigure); 7] = [
             ("hits", "Page lookups that found the page resident.", |c| {
                 c.hits
             }),
@@ -256,6 +261,16 @@ impl SnapshotCollector {
                 "misses",
                 "Page lookups that read the page from the file.",
                 |c| c.misses,
+            ),
+            (
+                "scan_hits",
+                "The part of hits made by scan-intent reads (hits minus these are point reads' hits).",
+                |c| c.scan_hits,
+            ),
+            (
+                "scan_misses",
+                "The part of misses made by scan-intent reads: pages read and not kept.",
+                |c| c.scan_misses,
             ),
             (
                 "evictions",

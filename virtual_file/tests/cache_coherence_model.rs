@@ -1,8 +1,14 @@
 //! Model-based test of the page cache's coherence, in every IO mode x engine: seeded random sequences of
-//! writes, `set_len`, `fallocate`, cached and uncached reads, futures dropped after their first poll and
-//! a write racing a cached read of its page, over a few files with several handles each (the writer, an
+//! writes, `set_len`, `fallocate`, cached reads (point and scan intent) and uncached reads, scans
+//! (`scan` of the whole file or a part, `scan_extents`), futures dropped after their first poll and a
+//! write racing a cached read of its page, over a few files with several handles each (the writer, an
 //! `open_again_read_only` twin, a second read-only and a second read-write open, and a read-write open
 //! through a second context of the same mode and engine).
+//!
+//! A scan's chunks must be the file's bytes of its range clipped to the file's size at the scan's start,
+//! back to back and in order; a `scan_extents` chunk exactly its extent's bytes. Some scans have
+//! `next_chunk` futures dropped after their first poll and are then continued to the end; some are
+//! dropped after a few chunks with reads in flight (and the step's checks follow while those finish).
 //!
 //! After every step the test waits until no mutation is in flight ([`quiesce`]), compares each file with
 //! the model of its content (the bytes completed ops must have left; resynced from the file after a
@@ -21,19 +27,21 @@ mod common;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::ops::{Bound, Range};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use coherence::scan::{check_extents, check_range, collect, expected_range, Drive, ScanCheck};
 use coherence::{
-    bytes, check_read, context, guarded, poll_once, read_cached, read_uncached, real, try_quiesce,
-    write_at, Failure, OnDrop, ReadCheck, ALIGN, PAGE,
+    bytes, check_read, context, guarded, poll_once, read_cached, read_cached_with, read_uncached,
+    real, try_quiesce, write_at, Failure, OnDrop, ReadCheck, ALIGN, PAGE,
 };
 use io_engine::IoEngineKind;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
-use virtual_file::{Error, IoContext, IoMode, OpenOptions, VirtualFile};
+use virtual_file::{Error, IoContext, IoMode, OpenOptions, ReadIntent, ScanOptions, VirtualFile};
 
 /// Steps per combo unless `VIRTUAL_FILE_MODEL_OPS` says otherwise.
 const DEFAULT_OPS: usize = 3000;
@@ -41,7 +49,7 @@ const SEED_ENV: &str = "VIRTUAL_FILE_MODEL_SEED";
 const OPS_ENV: &str = "VIRTUAL_FILE_MODEL_OPS";
 const EXCLUDE_ENV: &str = "VIRTUAL_FILE_MODEL_EXCLUDE";
 /// What `VIRTUAL_FILE_MODEL_EXCLUDE` accepts.
-const EXCLUDABLE: [&str; 11] = [
+const EXCLUDABLE: [&str; 16] = [
     "past-eof",
     "write-past-eof",
     "dropped",
@@ -53,6 +61,15 @@ const EXCLUDABLE: [&str; 11] = [
     "second-open",
     "other-context",
     "small-budget",
+    // `scan` run to its end
+    "scan",
+    // `scan` with `next_chunk` futures dropped after their first poll, then run to its end
+    "scan-dropped-poll",
+    // `scan` dropped after a few chunks, reads in flight
+    "scan-abandoned",
+    "scan-extents",
+    // `read_cached_at_with(.., ReadIntent::Scan)`, also as the read of a write racing a read
+    "scan-intent",
 ];
 const FILES: usize = 3;
 /// Files stay below this length (writes and growth are clamped), so pages are shared often.
@@ -126,12 +143,26 @@ enum What {
     CachedRead {
         offset: u64,
         len: usize,
+        intent: ReadIntent,
     },
     UncachedRead {
         offset: u64,
         len: usize,
     },
     WriteAndRead(Race),
+    /// `scan(bounds, options)`, driven as `drive` says.
+    Scan {
+        bounds: (Bound<u64>, Bound<u64>),
+        options: ScanOptions,
+        drive: Drive,
+    },
+    /// `scan_extents(extents, options)`; with `past_eof`, the last extent ends past the file's end (its
+    /// read fails with `UnexpectedEof`, and so does the call after it).
+    ScanExtents {
+        extents: Vec<Range<u64>>,
+        options: ScanOptions,
+        past_eof: bool,
+    },
 }
 
 /// A write and a cached read (through handle `reader`) of the same page at once; `spawned` runs them as
@@ -143,6 +174,7 @@ struct Race {
     data: Vec<u8>,
     read_offset: u64,
     read_len: usize,
+    read_intent: ReadIntent,
     spawned: bool,
 }
 
@@ -174,23 +206,92 @@ impl fmt::Display for OpLabel<'_> {
                 let kind = if *zero { "zero" } else { "punch" };
                 write!(f, "fallocate {kind} {offset}+{len}")?;
             }
-            What::CachedRead { offset, len } => write!(f, "read_cached_at {offset}+{len}")?,
+            What::CachedRead {
+                offset,
+                len,
+                intent: ReadIntent::Point,
+            } => write!(f, "read_cached_at {offset}+{len}")?,
+            What::CachedRead {
+                offset,
+                len,
+                intent,
+            } => write!(f, "read_cached_at_with {offset}+{len} {intent:?}")?,
             What::UncachedRead { offset, len } => write!(f, "read_exact_at {offset}+{len}")?,
             What::WriteAndRead(race) => write!(
                 f,
-                "write {}+{} racing {} read_cached_at {}+{}{}",
+                "write {}+{} racing {} read_cached_at {}+{}{}{}",
                 race.offset,
                 race.data.len(),
                 h(race.reader),
                 race.read_offset,
                 race.read_len,
+                if race.read_intent == ReadIntent::Scan {
+                    " (scan intent)"
+                } else {
+                    ""
+                },
                 if race.spawned { " (two tasks)" } else { "" }
             )?,
+            What::Scan {
+                bounds,
+                options,
+                drive,
+            } => {
+                write!(f, "scan {} {}", RangeLabel(*bounds), OptionsLabel(options))?;
+                match drive {
+                    Drive::ToEnd => {}
+                    Drive::DropPolls(calls) => {
+                        write!(f, ", next_chunk calls {calls:?} dropped after one poll")?;
+                    }
+                    Drive::Abandon(n) => write!(f, ", dropped after {n} chunk(s)")?,
+                }
+            }
+            What::ScanExtents {
+                extents,
+                options,
+                past_eof,
+            } => {
+                write!(f, "scan_extents {extents:?} {}", OptionsLabel(options))?;
+                if *past_eof {
+                    write!(f, " (the last past the end)")?;
+                }
+            }
         }
         if op.dropped {
             write!(f, " (dropped after one poll)")?;
         }
         Ok(())
+    }
+}
+
+/// A scan's bounds as Rust writes the range: `..`, `3..`, `..=9`, `(Excluded(3), Unbounded)`, ...
+struct RangeLabel((Bound<u64>, Bound<u64>));
+
+impl fmt::Display for RangeLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 .0 {
+            Bound::Included(s) => write!(f, "{s}")?,
+            Bound::Unbounded => {}
+            Bound::Excluded(_) => return write!(f, "{:?}", self.0),
+        }
+        match self.0 .1 {
+            Bound::Included(e) => write!(f, "..={e}"),
+            Bound::Excluded(e) => write!(f, "..{e}"),
+            Bound::Unbounded => write!(f, ".."),
+        }
+    }
+}
+
+struct OptionsLabel<'a>(&'a ScanOptions);
+
+impl fmt::Display for OptionsLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.0;
+        write!(
+            f,
+            "(reads of {} B, {} then up to {} in flight)",
+            o.read_size, o.initial_reads, o.max_reads
+        )
     }
 }
 
@@ -206,6 +307,9 @@ enum Category {
     Uncached,
     /// A completed op's effect is not in the file (or something else changed it).
     Divergence,
+    /// A scan's chunks did not tile its range or extents (a gap, an overlap, a wrong offset or length,
+    /// too few or too many), or it failed where it should not have or did not where it should.
+    Scan,
     Panic,
     Hang,
 }
@@ -218,6 +322,13 @@ struct Counts {
     concurrent: usize,
     misaligned: usize,
     checks: usize,
+    scans: usize,
+    scan_chunks: usize,
+    /// `next_chunk` futures dropped while pending.
+    scan_polls_dropped: usize,
+    /// Scans dropped with reads in flight.
+    scans_abandoned: usize,
+    scan_intent_reads: usize,
     stale: usize,
     missed_eof: usize,
     spurious_eof: usize,
@@ -225,6 +336,7 @@ struct Counts {
     wrong_results: usize,
     uncached: usize,
     divergences: usize,
+    scan_failures: usize,
     panics: usize,
     hangs: usize,
 }
@@ -239,6 +351,7 @@ impl Counts {
             Category::WrongResult => &mut self.wrong_results,
             Category::Uncached => &mut self.uncached,
             Category::Divergence => &mut self.divergences,
+            Category::Scan => &mut self.scan_failures,
             Category::Panic => &mut self.panics,
             Category::Hang => &mut self.hangs,
         };
@@ -432,6 +545,139 @@ impl Run {
         (offset as u64, n)
     }
 
+    /// A cached read of file `fi` through handle `reader` (a write through `w` if the file is empty and
+    /// reads past its end are excluded), point or scan intent.
+    fn gen_cached_read(&mut self, fi: usize, reader: usize, w: usize) -> (usize, What) {
+        let (offset, n) = self.gen_read_range(fi, false);
+        if n == 0 {
+            return (w, self.gen_write(fi, w));
+        }
+        let intent = self.gen_intent();
+        (
+            reader,
+            What::CachedRead {
+                offset,
+                len: n,
+                intent,
+            },
+        )
+    }
+
+    /// A cached read's intent: a third scans (unless excluded).
+    fn gen_intent(&mut self) -> ReadIntent {
+        if !self.exclude.has("scan-intent") && self.rng.random_bool(0.3) {
+            ReadIntent::Scan
+        } else {
+            ReadIntent::Point
+        }
+    }
+
+    /// A scan of file `fi` of a kind not excluded (`None` if all are): run to its end, with some
+    /// `next_chunk` futures dropped after their first poll, dropped after a few chunks, or of extents.
+    fn gen_scan(&mut self, fi: usize) -> Option<What> {
+        let kinds: Vec<&str> = [
+            "scan",
+            "scan-dropped-poll",
+            "scan-abandoned",
+            "scan-extents",
+        ]
+        .into_iter()
+        .filter(|k| !self.exclude.has(k))
+        .collect();
+        if kinds.is_empty() {
+            return None;
+        }
+        let kind = kinds[self.rng.random_range(0..kinds.len())];
+        // unaligned sizes too: the scan rounds them up to the alignment
+        let small = kind == "scan-abandoned" || self.rng.random_bool(0.5);
+        let mut options = ScanOptions {
+            read_size: if small {
+                self.rng.random_range(2 << 10..=8 << 10)
+            } else {
+                self.rng.random_range(8 << 10..=64 << 10)
+            },
+            initial_reads: self.rng.random_range(1..=4),
+            max_reads: self.rng.random_range(1..=4),
+        };
+        let drive = match kind {
+            "scan-extents" => return Some(self.gen_extents(fi, options)),
+            "scan" => Drive::ToEnd,
+            "scan-dropped-poll" => {
+                let mut calls: Vec<usize> = (0..self.rng.random_range(1..=3))
+                    .map(|_| self.rng.random_range(0..4))
+                    .collect();
+                calls.sort_unstable();
+                calls.dedup();
+                Drive::DropPolls(calls)
+            }
+            _ => {
+                // reads ahead to leave in flight
+                options.max_reads = options.max_reads.max(2);
+                Drive::Abandon(self.rng.random_range(1..=3))
+            }
+        };
+        let bounds = self.gen_bounds(fi);
+        Some(What::Scan {
+            bounds,
+            options,
+            drive,
+        })
+    }
+
+    /// The bounds of a scan of file `fi`: the whole file, or from a position (or the start) to a
+    /// position (or the end), each bound of any kind; the end may lie past the file's end, the start
+    /// too (the scan clips both).
+    fn gen_bounds(&mut self, fi: usize) -> (Bound<u64>, Bound<u64>) {
+        if self.rng.random_bool(0.3) {
+            return (Bound::Unbounded, Bound::Unbounded);
+        }
+        let start = self.position(fi) as u64;
+        let end = start + self.rng.random_range(1..=8 * PAGE) as u64;
+        let start = match self.rng.random_range(0..10) {
+            0..=6 => Bound::Included(start),
+            7..=8 => Bound::Unbounded,
+            _ => Bound::Excluded(start),
+        };
+        let end = match self.rng.random_range(0..10) {
+            0..=4 => Bound::Excluded(end),
+            5..=7 => Bound::Included(end),
+            _ => Bound::Unbounded,
+        };
+        (start, end)
+    }
+
+    /// A `scan_extents` of 1 to 5 extents of file `fi` within the file (some empty), in file order or
+    /// not; unless excluded, sometimes one more extent that ends past the file's end. Each extent is at
+    /// most 4 pages long (one read each, within [`SMALL_BUDGET`]).
+    fn gen_extents(&mut self, fi: usize, options: ScanOptions) -> What {
+        let len = self.files[fi].model.len();
+        let mut extents = Vec::new();
+        for _ in 0..self.rng.random_range(1..=5) {
+            let start = self.position(fi).min(len);
+            let end = if self.rng.random_bool(0.1) {
+                start
+            } else {
+                start + self.length().min(len - start)
+            };
+            extents.push(start as u64..end as u64);
+        }
+        if self.rng.random_bool(0.5) {
+            extents.sort_by_key(|e| e.start);
+        }
+        let past_eof = !self.exclude.has("past-eof") && self.rng.random_bool(0.15);
+        if past_eof {
+            // near the end: an extent is one read, and must fit in the small budget
+            let start = len - self.rng.random_range(0..=len.min(2 * PAGE));
+            let end = len + self.rng.random_range(1..2 * PAGE);
+            extents.push(start as u64..end as u64);
+        }
+        What::ScanExtents {
+            extents,
+            options,
+            past_eof,
+        }
+    }
+
     fn gen_op(&mut self) -> Op {
         let fi = self.rng.random_range(0..self.files.len());
         let handles = self.files[fi].handles.len();
@@ -504,6 +750,7 @@ impl Run {
                 let read_len = self.rng.random_range(1..=base + PAGE - read_offset);
                 let seed = self.rng.random();
                 let spawned = self.rng.random_bool(0.5);
+                let read_intent = self.gen_intent();
                 (
                     w,
                     What::WriteAndRead(Race {
@@ -512,18 +759,16 @@ impl Run {
                         data: bytes(n, seed),
                         read_offset: read_offset as u64,
                         read_len,
+                        read_intent,
                         spawned,
                     }),
                 )
             }
-            _ => {
-                let (offset, n) = self.gen_read_range(fi, false);
-                if n == 0 {
-                    (w, self.gen_write(fi, w))
-                } else {
-                    (cached_reader, What::CachedRead { offset, len: n })
-                }
-            }
+            84..=92 => match self.gen_scan(fi) {
+                Some(scan) => (any, scan),
+                None => self.gen_cached_read(fi, cached_reader, w),
+            },
+            _ => self.gen_cached_read(fi, cached_reader, w),
         };
         Op {
             file: fi,
@@ -537,17 +782,23 @@ impl Run {
     /// the op's effect on the file is unknown (dropped while pending).
     async fn run(&mut self, op: &Op) -> bool {
         let label = OpLabel(op, &self.files).to_string();
+        if matches!(op.what, What::Scan { .. } | What::ScanExtents { .. }) {
+            self.run_scan(op, &label).await;
+            return false;
+        }
         let file = Arc::clone(&self.files[op.file].handles[op.handle].file);
         if let What::WriteAndRead(race) = &op.what {
             let reader = Arc::clone(&self.files[op.file].handles[race.reader].file);
             let old = self.files[op.file].model.clone();
             let (offset, data) = (race.offset, &race.data);
-            let (read_offset, read_len) = (race.read_offset, race.read_len);
+            let (read_offset, read_len, intent) =
+                (race.read_offset, race.read_len, race.read_intent);
             let res = if race.spawned {
                 let (w, r, data) = (Arc::clone(&file), Arc::clone(&reader), data.clone());
                 let write = tokio::spawn(async move { write_at(&w, offset, &data, 0).await });
-                let read =
-                    tokio::spawn(async move { read_cached(&r, read_offset, read_len).await });
+                let read = tokio::spawn(async move {
+                    read_cached_with(&r, read_offset, read_len, intent).await
+                });
                 guarded(async move {
                     let (w, r) = tokio::join!(write, read);
                     (w.unwrap(), r.unwrap())
@@ -557,7 +808,7 @@ impl Run {
                 guarded(async {
                     tokio::join!(
                         write_at(&file, offset, data, 0),
-                        read_cached(&reader, read_offset, read_len)
+                        read_cached_with(&reader, read_offset, read_len, intent)
                     )
                 })
                 .await
@@ -613,13 +864,17 @@ impl Run {
                     } | libc::FALLOC_FL_KEEP_SIZE;
                     Outcome::Unit(file.fallocate(mode, *offset, *len).await)
                 }
-                What::CachedRead { offset, len } => {
-                    Outcome::Bytes(read_cached(&file, *offset, *len).await)
-                }
+                What::CachedRead {
+                    offset,
+                    len,
+                    intent,
+                } => Outcome::Bytes(read_cached_with(&file, *offset, *len, *intent).await),
                 What::UncachedRead { offset, len } => {
                     Outcome::Bytes(read_uncached(&file, *offset, *len).await)
                 }
-                What::WriteAndRead(_) => unreachable!("handled above"),
+                What::WriteAndRead(_) | What::Scan { .. } | What::ScanExtents { .. } => {
+                    unreachable!("handled above")
+                }
             }
         };
         let res = if op.dropped {
@@ -675,7 +930,17 @@ impl Run {
                     return true;
                 }
             },
-            (What::CachedRead { offset, len }, Outcome::Bytes(res)) => {
+            (
+                What::CachedRead {
+                    offset,
+                    len,
+                    intent,
+                },
+                Outcome::Bytes(res),
+            ) => {
+                if *intent == ReadIntent::Scan {
+                    self.counts.scan_intent_reads += 1;
+                }
                 let check = check_read(&res, model, *offset, *len);
                 self.fail_read(&label, check);
             }
@@ -688,6 +953,100 @@ impl Run {
             _ => unreachable!("outcome of the op's kind"),
         }
         false
+    }
+
+    /// Runs scan op `op` as far as its drive says and checks what it handed out against the file's bytes
+    /// (the model: the file as the last step's check left it; nothing else runs during a step's scan).
+    async fn run_scan(&mut self, op: &Op, label: &str) {
+        let file = Arc::clone(&self.files[op.file].handles[op.handle].file);
+        let real = self.files[op.file].model.clone();
+        self.counts.scans += 1;
+        let res = match &op.what {
+            What::Scan {
+                bounds,
+                options,
+                drive,
+            } => {
+                guarded(async {
+                    let scan = file.scan(*bounds, *options).await?;
+                    Ok::<_, Error>(collect(scan, drive).await)
+                })
+                .await
+            }
+            What::ScanExtents {
+                extents, options, ..
+            } => {
+                guarded(async {
+                    let scan = file.scan_extents(extents.clone(), *options)?;
+                    Ok(collect(scan, &Drive::ToEnd).await)
+                })
+                .await
+            }
+            _ => unreachable!("a scan op"),
+        };
+        let got = match res {
+            Ok(Ok(got)) => got,
+            Ok(Err(e)) => {
+                self.fail(
+                    Category::OtherError,
+                    format!("{label}: could not start: {e}"),
+                );
+                return;
+            }
+            Err(f) => {
+                self.fail_guard(label, f);
+                return;
+            }
+        };
+        self.counts.scan_chunks += got.chunks.len();
+        self.counts.scan_polls_dropped += got.dropped_pending;
+        self.counts.scans_abandoned += usize::from(got.in_flight_at_drop > 0);
+        let (check, eof_expected, abandoned) = match &op.what {
+            What::Scan {
+                bounds,
+                options,
+                drive,
+            } => {
+                let range = expected_range(*bounds, real.len() as u64);
+                let read_size = options.read_size.next_multiple_of(ALIGN);
+                let check = check_range(&got.chunks, &real, range.clone(), read_size, got.ended);
+                (check, false, matches!(drive, Drive::Abandon(_)))
+            }
+            What::ScanExtents {
+                extents, past_eof, ..
+            } => {
+                let in_file = &extents[..extents.len() - usize::from(*past_eof)];
+                (check_extents(&got.chunks, &real, in_file), *past_eof, false)
+            }
+            _ => unreachable!("a scan op"),
+        };
+        match check {
+            ScanCheck::Good => {}
+            ScanCheck::Stale { .. } => self.fail(Category::Stale, format!("{label}: {check:?}")),
+            ScanCheck::Shape(what) => self.fail(Category::Scan, format!("{label}: {what}")),
+        }
+        let eof = std::io::ErrorKind::UnexpectedEof;
+        match (&got.error, eof_expected) {
+            (None, false) if !got.ended && !abandoned => {
+                let detail = format!("{label}: no end after {} chunks", got.chunks.len());
+                self.fail(Category::Scan, detail);
+            }
+            (None, false) => {}
+            (None, true) => {
+                let detail = format!("{label}: the extent past the end of the file was read");
+                self.fail(Category::MissedEof, detail);
+            }
+            (Some((e, again)), true) if e.kind() == eof => {
+                if !again {
+                    let detail = format!("{label}: the call after the failed read did not fail");
+                    self.fail(Category::Scan, detail);
+                }
+            }
+            (Some((e, _)), false) if e.kind() == eof => {
+                self.fail(Category::SpuriousEof, format!("{label}: {e}"));
+            }
+            (Some((e, _)), _) => self.fail(Category::OtherError, format!("{label}: {e}")),
+        }
     }
 
     /// After a step: nothing in flight, every file equal to its model (or the model taken from the file
@@ -865,9 +1224,11 @@ async fn cached_reads_match_the_file_under_random_ops(
     let c = &run.counts;
     let write_only = run.files.iter().filter(|f| !f.writer_reads_cached).count();
     eprintln!(
-        "model {}/{} seed {}: {} ops ({} dropped, {} of them pending, {} racing, {} misaligned), {} \
-         checks in {:.1?}{}, {write_only} write-only writers; stale {}, missed EOF {}, spurious EOF {}, other errors {}, wrong results \
-         {}, uncached {}, divergences {}, panics {}, hangs {}",
+        "model {}/{} seed {}: {} ops ({} dropped, {} of them pending, {} racing, {} misaligned; {} \
+         scans of {} chunks, {} next_chunk calls dropped pending, {} scans dropped with reads in \
+         flight; {} scan-intent reads), {} checks in {:.1?}{}, {write_only} write-only writers; \
+         stale {}, missed EOF {}, spurious EOF {}, other errors {}, wrong results {}, uncached {}, \
+         divergences {}, scan failures {}, panics {}, hangs {}",
         run.mode,
         run.kind,
         run.seed,
@@ -876,6 +1237,11 @@ async fn cached_reads_match_the_file_under_random_ops(
         c.pending,
         c.concurrent,
         c.misaligned,
+        c.scans,
+        c.scan_chunks,
+        c.scan_polls_dropped,
+        c.scans_abandoned,
+        c.scan_intent_reads,
         c.checks,
         start.elapsed(),
         if small { ", 96 KiB budget" } else { "" },
@@ -886,6 +1252,7 @@ async fn cached_reads_match_the_file_under_random_ops(
         c.wrong_results,
         c.uncached,
         c.divergences,
+        c.scan_failures,
         c.panics,
         c.hangs,
     );

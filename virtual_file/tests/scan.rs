@@ -17,7 +17,7 @@ use common::{engine, pattern};
 use io_engine::IoEngineKind;
 use rand::{Rng, SeedableRng};
 use rstest::rstest;
-use virtual_file::{Consumer, Error, IoContext, IoMode, Scan, ScanOptions, VirtualFile};
+use virtual_file::{Consumer, Error, IoContext, IoMode, OpKind, Scan, ScanOptions, VirtualFile};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -98,6 +98,39 @@ fn chunks_are_the_range(mode: IoMode, kind: IoEngineKind) {
             0,
             "every scan buffer given back"
         );
+    });
+}
+
+/// An empty range (given empty, or empty once clipped to the file's size) at an offset that is not
+/// aligned hands out no chunk and reads nothing.
+#[apply(io_matrix)]
+fn empty_range_gives_no_chunk(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        let ctx = ctx(mode, kind, 64 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, pattern(5000, 3)).unwrap();
+        let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+        for (a, b) in [
+            (100, 100),
+            (4999, 4999),
+            (5000, 6000),
+            (6000, 7000),
+            (7000, 7000),
+        ] {
+            let reads = ctx.metrics().ops[OpKind::Read].count;
+            let mut scan = file.scan(a..b, ScanOptions::default()).await.unwrap();
+            let chunk = tokio::time::timeout(T, scan.next_chunk()).await.unwrap();
+            assert!(
+                chunk.unwrap().is_none(),
+                "{mode} {kind}: scan of {a}..{b} (file of 5000 bytes) handed out a chunk"
+            );
+            assert_eq!(
+                ctx.metrics().ops[OpKind::Read].count,
+                reads,
+                "{mode} {kind}: scan of {a}..{b} read the file"
+            );
+        }
     });
 }
 

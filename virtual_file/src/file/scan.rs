@@ -166,12 +166,18 @@ impl VirtualFile {
         .min(size);
         let start = start.min(end);
         let align = align as u64;
+        // an empty range reads nothing (rounded down, an unaligned start would be a read before `end`)
+        let next_read = if start == end {
+            end
+        } else {
+            start - start % align
+        };
         Ok(Scan {
             file: Arc::clone(self),
             extents: Extents::Even { read_size },
             max_reads: options.max_reads,
             align,
-            next_read: start - start % align,
+            next_read,
             start,
             end,
             window: options.initial_reads.min(options.max_reads),

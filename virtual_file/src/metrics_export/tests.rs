@@ -7,6 +7,7 @@ use io_engine::{DefaultAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, Sl
 use super::*;
 use crate::file::VirtualFile;
 use crate::io_mode::IoMode;
+use crate::page_cache::ReadIntent;
 
 /// A series: metric name and labels.
 type Series = (String, BTreeMap<String, String>);
@@ -249,6 +250,11 @@ async fn page_cache_and_budget_figures_are_exported() {
         for (name, value) in [
             ("virtual_file_page_cache_hits_total", cache.hits),
             ("virtual_file_page_cache_misses_total", cache.misses),
+            ("virtual_file_page_cache_scan_hits_total", cache.scan_hits),
+            (
+                "virtual_file_page_cache_scan_misses_total",
+                cache.scan_misses,
+            ),
             ("virtual_file_page_cache_evictions_total", cache.evictions),
             (
                 "virtual_file_page_cache_device_reads_total",
@@ -284,6 +290,63 @@ async fn page_cache_and_budget_figures_are_exported() {
         let text = encode_text(&[LabeledSnapshot::new(Vec::new(), ctx.metrics())]).unwrap();
         assert!(!text.contains("virtual_file_page_cache"), "{text}");
         assert!(!text.contains("virtual_file_memory"), "{text}");
+    })
+    .await
+    .expect("timed out");
+}
+
+/// Reads with scan intent are counted apart: the scan families hold the scan-intent part of the hits and
+/// misses, with the values the reads made.
+#[tokio::test]
+async fn scan_hits_and_misses_are_exported() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let ctx = buffered_std_fs(1 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![3u8; 4 * 8192]).unwrap();
+        let file = VirtualFile::open(&ctx, &path).await.unwrap();
+        let mut page = vec![0u8; 8192];
+        // page 0: a point miss (kept), a point hit, a scan hit
+        file.read_cached_at(0, &mut page).await.unwrap();
+        file.read_cached_at(0, &mut page).await.unwrap();
+        file.read_cached_at_with(0, &mut page, ReadIntent::Scan)
+            .await
+            .unwrap();
+        // page 1 twice, then pages 2 and 3 in one read: scan misses, none kept
+        for _ in 0..2 {
+            file.read_cached_at_with(8192, &mut page, ReadIntent::Scan)
+                .await
+                .unwrap();
+        }
+        let mut two = vec![0u8; 2 * 8192];
+        file.read_cached_at_with(2 * 8192, &mut two, ReadIntent::Scan)
+            .await
+            .unwrap();
+        let cache = ctx.page_cache_metrics();
+        assert_eq!(
+            (cache.hits, cache.misses, cache.scan_hits, cache.scan_misses),
+            (2, 5, 1, 4)
+        );
+        assert_eq!((cache.point_hits(), cache.point_misses()), (1, 1));
+        let text = ctx.metrics_text().unwrap();
+        assert!(
+            text.contains("# TYPE virtual_file_page_cache_scan_hits counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE virtual_file_page_cache_scan_misses counter\n"),
+            "{text}"
+        );
+        let samples = scrape(&text);
+        let l = [("io_mode", "buffered"), ("io_engine", "std-fs")];
+        for (name, value) in [
+            ("virtual_file_page_cache_hits_total", 2),
+            ("virtual_file_page_cache_misses_total", 5),
+            ("virtual_file_page_cache_scan_hits_total", 1),
+            ("virtual_file_page_cache_scan_misses_total", 4),
+        ] {
+            assert_eq!(get(&samples, name, &l), f64::from(value), "{name}");
+        }
     })
     .await
     .expect("timed out");

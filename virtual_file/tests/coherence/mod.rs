@@ -1,8 +1,11 @@
 //! Shared by `cache_coherence.rs` and `cache_coherence_model.rs`: contexts, aligned writes, cached and
 //! uncached reads that report a panic or a hang instead of aborting the binary, a future polled once and
-//! dropped, [`quiesce`], and the check of a cached read against the file's real bytes.
+//! dropped, [`quiesce`], and the check of a cached read against the file's real bytes; [`scan`]: scans
+//! driven and checked for the model test.
 
 #![allow(dead_code)]
+
+pub mod scan;
 
 use std::any::Any;
 use std::future::Future;
@@ -12,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use io_engine::{DefaultAlign, FullSlice, IoBufferMut, IoEngine, IoEngineKind, Slice};
-use virtual_file::{Error, IoContext, IoMode, VirtualFile, CACHE_PAGE_SIZE};
+use virtual_file::{Error, IoContext, IoMode, ReadIntent, VirtualFile, CACHE_PAGE_SIZE};
 
 pub const PAGE: usize = CACHE_PAGE_SIZE;
 /// Longest any single operation may take before it counts as a hang.
@@ -174,8 +177,20 @@ pub async fn read_uncached(f: &VirtualFile, offset: u64, len: usize) -> Result<V
 
 /// `read_cached_at` of `len` bytes at `offset`.
 pub async fn read_cached(f: &VirtualFile, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+    read_cached_with(f, offset, len, ReadIntent::Point).await
+}
+
+/// `read_cached_at_with` of `len` bytes at `offset` with `intent`.
+pub async fn read_cached_with(
+    f: &VirtualFile,
+    offset: u64,
+    len: usize,
+    intent: ReadIntent,
+) -> Result<Vec<u8>, Error> {
     let mut out = vec![0u8; len];
-    f.read_cached_at(offset, &mut out).await.map(|()| out)
+    f.read_cached_at_with(offset, &mut out, intent)
+        .await
+        .map(|()| out)
 }
 
 /// What a read returned, compared with the file's real bytes.
