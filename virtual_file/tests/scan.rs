@@ -314,6 +314,78 @@ fn dropped_scan_gives_memory_back(mode: IoMode, kind: IoEngineKind) {
     });
 }
 
+/// Chunks handed back with `Scan::recycle` are read into again: the bytes stay exact for random sizes
+/// and read sizes (a recycled buffer may be larger than the read it serves), a chunk still shared is
+/// not kept, the kept buffers stay paid from the budget (at most `max_reads` of them), and everything is
+/// given back when the scan is dropped.
+#[apply(io_matrix)]
+fn recycled_buffers_are_reused(mode: IoMode, kind: IoEngineKind) {
+    runtime().block_on(async {
+        let ctx = ctx(mode, kind, 16 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for case in 0..8 {
+            let size = rng.random_range(1..3_000_000);
+            let data = pattern(size, case + 40);
+            let path = dir.path().join(format!("f{case}"));
+            std::fs::write(&path, &data).unwrap();
+            let file = Arc::new(VirtualFile::open(&ctx, &path).await.unwrap());
+            let options = ScanOptions {
+                read_size: rng.random_range(4096..300_000),
+                initial_reads: rng.random_range(1..3),
+                max_reads: rng.random_range(1..6),
+            };
+            let start = rng.random_range(0..size as u64 / 2);
+            let mut scan = file.scan(start.., options).await.unwrap();
+            let mut got = Vec::new();
+            let mut kept = 0;
+            let mut held = None;
+            while let Some(chunk) = tokio::time::timeout(T, scan.next_chunk())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                assert_eq!(chunk.offset, start + got.len() as u64);
+                got.extend_from_slice(&chunk.bytes);
+                if held.is_none() && got.len() > 1 {
+                    // a chunk with another slice of it alive is not kept
+                    held = Some(chunk.bytes.slice(..1));
+                    assert!(
+                        !scan.recycle(chunk.bytes),
+                        "{mode} {kind}: a shared buffer was kept"
+                    );
+                    continue;
+                }
+                kept += usize::from(scan.recycle(chunk.bytes));
+                // at most `max_reads` in flight and `max_reads` kept, each one aligned read
+                let used = ctx.memory_budget().snapshot().current[Consumer::ScanBuffers];
+                let most =
+                    2 * options.max_reads as u64 * options.read_size.div_ceil(4096) as u64 * 4096;
+                assert!(used <= most, "{mode} {kind}: scan buffers {used} > {most}");
+            }
+            assert_eq!(
+                got,
+                &data[start as usize..],
+                "{mode} {kind}: case {case} {options:?}"
+            );
+            let chunks = (size as u64 - start).div_ceil(options.read_size as u64);
+            if chunks > 2 {
+                assert!(
+                    kept > 0,
+                    "{mode} {kind}: no buffer was kept ({chunks} chunks)"
+                );
+            }
+            drop(held);
+            drop(scan);
+            assert_eq!(
+                ctx.memory_budget().snapshot().current[Consumer::ScanBuffers],
+                0,
+                "{mode} {kind}: a dropped scan keeps no recycled buffer"
+            );
+        }
+    });
+}
+
 #[apply(io_matrix)]
 fn shrunk_file_is_an_error(mode: IoMode, kind: IoEngineKind) {
     runtime().block_on(async {

@@ -19,6 +19,7 @@ use crate::io::error::LayerError;
 use crate::io::vectored::MAX_VECTORED_READ;
 use crate::layers::layer_file::{layer_writer_front, LayerFileWriter, LayerInfo};
 use crate::layers::layer_reader::{layer_reader_front, FoundBlob, LayerFileReader, VerifyReport};
+use crate::layers::value_stream::BlobEntry;
 
 /// High bit of a delta index value: the record is a will-init record. The other bits are the offset.
 pub const WILL_INIT_FLAG: u64 = 1 << 63;
@@ -157,6 +158,18 @@ struct DeltaEntry {
     offset: u64,
 }
 
+impl BlobEntry for DeltaEntry {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+    fn key(&self) -> Key {
+        self.key
+    }
+    fn lsn(&self) -> Option<Lsn> {
+        Some(self.lsn)
+    }
+}
+
 layer_reader_front!(DeltaLayerReader, LayerKind::Delta, "delta");
 
 impl DeltaLayerReader {
@@ -231,50 +244,39 @@ impl DeltaLayerReader {
     }
 
     /// Calls `f(key, lsn, will_init, value)` for every record in `(key, lsn)` order until it breaks. The
-    /// index is walked first (keeping about 40 bytes per record); values are then read front to back in reads of up to
-    /// 1 MiB, several in flight ahead of `f` (`scan_blobs`).
+    /// index is walked one run of leaves at a time while one scan reads the values front to back, reads
+    /// of up to 1 MiB in flight ahead of `f`; the memory held does not grow with the layer
+    /// (`value_stream`).
     pub async fn scan_each<F>(&self, mut f: F) -> Result<(), LayerError>
     where
         F: FnMut(Key, Lsn, bool, Vec<u8>) -> ControlFlow<()>,
     {
-        let (entries, blobs) = self.all_blobs().await?;
         self.inner
-            .scan_blobs(&blobs, |i, value| {
-                let e = entries[i];
-                f(e.key, e.lsn, e.will_init, value)
-            })
+            .stream_values(
+                |k, v| self.parse_entry(k, v),
+                |e: DeltaEntry, value| f(e.key, e.lsn, e.will_init, value),
+            )
             .await
     }
 
     /// Checks every byte of the file: the summary (at open), every index page, every value's CRC and
     /// decoding, that the values are exactly covered by the index, and the zero padding. Any flipped bit
-    /// anywhere in the file is an error. Walks the index first, keeping about 50 bytes per record, then
-    /// reads the values front to back in reads of up to 1 MiB, several in flight, paid from the memory
-    /// budget.
+    /// anywhere in the file is an error. Streams the index and the values as `scan_each` does.
     pub async fn verify(&self) -> Result<VerifyReport, LayerError> {
-        let (_, blobs) = self.all_blobs().await?;
-        self.inner.verify(&blobs).await
+        self.inner.verify(|k, v| self.parse_entry(k, v)).await
     }
 
-    /// Every index entry, and its blob, in index order.
-    async fn all_blobs(&self) -> Result<(Vec<DeltaEntry>, Vec<FoundBlob>), LayerError> {
-        let mut entries = Vec::new();
-        let mut bad = None;
-        self.inner
-            .visit_all(|k, v| collect_entry(k, v, &mut entries, &mut bad))
-            .await?;
-        self.check_parse(bad)?;
-        let end = self.summary().values_end;
-        let blobs: Vec<FoundBlob> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| FoundBlob {
-                extent: e.offset..entries.get(i + 1).map_or(end, |n| n.offset),
-                key: e.key,
-                lsn: Some(e.lsn),
-            })
-            .collect();
-        Ok((entries, blobs))
+    /// An index entry of the whole-index walk, or the corruption error for it.
+    fn parse_entry(&self, k: &[u8], v: u64) -> Result<DeltaEntry, LayerError> {
+        match parse_delta_index_key(k) {
+            Ok((key, lsn)) => Ok(DeltaEntry {
+                key,
+                lsn,
+                will_init: v & WILL_INIT_FLAG != 0,
+                offset: v & !WILL_INIT_FLAG,
+            }),
+            Err(e) => Err(self.bad_index(e.to_string())),
+        }
     }
 
     /// The index entries of `key` in `lsns`, and the offset of the entry after them (if any).
@@ -307,14 +309,19 @@ impl DeltaLayerReader {
 
     fn check_parse(&self, bad: Option<String>) -> Result<(), LayerError> {
         match bad {
-            Some(reason) => Err(LayerError::corrupt(
-                self.path(),
-                self.summary().index_start_offset(),
-                None,
-                reason,
-            )),
+            Some(reason) => Err(self.bad_index(reason)),
             None => Ok(()),
         }
+    }
+
+    /// A corrupt index entry, as a layer error.
+    fn bad_index(&self, reason: String) -> LayerError {
+        LayerError::corrupt(
+            self.path(),
+            self.summary().index_start_offset(),
+            None,
+            reason,
+        )
     }
 }
 

@@ -15,6 +15,7 @@ use crate::io::error::LayerError;
 use crate::io::vectored::MAX_VECTORED_READ;
 use crate::layers::layer_file::{layer_writer_front, LayerFileWriter, LayerInfo};
 use crate::layers::layer_reader::{layer_reader_front, FoundBlob, LayerFileReader, VerifyReport};
+use crate::layers::value_stream::BlobEntry;
 
 /// Writes an image layer file.
 #[derive(Debug)]
@@ -94,6 +95,27 @@ pub struct ImageLayerReader {
     inner: LayerFileReader,
 }
 
+/// An index entry of an image layer, before its blob is read.
+#[derive(Debug, Clone, Copy)]
+struct ImageEntry {
+    key: Key,
+    offset: u64,
+    /// The layer's LSN (error context).
+    lsn: Lsn,
+}
+
+impl BlobEntry for ImageEntry {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+    fn key(&self) -> Key {
+        self.key
+    }
+    fn lsn(&self) -> Option<Lsn> {
+        Some(self.lsn)
+    }
+}
+
 layer_reader_front!(ImageLayerReader, LayerKind::Image, "image");
 
 impl ImageLayerReader {
@@ -154,59 +176,38 @@ impl ImageLayerReader {
         Ok(out)
     }
 
-    /// Calls `f(key, image)` for every image in key order until it breaks. The index is walked first;
-    /// values are then read front to back in reads of up to 1 MiB,
-    /// several in flight ahead of `f` (`scan_blobs`).
+    /// Calls `f(key, image)` for every image in key order until it breaks. The index is walked one run of
+    /// leaves at a time while one scan reads the values front to back, reads of up to 1 MiB in flight
+    /// ahead of `f`; the memory held does not grow with the layer (`value_stream`).
     pub async fn scan_each<F>(&self, mut f: F) -> Result<(), LayerError>
     where
         F: FnMut(Key, Vec<u8>) -> ControlFlow<()>,
     {
-        let blobs = self.all_blobs().await?;
         self.inner
-            .scan_blobs(&blobs, |i, value| f(blobs[i].key, value))
+            .stream_values(
+                |k, v| self.parse_entry(k, v),
+                |e: ImageEntry, value| f(e.key, value),
+            )
             .await
     }
 
     /// Checks every byte of the file: the summary (at open), every index page, every image's CRC and
     /// decoding, that the values are exactly covered by the index, and the zero padding. Any flipped bit
-    /// anywhere in the file is an error. Walks the index first, keeping about 50 bytes per image, then
-    /// reads the values front to back in reads of up to 1 MiB, several in flight, paid from the memory
-    /// budget.
+    /// anywhere in the file is an error. Streams the index and the values as `scan_each` does.
     pub async fn verify(&self) -> Result<VerifyReport, LayerError> {
-        let blobs = self.all_blobs().await?;
-        self.inner.verify(&blobs).await
+        self.inner.verify(|k, v| self.parse_entry(k, v)).await
     }
 
-    /// Every image's blob, in index (key) order.
-    async fn all_blobs(&self) -> Result<Vec<FoundBlob>, LayerError> {
-        let mut entries: Vec<(Key, u64)> = Vec::new();
-        let mut bad = None;
-        self.inner
-            .visit_all(|k, v| match Key::from_slice(k) {
-                Ok(key) => {
-                    entries.push((key, v));
-                    ControlFlow::Continue(())
-                }
-                Err(e) => {
-                    bad = Some(e.to_string());
-                    ControlFlow::Break(())
-                }
-            })
-            .await?;
-        if let Some(reason) = bad {
-            return Err(self.bad_index(None, reason));
-        }
-        let end = self.summary().values_end;
-        let lsn = Some(self.lsn());
-        Ok(entries
-            .iter()
-            .enumerate()
-            .map(|(i, &(key, offset))| FoundBlob {
-                extent: offset..entries.get(i + 1).map_or(end, |n| n.1),
+    /// An index entry of the whole-index walk, or the corruption error for it.
+    fn parse_entry(&self, k: &[u8], offset: u64) -> Result<ImageEntry, LayerError> {
+        match Key::from_slice(k) {
+            Ok(key) => Ok(ImageEntry {
                 key,
-                lsn,
-            })
-            .collect())
+                offset,
+                lsn: self.lsn(),
+            }),
+            Err(e) => Err(self.bad_index(None, e.to_string())),
+        }
     }
 
     /// The extent of `key`'s blob, if the index has the key.

@@ -15,29 +15,30 @@
 //! page, every blob (the index must cover the values exactly, back to back), and the zero padding between
 //! the values and the index.
 //!
-//! Full passes over the values (scans and verification) read them front to back through a
-//! [`Scan`](virtual_file::Scan) with several reads in flight ([`LayerFileReader::scan_blobs`]);
-//! lookups read their merged runs one at a time ([`LayerFileReader::read_blobs`]).
+//! Full passes over the values (scans and verification) stream the index and the values together
+//! (`value_stream`: [`LayerFileReader::stream_values`]); lookups read their merged runs one at a time
+//! ([`LayerFileReader::read_blobs`]).
 
 use std::ops::{Bound, ControlFlow, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use io_engine::{DefaultAlign, IoBufferMut, Slice};
-use virtual_file::{IoContext, ScanOptions, VirtualFile};
+use virtual_file::{IoContext, VirtualFile};
 
 use crate::format::blob::MAX_BLOB_EXTENT;
 use crate::format::btree::page::{PageView, PAGE_SIZE};
-use crate::format::btree::{BtreeReader, PageSource, MAX_RUN_PAGES};
+use crate::format::btree::{BtreeReadError, BtreeReader, PageSource, MAX_RUN_PAGES};
 use crate::format::error::FormatError;
 use crate::format::key::{Key, Lsn};
 use crate::format::raw::all_zero;
 use crate::format::summary::{LayerKind, Summary, SUMMARY_SIZE};
 use crate::io::blob_io::decode_blob_in;
-use crate::io::error::LayerError;
+use crate::io::error::{LayerError, PageReadError};
 use crate::io::page_source::FilePageSource;
 use crate::io::read_budget::ReadBudget;
-use crate::io::vectored::{plan_reads, BlobRead, SCAN_READ};
+use crate::io::vectored::{plan_reads, BlobRead};
+use crate::layers::value_stream::BlobEntry;
 
 /// Reads in flight ahead of a full pass over a layer's values (scans and verification of delta and image layers).
 pub const SCAN_READS_IN_FLIGHT: usize = 8;
@@ -211,17 +212,20 @@ impl LayerFileReader {
             })
     }
 
-    /// Visits every index entry, in order, until `f` breaks: a walk of the whole index. Upper pages are
-    /// read with scan intent (pages it loads are not kept in the page cache); the leaves under each
-    /// lowest internal page are read together, in reads of up to 1 MiB with several in flight, past
-    /// the page cache ([`BtreeReader::scan_in_runs`]).
-    pub async fn visit_all<F>(&self, f: F) -> Result<(), LayerError>
-    where
-        F: FnMut(&[u8], u64) -> ControlFlow<()>,
-    {
-        self.scan_index.scan_in_runs(f).await.map_err(|e| {
-            LayerError::index_read(&self.path, self.summary.index_start_offset(), None, e)
-        })
+    /// The index read with scan intent (upper pages not admitted to the page cache, leaves read in runs
+    /// past it), for walks of all of it.
+    pub(crate) fn scan_index_reader(&self) -> &BtreeReader<FilePageSource> {
+        &self.scan_index
+    }
+
+    /// The layer's file.
+    pub(crate) fn file(&self) -> &Arc<VirtualFile> {
+        &self.file
+    }
+
+    /// A failed index read, as a layer error.
+    pub(crate) fn index_error(&self, e: BtreeReadError<PageReadError>) -> LayerError {
+        LayerError::index_read(&self.path, self.summary.index_start_offset(), None, e)
     }
 
     /// Checks a blob extent taken from the index: inside the values, in order, and no shorter than the
@@ -254,13 +258,17 @@ impl LayerFileReader {
         Ok(())
     }
 
-    /// Checks every byte of the file, given every blob of the index in index order (the caller walked
-    /// the index, which checked the pages it reached): each index page's checksum and structure, that
-    /// the blobs cover the values region exactly and back to back, each blob's CRC and decoding, and
-    /// that the padding between the values and the index is zero. The summary block was checked at
-    /// open. Reads the values front to back with [`scan_blobs`](Self::scan_blobs) (reads of up to
-    /// [`SCAN_READ`], several in flight).
-    pub async fn verify(&self, blobs: &[FoundBlob]) -> Result<VerifyReport, LayerError> {
+    /// Checks every byte of the file: each index page's checksum and structure (every page, reachable
+    /// or not, read in runs), then every record in index order through
+    /// [`stream_values`](Self::stream_values) (`parse` turns an index entry into a record or fails),
+    /// which checks that the blobs cover the values exactly and back to back, each blob's CRC and
+    /// decoding, and last that the padding between the values and the index is zero. The summary block
+    /// was checked at open.
+    pub async fn verify<T, P>(&self, parse: P) -> Result<VerifyReport, LayerError>
+    where
+        T: BlobEntry,
+        P: FnMut(&[u8], u64) -> Result<T, LayerError>,
+    {
         let index_start = self.summary.index_start_offset();
         let page_count = self.summary.index_page_count;
         for first in (0..page_count).step_by(MAX_RUN_PAGES) {
@@ -271,7 +279,7 @@ impl LayerFileReader {
                 .read_run(first, count)
                 .await
                 .map_err(|e| match e {
-                    crate::io::error::PageReadError::Io(e) => LayerError::io(&self.path, e),
+                    PageReadError::Io(e) => LayerError::io(&self.path, e),
                     other => LayerError::corrupt(
                         &self.path,
                         index_start + u64::from(first) * PAGE_SIZE as u64,
@@ -291,37 +299,16 @@ impl LayerFileReader {
                     })?;
             }
         }
+        let mut entries = 0u64;
+        self.stream_values(parse, |_, _| {
+            entries += 1;
+            ControlFlow::Continue(())
+        })
+        .await?;
         let values_end = self.summary.values_end;
-        let mut expected_start = SUMMARY_SIZE as u64;
-        for blob in blobs {
-            if blob.extent.start != expected_start {
-                return Err(LayerError::corrupt(
-                    &self.path,
-                    blob.extent.start,
-                    Some(blob.key),
-                    format!(
-                        "the index leaves the values {expected_start}..{} without a blob",
-                        blob.extent.start
-                    ),
-                ));
-            }
-            expected_start = blob.extent.end;
-        }
-        if expected_start != values_end {
-            return Err(LayerError::corrupt(
-                &self.path,
-                expected_start,
-                None,
-                format!(
-                    "the index leaves the values {expected_start}..{values_end} without a blob"
-                ),
-            ));
-        }
-        self.scan_blobs(blobs, |_, _| ControlFlow::Continue(()))
-            .await?;
         let padding_bytes = self.verify_padding().await?;
         Ok(VerifyReport {
-            entries: blobs.len() as u64,
+            entries,
             value_bytes: values_end - SUMMARY_SIZE as u64,
             index_pages: self.summary.index_page_count,
             padding_bytes,
@@ -405,57 +392,6 @@ impl LayerFileReader {
             }
         }
         Ok(ControlFlow::Continue(()))
-    }
-
-    /// Reads and decodes `blobs` front to back for a full pass (a scan or a verification): as
-    /// [`read_blobs`](Self::read_blobs) with reads of at most [`SCAN_READ`], but through a
-    /// [`Scan`](virtual_file::Scan) over the planned reads, so up to [`SCAN_READS_IN_FLIGHT`] of them are
-    /// in flight ahead of the decoding (readahead of our own: `O_DIRECT` files get none from the kernel).
-    /// The scan's buffers are paid from the context's memory budget (consumer `scan-buffers`), not from
-    /// the reader's [`ReadBudget`]. Never through the page cache. Reads are at most a quarter of the
-    /// memory budget; a layer with a blob larger than that is read one read at a time instead.
-    pub async fn scan_blobs<F>(&self, blobs: &[FoundBlob], mut sink: F) -> Result<(), LayerError>
-    where
-        F: FnMut(usize, Vec<u8>) -> ControlFlow<()>,
-    {
-        let mut reads = self.blob_reads(blobs)?;
-        // reads of up to a quarter of the memory budget, so several fit in flight
-        let quarter = self.file.context().memory_budget().total() as u64 / 4;
-        let max_read = SCAN_READ
-            .min(quarter - quarter % self.align)
-            .max(self.align);
-        let chunks = plan_reads(&mut reads, max_read, self.align, self.summary.file_len());
-        if chunks.iter().any(|c| c.len() > quarter) {
-            return self.read_blobs(blobs, max_read, false, sink).await;
-        }
-        let options = ScanOptions {
-            initial_reads: 2,
-            max_reads: SCAN_READS_IN_FLIGHT,
-            ..ScanOptions::default()
-        };
-        let extents = chunks.iter().map(|c| c.range.clone()).collect();
-        let mut scan = self
-            .file
-            .scan_extents(extents, options)
-            .map_err(|e| LayerError::io(&self.path, e))?;
-        for chunk in chunks {
-            let bytes = scan
-                .next_chunk()
-                .await
-                .map_err(|e| LayerError::io(&self.path, e))?
-                .ok_or_else(|| {
-                    LayerError::corrupt(&self.path, chunk.range.start, None, "scan ended early")
-                })?
-                .bytes;
-            let reads = &reads[chunk.blobs];
-            if self
-                .decode_run(blobs, reads, &bytes, chunk.range.start, &mut sink)?
-                .is_break()
-            {
-                return Ok(());
-            }
-        }
-        Ok(())
     }
 
     /// Reads and decodes `blobs` with reads of at most `max_read` bytes (a larger single blob is read

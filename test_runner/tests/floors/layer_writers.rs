@@ -12,7 +12,11 @@ pub const FLOORS: &[&[&str]] = &[
     &["io::blob_io"],
     &["io"],
     // the layers
-    &["layers::layer_file", "layers::layer_reader"],
+    &[
+        "layers::layer_file",
+        "layers::layer_reader",
+        "layers::value_stream",
+    ],
     &["layers::delta", "layers::image"],
     &["layers::in_memory"],
     &["layers"],

@@ -26,6 +26,9 @@
 //!   with its buffer, after the engine gave the buffer back).
 //! - Errors: a read that fails fails its `next_chunk`, and every later call fails too (the scan is
 //!   over: the chunks after the failed one would leave a gap).
+//! - Buffer reuse: a consumer done with a chunk may hand it back with [`Scan::recycle`]; the scan keeps
+//!   its buffer (at most `max_reads` of them, each still paid from the budget) and reads into it again
+//!   instead of allocating a fresh one, which would cost a page fault per 4 KiB on first touch.
 //! - Scans read the file directly, never through the page cache: they neither evict cached pages nor
 //!   admit the pages they read.
 //!
@@ -124,6 +127,8 @@ pub struct Scan {
     /// A read failed (at this offset): every later call fails too, so no caller takes the chunks after
     /// a gap for the next bytes.
     failed_at: Option<u64>,
+    /// Buffers handed back by [`Scan::recycle`], each with the reservation that pays for it.
+    free: Vec<(IoBufferMut<DefaultAlign>, Reservation)>,
 }
 
 impl std::fmt::Debug for Scan {
@@ -183,6 +188,7 @@ impl VirtualFile {
             window: options.initial_reads.min(options.max_reads),
             pending: VecDeque::new(),
             failed_at: None,
+            free: Vec::new(),
         })
     }
 
@@ -208,6 +214,7 @@ impl VirtualFile {
             window: options.initial_reads.min(options.max_reads),
             pending: VecDeque::new(),
             failed_at: None,
+            free: Vec::new(),
         })
     }
 
@@ -244,13 +251,18 @@ impl Scan {
                 return Ok(None);
             };
             // nothing in flight: this read keeps the scan going, so it may wait for the budget
-            let reservation = self
-                .file
-                .ctx
-                .memory_budget()
-                .reserve(Consumer::ScanBuffers, next.len)
-                .await?;
-            self.start_read(next, reservation);
+            let (buf, reservation) = match self.take_free(next.len) {
+                Some((buf, reservation)) => (Some(buf), reservation),
+                None => (
+                    None,
+                    self.file
+                        .ctx
+                        .memory_budget()
+                        .reserve(Consumer::ScanBuffers, next.len)
+                        .await?,
+                ),
+            };
+            self.start_read(next, reservation, buf);
         }
         self.fill();
         let head = self
@@ -325,20 +337,62 @@ impl Scan {
     fn fill(&mut self) {
         while self.pending.len() < self.window {
             let Some(next) = self.peek() else { break };
-            let Some(reservation) = self
-                .file
-                .ctx
-                .memory_budget()
-                .try_reserve(Consumer::ScanBuffers, next.len)
-            else {
-                break;
+            let (buf, reservation) = match self.take_free(next.len) {
+                Some((buf, reservation)) => (Some(buf), reservation),
+                None => match self
+                    .file
+                    .ctx
+                    .memory_budget()
+                    .try_reserve(Consumer::ScanBuffers, next.len)
+                {
+                    Some(reservation) => (None, reservation),
+                    None => break,
+                },
             };
-            self.start_read(next, reservation);
+            self.start_read(next, reservation, buf);
         }
     }
 
-    /// Starts `next`, paid by `reservation`.
-    fn start_read(&mut self, next: NextRead, reservation: Reservation) {
+    /// Hands a chunk's buffer back for the scan to read into again (module docs). Kept only if nothing
+    /// else shares it (no other slice of it is alive), fewer than `max_reads` are kept already, and the
+    /// budget has room for it at once; otherwise it is simply dropped. Returns whether it was kept.
+    pub fn recycle(&mut self, bytes: IoBuffer<DefaultAlign>) -> bool {
+        if self.free.len() >= self.max_reads || self.failed_at.is_some() {
+            return false;
+        }
+        let Ok(mut buf) = bytes.into_mut() else {
+            return false;
+        };
+        let Some(reservation) = self
+            .file
+            .ctx
+            .memory_budget()
+            .try_reserve(Consumer::ScanBuffers, buf.capacity())
+        else {
+            return false;
+        };
+        buf.clear();
+        self.free.push((buf, reservation));
+        true
+    }
+
+    /// A recycled buffer that holds `len` bytes, with its reservation.
+    fn take_free(&mut self, len: usize) -> Option<(IoBufferMut<DefaultAlign>, Reservation)> {
+        let at = self
+            .free
+            .iter()
+            .position(|(buf, _)| buf.capacity() >= len)?;
+        Some(self.free.swap_remove(at))
+    }
+
+    /// Starts `next`, paid by `reservation`, into `buf` (a recycled buffer of at least `next.len` bytes)
+    /// or a new one.
+    fn start_read(
+        &mut self,
+        next: NextRead,
+        reservation: Reservation,
+        buf: Option<IoBufferMut<DefaultAlign>>,
+    ) {
         let NextRead {
             offset,
             len,
@@ -347,7 +401,7 @@ impl Scan {
         } = next;
         let file = Arc::clone(&self.file);
         let read = async move {
-            let buf = IoBufferMut::<DefaultAlign>::with_capacity(len);
+            let buf = buf.unwrap_or_else(|| IoBufferMut::<DefaultAlign>::with_capacity(len));
             let buf = read_at_least(&file, buf, len, offset, skip + want).await?;
             Ok((buf.freeze(), reservation))
         };
