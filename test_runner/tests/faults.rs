@@ -53,7 +53,13 @@ fn next(plan: &FaultPlan, op: FaultOp, after: u64, fault: Fault, repeat: bool) {
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_through_the_layer_writers(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(
+        IoMode::Buffered,
+        IoMode::Direct,
+        IoMode::DirectRw,
+        IoMode::BufferedDontcache
+    )]
+    mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
 ) {
     let what = format!("{mode}, {engine}");

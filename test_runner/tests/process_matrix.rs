@@ -39,7 +39,13 @@ fn write_layers(
 
 #[rstest]
 fn layer_tool_writes_and_verifies(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(
+        IoMode::Buffered,
+        IoMode::Direct,
+        IoMode::DirectRw,
+        IoMode::BufferedDontcache
+    )]
+    mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -61,7 +67,13 @@ fn layer_tool_writes_and_verifies(
 
 #[rstest]
 fn bench_ingest_runs_and_verifies(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(
+        IoMode::Buffered,
+        IoMode::Direct,
+        IoMode::DirectRw,
+        IoMode::BufferedDontcache
+    )]
+    mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] engine: IoEngineKind,
 ) {
     // the environment alone selects the mode and engine; the run reads a sample of keys back and fails

@@ -1163,7 +1163,13 @@ async fn open_handles(
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_reads_match_the_file_under_random_ops(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(
+        IoMode::Buffered,
+        IoMode::Direct,
+        IoMode::DirectRw,
+        IoMode::BufferedDontcache
+    )]
+    mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
     let seed = env_number(SEED_ENV).unwrap_or_else(rand::random);

@@ -13,7 +13,12 @@ use rand::{Rng, SeedableRng};
 use rstest_reuse::template;
 use virtual_file::{IoContext, IoMode};
 
-pub const MODES: [IoMode; 3] = [IoMode::Buffered, IoMode::Direct, IoMode::DirectRw];
+pub const MODES: [IoMode; 4] = [
+    IoMode::Buffered,
+    IoMode::Direct,
+    IoMode::DirectRw,
+    IoMode::BufferedDontcache,
+];
 pub const ENGINES: [IoEngineKind; 2] = [IoEngineKind::StdFs, IoEngineKind::TokioEpollUring];
 
 /// A test case for every IO mode x engine: `#[apply(io_matrix)]` on a test that takes `mode: IoMode`
@@ -21,7 +26,13 @@ pub const ENGINES: [IoEngineKind; 2] = [IoEngineKind::StdFs, IoEngineKind::Tokio
 #[template]
 #[rstest]
 pub fn io_matrix(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(
+        IoMode::Buffered,
+        IoMode::Direct,
+        IoMode::DirectRw,
+        IoMode::BufferedDontcache
+    )]
+    mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
 }

@@ -9,7 +9,12 @@ use std::process::{Command, Output};
 use io_engine::{IoEngine, IoEngineKind};
 use virtual_file::{IoContext, IoMode, IO_MODE_ENV};
 
-pub const MODES: [IoMode; 3] = [IoMode::Buffered, IoMode::Direct, IoMode::DirectRw];
+pub const MODES: [IoMode; 4] = [
+    IoMode::Buffered,
+    IoMode::Direct,
+    IoMode::DirectRw,
+    IoMode::BufferedDontcache,
+];
 pub const ENGINES: [IoEngineKind; 2] = [IoEngineKind::StdFs, IoEngineKind::TokioEpollUring];
 
 /// A command for one of this package's binaries with the IO mode and engine set in its environment (and

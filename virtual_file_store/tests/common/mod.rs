@@ -12,7 +12,13 @@ use virtual_file_store::VirtualFileStore;
 #[template]
 #[rstest]
 pub fn io_matrix(
-    #[values(IoMode::Buffered, IoMode::Direct, IoMode::DirectRw)] mode: IoMode,
+    #[values(
+        IoMode::Buffered,
+        IoMode::Direct,
+        IoMode::DirectRw,
+        IoMode::BufferedDontcache
+    )]
+    mode: IoMode,
     #[values(IoEngineKind::StdFs, IoEngineKind::TokioEpollUring)] kind: IoEngineKind,
 ) {
 }
