@@ -268,15 +268,7 @@ impl DeltaLayerReader {
 
     /// An index entry of the whole-index walk, or the corruption error for it.
     fn parse_entry(&self, k: &[u8], v: u64) -> Result<DeltaEntry, LayerError> {
-        match parse_delta_index_key(k) {
-            Ok((key, lsn)) => Ok(DeltaEntry {
-                key,
-                lsn,
-                will_init: v & WILL_INIT_FLAG != 0,
-                offset: v & !WILL_INIT_FLAG,
-            }),
-            Err(e) => Err(self.bad_index(e.to_string())),
-        }
+        decode_entry(k, v).map_err(|reason| self.bad_index(reason))
     }
 
     /// The index entries of `key` in `lsns`, and the offset of the entry after them (if any).
@@ -325,6 +317,17 @@ impl DeltaLayerReader {
     }
 }
 
+/// Decodes one index entry (key and value) into a [`DeltaEntry`], or says why it is malformed.
+fn decode_entry(k: &[u8], v: u64) -> Result<DeltaEntry, String> {
+    let (key, lsn) = parse_delta_index_key(k).map_err(|e| e.to_string())?;
+    Ok(DeltaEntry {
+        key,
+        lsn,
+        will_init: v & WILL_INIT_FLAG != 0,
+        offset: v & !WILL_INIT_FLAG,
+    })
+}
+
 /// Parses one index entry into `entries`; on a malformed key records why in `bad` and breaks.
 fn collect_entry(
     k: &[u8],
@@ -332,18 +335,13 @@ fn collect_entry(
     entries: &mut Vec<DeltaEntry>,
     bad: &mut Option<String>,
 ) -> ControlFlow<()> {
-    match parse_delta_index_key(k) {
-        Ok((key, lsn)) => {
-            entries.push(DeltaEntry {
-                key,
-                lsn,
-                will_init: v & WILL_INIT_FLAG != 0,
-                offset: v & !WILL_INIT_FLAG,
-            });
+    match decode_entry(k, v) {
+        Ok(entry) => {
+            entries.push(entry);
             ControlFlow::Continue(())
         }
-        Err(e) => {
-            *bad = Some(e.to_string());
+        Err(reason) => {
+            *bad = Some(reason);
             ControlFlow::Break(())
         }
     }

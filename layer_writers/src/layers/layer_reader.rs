@@ -50,7 +50,7 @@ pub(crate) struct LayerFileReader {
     file: Arc<VirtualFile>,
     summary: Summary,
     index: BtreeReader<FilePageSource>,
-    /// The same index read with scan intent, for walks of all of it (`visit_all`, `verify`).
+    /// The same index read with scan intent, for walks of all of it (`stream_values`, `verify`).
     scan_index: BtreeReader<FilePageSource>,
     budget: Option<ReadBudget>,
     align: u64,
